@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up of a fresh Debian 12 machine for chat_assign:
+# PostgreSQL 15 server + headers, clang for bindgen, cargo-pgrx 0.18.1, pgrx init.
+# Must be run as root (it uses apt-get). Safe to re-run: each step checks first.
+set -euo pipefail
+
+PGRX_VERSION=0.18.1
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+export DEBIAN_FRONTEND=noninteractive
+
+need_pkgs=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang pkg-config sudo)
+missing=()
+for p in "${need_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+# The server and the dev headers must be the same minor version, or the built
+# library refuses to load ("incompatible library" / ABI mismatch).
+srv=$(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || true)
+dev=$(dpkg-query -W -f='${Version}' postgresql-server-dev-15 2>/dev/null || true)
+if [ "${#missing[@]}" -gt 0 ] || [ "$srv" != "$dev" ]; then
+  echo "== apt: installing ${missing[*]:-} (server $srv, headers $dev)"
+  apt-get update -qq
+  apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install Rust 1.95 with rustup first" >&2
+  exit 1
+fi
+if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
+  echo "== cargo install cargo-pgrx $PGRX_VERSION (takes a few minutes cold)"
+  cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+fi
+if ! grep -qs '^pg15' "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+  echo "== cargo pgrx init --pg15 $PG_CONFIG"
+  cargo pgrx init --pg15 "$PG_CONFIG"
+fi
+echo "== setup done: $(cargo pgrx --version), $($PG_CONFIG --version)"

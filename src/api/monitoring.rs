@@ -1,0 +1,88 @@
+//! What an admin watches. Read-only: these functions take no locks and change nothing.
+
+use super::required;
+use crate::error::ChatError;
+use crate::store;
+use pgrx::datum::{AnyNumeric, TimestampWithTimeZone};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::Uuid;
+
+/// One row describing the queue now: chats waiting for an operator, assigned, waiting for
+/// the user's reply; the oldest and average wait (seconds) of the waiting ones; active
+/// operators, how many are busy (at capacity) and how many can take a chat.
+#[pg_extern(stable, parallel_restricted)]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+pub fn get_assignment_queue_status() -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(waiting_count, i64),
+            name!(assigned_count, i64),
+            name!(waiting_reply_count, i64),
+            name!(oldest_waiting_seconds, Option<f64>),
+            name!(avg_waiting_seconds, Option<f64>),
+            name!(active_operators, i64),
+            name!(busy_operators, i64),
+            name!(available_operators, i64),
+        ),
+    >,
+    ErrorReport,
+> {
+    let s = store::queue_status()?;
+    Ok(TableIterator::once((
+        s.waiting,
+        s.assigned,
+        s.waiting_reply,
+        s.oldest_waiting_seconds,
+        s.avg_waiting_seconds,
+        s.active_operators,
+        s.busy_operators,
+        s.available_operators,
+    )))
+}
+
+/// Active chats in `waiting_assignment` or `assigned` whose state has not changed for
+/// longer than `p_hours`, oldest first, with the operator who holds (or last held) them.
+#[pg_extern(stable, parallel_restricted)]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+pub fn detect_stuck_chats(
+    p_hours: default!(Option<AnyNumeric>, 1),
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(chat_id, Uuid),
+            name!(chat_state, String),
+            name!(real_user_id, Uuid),
+            name!(state_changed_at, TimestampWithTimeZone),
+            name!(hours_in_state, AnyNumeric),
+            name!(assigned_operator_id, Option<Uuid>),
+            name!(last_operator_id, Option<Uuid>),
+            name!(operator_name, Option<String>),
+        ),
+    >,
+    ErrorReport,
+> {
+    let hours = required(p_hours, "p_hours")?;
+    let as_float = f64::try_from(hours.clone()).unwrap_or(f64::NAN);
+    if !(as_float.is_finite() && as_float > 0.0) {
+        return Err(ChatError::InvalidParameter(format!(
+            "p_hours must be a positive number, got {hours}"
+        ))
+        .into());
+    }
+    let rows = store::stuck_chats(as_float)?;
+    Ok(TableIterator::new(rows.into_iter().map(|r| {
+        (
+            r.chat_id,
+            r.chat_state,
+            r.real_user_id,
+            r.state_changed_at,
+            r.hours_in_state,
+            r.assigned_operator_id,
+            r.last_operator_id,
+            r.operator_name,
+        )
+    })))
+}

@@ -1,0 +1,95 @@
+//! The one error type of the extension. Each variant has exactly one SQLSTATE, which is the
+//! contract clients match on (the message is for humans and names the ids involved).
+//!
+//! | variant | SQLSTATE |
+//! |---|---|
+//! | `NullArgument` | `22004` null_value_not_allowed |
+//! | `InvalidParameter` | `22023` invalid_parameter_value |
+//! | `ChatNotFound`, `OperatorNotFound` | `P0002` no_data_found |
+//! | `OperatorAtCapacity`, `OperatorInactive`, `NotAssignedOperator` | `55000` object_not_in_prerequisite_state |
+//! | `Internal` | `XX000` internal_error (a bug in the extension, never a user error) |
+//!
+//! Every function validates and locks before it writes, and Postgres aborts the statement
+//! on ERROR, so a call that raises one of these has changed nothing.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgSqlErrorCode, Uuid};
+use std::fmt;
+
+#[derive(Debug)]
+pub enum ChatError {
+    /// A required argument was SQL NULL (the functions are not STRICT so that NULL is an
+    /// error instead of a silent NULL result).
+    NullArgument(&'static str),
+    /// Blank content or name, non-positive hours or interval, capacity below 1.
+    InvalidParameter(String),
+    ChatNotFound(Uuid),
+    OperatorNotFound(Uuid),
+    /// The operator already holds `max_concurrent_chats` open assignments.
+    OperatorAtCapacity {
+        operator_id: Uuid,
+        active: i64,
+        max: i32,
+    },
+    OperatorInactive(Uuid),
+    /// Only the operator assigned to a chat (or, while it waits for the user, the operator
+    /// who answered it) may write into it.
+    NotAssignedOperator {
+        chat_id: Uuid,
+        operator_id: Uuid,
+    },
+    /// An SPI failure or a statement that returned no row where it must: a bug.
+    Internal(String),
+}
+
+pub type ChatResult<T> = Result<T, ChatError>;
+
+impl ChatError {
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
+        match self {
+            ChatError::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            ChatError::InvalidParameter(_) => ERRCODE_INVALID_PARAMETER_VALUE,
+            ChatError::ChatNotFound(_) | ChatError::OperatorNotFound(_) => ERRCODE_NO_DATA_FOUND,
+            ChatError::OperatorAtCapacity { .. }
+            | ChatError::OperatorInactive(_)
+            | ChatError::NotAssignedOperator { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            ChatError::Internal(_) => ERRCODE_INTERNAL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for ChatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChatError::NullArgument(name) => write!(f, "{name} must not be NULL"),
+            ChatError::InvalidParameter(msg) => f.write_str(msg),
+            ChatError::ChatNotFound(id) => write!(f, "chat {id} does not exist"),
+            ChatError::OperatorNotFound(id) => write!(f, "operator {id} does not exist"),
+            ChatError::OperatorAtCapacity { operator_id, active, max } => write!(
+                f,
+                "operator {operator_id} already has an active assignment ({active} of {max} allowed)"
+            ),
+            ChatError::OperatorInactive(id) => write!(f, "operator {id} is not active"),
+            ChatError::NotAssignedOperator { chat_id, operator_id } => {
+                write!(f, "operator {operator_id} is not assigned to chat {chat_id}")
+            }
+            ChatError::Internal(what) => write!(f, "chat_assign internal error: {what}"),
+        }
+    }
+}
+
+impl From<pgrx::spi::Error> for ChatError {
+    fn from(e: pgrx::spi::Error) -> Self {
+        ChatError::Internal(e.to_string())
+    }
+}
+
+impl From<ChatError> for ErrorReport {
+    fn from(e: ChatError) -> Self {
+        ErrorReport::new(e.sqlstate(), e.to_string(), "chat_assign")
+    }
+}
+
+/// What every `#[pg_extern]` returns: pgrx raises an `Err(ErrorReport)` with its own SQLSTATE.
+pub type ApiResult<T> = Result<T, ErrorReport>;

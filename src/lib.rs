@@ -1,0 +1,35 @@
+//! chat_assign: live-chat operator assignment inside PostgreSQL.
+//!
+//! Layout: `sql/*.sql` holds the schema and views (wired in below), `src/api/*` the thin
+//! `#[pg_extern]` entry points, `src/store` every SQL statement and the SPI that runs it,
+//! `src/error.rs` the SQLSTATE contract, `src/guc.rs` the settings.
+
+use pgrx::prelude::*;
+
+pub mod api;
+pub mod error;
+pub mod guc;
+pub mod store;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/views.sql", name = "views", requires = ["schema"]);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::register();
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

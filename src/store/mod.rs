@@ -1,0 +1,357 @@
+//! SPI access: every statement in [`queries`] runs through [`exec`], which prepares it once
+//! per backend and keeps the plan. The operations below validate nothing about their
+//! arguments (the `api` layer did) but check existence and state under the row locks, so
+//! that what they report is what they stored.
+
+pub mod queries;
+
+use crate::error::{ChatError, ChatResult};
+use pgrx::datum::{AnyNumeric, DatumWithOid, TimestampWithTimeZone};
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
+use pgrx::PgOid;
+use pgrx::Uuid;
+use queries::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+thread_local! {
+    /// Plans kept for the life of the backend, keyed by the statement's address. Postgres'
+    /// plan cache revalidates them after DDL and re-parses them if the search_path they run
+    /// under changes (for example after the extension is recreated in another schema).
+    static PLANS: RefCell<HashMap<usize, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+}
+
+fn plan(client: &SpiClient<'_>, stmt: &'static Statement) -> SpiResult<Rc<OwnedPreparedStatement>> {
+    let key = stmt as *const Statement as usize;
+    if let Some(p) = PLANS.with(|plans| plans.borrow().get(&key).cloned()) {
+        return Ok(p);
+    }
+    let args: Vec<PgOid> = stmt.args.iter().map(|oid| PgOid::from(*oid)).collect();
+    let prepared = if stmt.read_only {
+        client.prepare(stmt.sql, &args)?
+    } else {
+        client.prepare_mut(stmt.sql, &args)?
+    };
+    let kept = Rc::new(prepared.keep());
+    PLANS.with(|plans| plans.borrow_mut().insert(key, kept.clone()));
+    Ok(kept)
+}
+
+/// Runs a statement with its kept plan. The `Rc` is cloned out of the cache before running
+/// so that no borrow of the cache is held while Postgres executes.
+fn exec<'c>(
+    client: &mut SpiClient<'c>,
+    stmt: &'static Statement,
+    args: &[DatumWithOid<'_>],
+) -> SpiResult<SpiTupleTable<'c>> {
+    let p = plan(client, stmt)?;
+    if stmt.read_only {
+        client.select(&*p, None, args)
+    } else {
+        client.update(&*p, None, args)
+    }
+}
+
+fn exists(client: &mut SpiClient<'_>, stmt: &'static Statement, id: Uuid) -> ChatResult<bool> {
+    Ok(exec(client, stmt, &[id.into()])?
+        .first()
+        .get_one::<bool>()?
+        .unwrap_or(false))
+}
+
+fn require_operator(client: &mut SpiClient<'_>, operator_id: Uuid) -> ChatResult<()> {
+    if exists(client, &OPERATOR_EXISTS, operator_id)? {
+        Ok(())
+    } else {
+        Err(ChatError::OperatorNotFound(operator_id))
+    }
+}
+
+fn require_chat(client: &mut SpiClient<'_>, chat_id: Uuid) -> ChatResult<()> {
+    if exists(client, &CHAT_EXISTS, chat_id)? {
+        Ok(())
+    } else {
+        Err(ChatError::ChatNotFound(chat_id))
+    }
+}
+
+/// A chat row as seen under its lock.
+struct LockedChat {
+    state: String,
+    assigned_operator_id: Option<Uuid>,
+    last_operator_id: Option<Uuid>,
+}
+
+fn lock_chat(client: &mut SpiClient<'_>, chat_id: Uuid) -> ChatResult<LockedChat> {
+    let row = exec(client, &LOCK_CHAT, &[chat_id.into()])?;
+    if row.is_empty() {
+        return Err(ChatError::ChatNotFound(chat_id));
+    }
+    let row = row.first();
+    Ok(LockedChat {
+        state: row.get::<String>(1)?.unwrap_or_default(),
+        assigned_operator_id: row.get::<Uuid>(2)?,
+        last_operator_id: row.get::<Uuid>(3)?,
+    })
+}
+
+/// The id in the first column of a statement that must return one (an id it just stored).
+fn returned<T: FromDatum + IntoDatum>(table: SpiTupleTable<'_>, what: &str) -> ChatResult<T> {
+    table
+        .first()
+        .get_one::<T>()?
+        .ok_or_else(|| ChatError::Internal(format!("{what} stored no row")))
+}
+
+pub fn start_chat(real_user_id: Uuid, content: &str) -> ChatResult<Uuid> {
+    Spi::connect_mut(|client| {
+        returned(
+            exec(client, &START_CHAT, &[real_user_id.into(), content.into()])?,
+            "start_chat",
+        )
+    })
+}
+
+pub fn real_user_send_message(chat_id: Uuid, content: &str) -> ChatResult<i64> {
+    Spi::connect_mut(|client| {
+        lock_chat(client, chat_id)?;
+        returned(
+            exec(
+                client,
+                &REAL_USER_MESSAGE,
+                &[chat_id.into(), content.into()],
+            )?,
+            "real_user_send_message",
+        )
+    })
+}
+
+pub fn operator_send_message(chat_id: Uuid, operator_id: Uuid, content: &str) -> ChatResult<i64> {
+    Spi::connect_mut(|client| {
+        let chat = lock_chat(client, chat_id)?;
+        require_operator(client, operator_id)?;
+        let stmt = match chat.state.as_str() {
+            "assigned" if chat.assigned_operator_id == Some(operator_id) => &OPERATOR_REPLY,
+            "waiting_real_user_reply" if chat.last_operator_id == Some(operator_id) => {
+                &OPERATOR_FOLLOW_UP
+            }
+            _ => {
+                return Err(ChatError::NotAssignedOperator {
+                    chat_id,
+                    operator_id,
+                })
+            }
+        };
+        returned(
+            exec(
+                client,
+                stmt,
+                &[chat_id.into(), operator_id.into(), content.into()],
+            )?,
+            "operator_send_message",
+        )
+    })
+}
+
+pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<Option<Uuid>> {
+    Spi::connect_mut(|client| {
+        let op = exec(client, &LOCK_OPERATOR, &[operator_id.into()])?;
+        if op.is_empty() {
+            return Err(ChatError::OperatorNotFound(operator_id));
+        }
+        let (is_active, max) = op.first().get_two::<bool, i32>()?;
+        let max = max.unwrap_or(1);
+        if is_active != Some(true) {
+            return Err(ChatError::OperatorInactive(operator_id));
+        }
+        let claimed = exec(
+            client,
+            &CLAIM_NEXT_CHAT,
+            &[operator_id.into(), max.into(), avoid_same_operator.into()],
+        )?;
+        let (open, chat) = claimed.first().get_two::<i64, Uuid>()?;
+        let open = open.unwrap_or(0);
+        if open >= i64::from(max) {
+            return Err(ChatError::OperatorAtCapacity {
+                operator_id,
+                active: open,
+                max,
+            });
+        }
+        Ok(chat)
+    })
+}
+
+fn release_locked(
+    client: &mut SpiClient<'_>,
+    chat_ids: &[Uuid],
+    reason: &str,
+) -> ChatResult<usize> {
+    let released = exec(
+        client,
+        &RELEASE_TO_QUEUE,
+        &[chat_ids.to_vec().into(), reason.into()],
+    )?;
+    Ok(released.len())
+}
+
+pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool> {
+    Spi::connect_mut(|client| {
+        let chat = lock_chat(client, chat_id)?;
+        if chat.state != "assigned" {
+            return Ok(false);
+        }
+        Ok(release_locked(client, &[chat_id], reason)? == 1)
+    })
+}
+
+pub fn touch_operator_activity(operator_id: Uuid, chat_id: Uuid) -> ChatResult<bool> {
+    Spi::connect_mut(|client| {
+        require_operator(client, operator_id)?;
+        require_chat(client, chat_id)?;
+        Ok(!exec(
+            client,
+            &TOUCH_ACTIVITY,
+            &[operator_id.into(), chat_id.into()],
+        )?
+        .is_empty())
+    })
+}
+
+/// A chat released for idleness: (chat, operator, seconds since its last heartbeat).
+pub type IdleRelease = (Uuid, Uuid, f64);
+
+pub fn release_idle_assignments(idle_seconds: f64) -> ChatResult<Vec<IdleRelease>> {
+    Spi::connect_mut(|client| {
+        let mut idle = Vec::new();
+        for row in exec(client, &LOCK_IDLE_CHATS, &[idle_seconds.into()])? {
+            if let (Some(chat), Some(op)) = (row.get::<Uuid>(1)?, row.get::<Uuid>(2)?) {
+                idle.push((chat, op, row.get::<f64>(3)?.unwrap_or(0.0)));
+            }
+        }
+        if !idle.is_empty() {
+            let ids: Vec<Uuid> = idle.iter().map(|(chat, _, _)| *chat).collect();
+            release_locked(client, &ids, "idle_timeout")?;
+        }
+        Ok(idle)
+    })
+}
+
+pub fn complete_chat(chat_id: Uuid) -> ChatResult<bool> {
+    Spi::connect_mut(|client| {
+        let chat = lock_chat(client, chat_id)?;
+        if chat.state == "completed" {
+            return Ok(false);
+        }
+        exec(client, &COMPLETE_CHAT, &[chat_id.into()])?;
+        Ok(true)
+    })
+}
+
+pub fn create_operator(name: &str, max_concurrent_chats: i32) -> ChatResult<Uuid> {
+    Spi::connect_mut(|client| {
+        returned(
+            exec(
+                client,
+                &CREATE_OPERATOR,
+                &[name.into(), max_concurrent_chats.into()],
+            )?,
+            "create_operator",
+        )
+    })
+}
+
+pub fn set_operator_active(operator_id: Uuid, is_active: bool) -> ChatResult<bool> {
+    Spi::connect_mut(|client| {
+        if exec(client, &LOCK_OPERATOR, &[operator_id.into()])?.is_empty() {
+            return Err(ChatError::OperatorNotFound(operator_id));
+        }
+        let changed = !exec(
+            client,
+            &SET_OPERATOR_ACTIVE,
+            &[operator_id.into(), is_active.into()],
+        )?
+        .is_empty();
+        if !is_active {
+            let mut held = Vec::new();
+            for row in exec(client, &LOCK_OPERATOR_CHATS, &[operator_id.into()])? {
+                held.extend(row.get::<Uuid>(1)?);
+            }
+            if !held.is_empty() {
+                release_locked(client, &held, "operator_inactive")?;
+            }
+        }
+        Ok(changed)
+    })
+}
+
+/// The row of `get_assignment_queue_status()`.
+pub struct QueueStatus {
+    pub waiting: i64,
+    pub assigned: i64,
+    pub waiting_reply: i64,
+    pub oldest_waiting_seconds: Option<f64>,
+    pub avg_waiting_seconds: Option<f64>,
+    pub active_operators: i64,
+    pub busy_operators: i64,
+    pub available_operators: i64,
+}
+
+pub fn queue_status() -> ChatResult<QueueStatus> {
+    Spi::connect_mut(|client| {
+        let row = exec(client, &QUEUE_STATUS, &[])?.first();
+        let count = |n: usize| -> ChatResult<i64> { Ok(row.get::<i64>(n)?.unwrap_or(0)) };
+        Ok(QueueStatus {
+            waiting: count(1)?,
+            assigned: count(2)?,
+            waiting_reply: count(3)?,
+            oldest_waiting_seconds: row.get::<f64>(4)?,
+            avg_waiting_seconds: row.get::<f64>(5)?,
+            active_operators: count(6)?,
+            busy_operators: count(7)?,
+            available_operators: count(8)?,
+        })
+    })
+}
+
+/// A row of `detect_stuck_chats()`.
+pub struct StuckChat {
+    pub chat_id: Uuid,
+    pub chat_state: String,
+    pub real_user_id: Uuid,
+    pub state_changed_at: TimestampWithTimeZone,
+    pub hours_in_state: AnyNumeric,
+    pub assigned_operator_id: Option<Uuid>,
+    pub last_operator_id: Option<Uuid>,
+    pub operator_name: Option<String>,
+}
+
+pub fn stuck_chats(hours: f64) -> ChatResult<Vec<StuckChat>> {
+    Spi::connect_mut(|client| {
+        let mut out = Vec::new();
+        for row in exec(client, &STUCK_CHATS, &[hours.into()])? {
+            let (Some(chat_id), Some(chat_state), Some(real_user_id), Some(changed), Some(hours)) = (
+                row.get::<Uuid>(1)?,
+                row.get::<String>(2)?,
+                row.get::<Uuid>(3)?,
+                row.get::<TimestampWithTimeZone>(4)?,
+                row.get::<AnyNumeric>(5)?,
+            ) else {
+                continue;
+            };
+            out.push(StuckChat {
+                chat_id,
+                chat_state,
+                real_user_id,
+                state_changed_at: changed,
+                hours_in_state: hours,
+                assigned_operator_id: row.get::<Uuid>(6)?,
+                last_operator_id: row.get::<Uuid>(7)?,
+                operator_name: row.get::<String>(8)?,
+            });
+        }
+        Ok(out)
+    })
+}

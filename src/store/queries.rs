@@ -1,0 +1,343 @@
+//! Every SQL statement the extension runs, and nothing else.
+//!
+//! The statements are written unqualified because every `#[pg_extern]` runs under
+//! `SET search_path = pg_catalog, @extschema@, pg_temp`: `pg_catalog` first so that a
+//! look-alike `now()` or `=` in the extension's schema cannot shadow the built-in, the
+//! extension's schema next for its own tables, `pg_temp` last so temporary tables can never
+//! stand in for ours. Inputs are always `$n` parameters.
+//!
+//! # Lock order (why no call sequence deadlocks)
+//!
+//! Every function takes row locks in this order and never the other way round:
+//!
+//! 1. `operators` row, `FOR NO KEY UPDATE` (assignment and (de)activation only). `NO KEY`
+//!    so that foreign-key checks from message and assignment inserts (`FOR KEY SHARE`) never
+//!    wait on it.
+//! 2. `chats` row(s), `FOR NO KEY UPDATE`. A function that waits locks one chat, except
+//!    deactivation, which locks its operator's chats in id order; every chat lock that could
+//!    be taken out of order (assignment, idle release) uses `SKIP LOCKED` and so never waits.
+//! 3. `chat_assignments` and `operator_activity` rows of chats already locked in step 2.
+//!
+//! The one exception is the heartbeat, which updates only its own `operator_activity` row
+//! (step 3 without step 2); it holds nothing else, so it can wait but never be waited on in
+//! a cycle. Idle release locks that same row with `SKIP LOCKED`, so a heartbeat in flight
+//! makes idle release pass the chat by rather than release it under the operator's feet.
+//!
+//! Statements that must see rows committed by the previous lock holder run *after* the
+//! locking statement: under READ COMMITTED each SPI statement takes a fresh snapshot, so the
+//! write that follows a lock wait sees everything the waited-for transaction committed.
+
+use pgrx::pg_sys::{self, Oid};
+
+/// A statement and the types of its parameters; prepared once per backend and kept.
+pub struct Statement {
+    pub sql: &'static str,
+    pub args: &'static [Oid],
+    /// Read-only statements run on the caller's snapshot (monitoring is `STABLE`); all
+    /// others take a fresh snapshot per statement, which the lock-then-write pattern needs.
+    pub read_only: bool,
+}
+
+const UUID: Oid = pg_sys::UUIDOID;
+const TEXT: Oid = pg_sys::TEXTOID;
+const INT4: Oid = pg_sys::INT4OID;
+const BOOL: Oid = pg_sys::BOOLOID;
+const FLOAT8: Oid = pg_sys::FLOAT8OID;
+const UUID_ARRAY: Oid = pg_sys::UUIDARRAYOID;
+
+// ---------------------------------------------------------------- existence checks
+
+pub static CHAT_EXISTS: Statement = Statement {
+    sql: "SELECT EXISTS (SELECT 1 FROM chats WHERE id = $1)",
+    args: &[UUID],
+    read_only: false,
+};
+
+pub static OPERATOR_EXISTS: Statement = Statement {
+    sql: "SELECT EXISTS (SELECT 1 FROM operators WHERE id = $1)",
+    args: &[UUID],
+    read_only: false,
+};
+
+// ---------------------------------------------------------------- locks (steps 1 and 2)
+
+/// Step 1. Serialises assignment and (de)activation of one operator, so that two
+/// connections of the same operator cannot both pass the capacity check.
+pub static LOCK_OPERATOR: Statement = Statement {
+    sql: "SELECT is_active, max_concurrent_chats FROM operators WHERE id = $1 FOR NO KEY UPDATE",
+    args: &[UUID],
+    read_only: false,
+};
+
+/// Step 2 for one chat: its state and who holds or last held it.
+pub static LOCK_CHAT: Statement = Statement {
+    sql: "SELECT chat_state::text, assigned_operator_id, last_operator_id \
+          FROM chats WHERE id = $1 FOR NO KEY UPDATE",
+    args: &[UUID],
+    read_only: false,
+};
+
+/// Step 2 for deactivation: every chat the operator holds, in id order.
+pub static LOCK_OPERATOR_CHATS: Statement = Statement {
+    sql: "SELECT id FROM chats WHERE assigned_operator_id = $1 ORDER BY id FOR NO KEY UPDATE",
+    args: &[UUID],
+    read_only: false,
+};
+
+// ---------------------------------------------------------------- chats and messages
+
+/// A new chat and its first message, in one statement.
+pub static START_CHAT: Statement = Statement {
+    sql: "WITH chat AS ( \
+              INSERT INTO chats (real_user_id, chat_state, waiting_since, state_changed_at, last_message_at) \
+              VALUES ($1, 'waiting_assignment', now(), now(), now()) \
+              RETURNING id) \
+          INSERT INTO messages (chat_id, sender_type, content) \
+          SELECT id, 'real_user', $2 FROM chat \
+          RETURNING chat_id",
+    args: &[UUID, TEXT],
+    read_only: false,
+};
+
+/// A user message on a locked chat ($1). From `assigned` or `waiting_real_user_reply` the
+/// chat goes back to the queue with `waiting_since = now()`; a chat already waiting keeps
+/// its place; a completed chat reopens. An open assignment is released (`real_user_message`).
+pub static REAL_USER_MESSAGE: Statement = Statement {
+    sql: "WITH msg AS ( \
+              INSERT INTO messages (chat_id, sender_type, content) \
+              VALUES ($1, 'real_user', $2) RETURNING id), \
+          released AS ( \
+              UPDATE chat_assignments SET released_at = now(), release_reason = 'real_user_message' \
+              WHERE chat_id = $1 AND released_at IS NULL RETURNING id), \
+          activity AS ( \
+              DELETE FROM operator_activity WHERE chat_id = $1 RETURNING chat_id), \
+          chat AS ( \
+              UPDATE chats SET \
+                  chat_state = 'waiting_assignment', \
+                  assigned_operator_id = NULL, \
+                  is_active = true, \
+                  waiting_since = CASE WHEN chat_state = 'waiting_assignment' \
+                                       THEN waiting_since ELSE now() END, \
+                  state_changed_at = CASE WHEN chat_state = 'waiting_assignment' \
+                                          THEN state_changed_at ELSE now() END, \
+                  last_message_at = now() \
+              WHERE id = $1 RETURNING id) \
+          SELECT id FROM msg",
+    args: &[UUID, TEXT],
+    read_only: false,
+};
+
+/// The assigned operator ($2) answers a locked chat ($1): the chat waits for the user, the
+/// assignment is released (`operator_replied`) and the operator is free for the next chat.
+pub static OPERATOR_REPLY: Statement = Statement {
+    sql: "WITH msg AS ( \
+              INSERT INTO messages (chat_id, sender_type, operator_id, content) \
+              VALUES ($1, 'operator', $2, $3) RETURNING id), \
+          released AS ( \
+              UPDATE chat_assignments SET released_at = now(), release_reason = 'operator_replied' \
+              WHERE chat_id = $1 AND released_at IS NULL RETURNING id), \
+          activity AS ( \
+              DELETE FROM operator_activity WHERE chat_id = $1 RETURNING chat_id), \
+          chat AS ( \
+              UPDATE chats SET \
+                  chat_state = 'waiting_real_user_reply', \
+                  assigned_operator_id = NULL, \
+                  last_operator_id = $2, \
+                  operator_replied_at = now(), \
+                  state_changed_at = now(), \
+                  last_message_at = now() \
+              WHERE id = $1 RETURNING id) \
+          SELECT id FROM msg",
+    args: &[UUID, UUID, TEXT],
+    read_only: false,
+};
+
+/// A follow-up by the operator who answered a chat that still waits for the user: stored,
+/// no state change.
+pub static OPERATOR_FOLLOW_UP: Statement = Statement {
+    sql: "WITH msg AS ( \
+              INSERT INTO messages (chat_id, sender_type, operator_id, content) \
+              VALUES ($1, 'operator', $2, $3) RETURNING id), \
+          chat AS ( \
+              UPDATE chats SET operator_replied_at = now(), last_message_at = now() \
+              WHERE id = $1 RETURNING id) \
+          SELECT id FROM msg",
+    args: &[UUID, UUID, TEXT],
+    read_only: false,
+};
+
+/// Ends a locked chat ($1): completed, inactive, any open assignment released (`completed`).
+pub static COMPLETE_CHAT: Statement = Statement {
+    sql: "WITH released AS ( \
+              UPDATE chat_assignments SET released_at = now(), release_reason = 'completed' \
+              WHERE chat_id = $1 AND released_at IS NULL RETURNING id), \
+          activity AS ( \
+              DELETE FROM operator_activity WHERE chat_id = $1 RETURNING chat_id) \
+          UPDATE chats SET chat_state = 'completed', is_active = false, \
+                           assigned_operator_id = NULL, state_changed_at = now() \
+          WHERE id = $1",
+    args: &[UUID],
+    read_only: false,
+};
+
+// ---------------------------------------------------------------- assignment
+
+/// Claims the next chat for an operator whose row is already locked (step 1).
+///
+/// `$1` operator, `$2` its capacity, `$3` avoid_same_operator. Returns one row: the open
+/// assignments the operator had before this call, and the chat it got (NULL when at
+/// capacity or when nothing is free).
+///
+/// The queue is read through `idx_chats_waiting_assignment` in its own order, so the scan
+/// stops at the first row no one else holds (`SKIP LOCKED`): no sort, no cost that grows
+/// with the queue. The preference for another operator's chats is a first branch with an
+/// extra filter; the `LIMIT 1` above the `UNION ALL` stops before the second branch (any
+/// chat, the operator's own included) runs unless the first found nothing.
+pub static CLAIM_NEXT_CHAT: Statement = Statement {
+    sql: "WITH open_count AS ( \
+              SELECT count(*) AS n FROM chat_assignments \
+              WHERE operator_id = $1 AND released_at IS NULL), \
+          next AS ( \
+              SELECT id FROM ( \
+                  SELECT id FROM chats \
+                  WHERE chat_state = 'waiting_assignment' AND is_active \
+                    AND last_operator_id IS DISTINCT FROM $1 \
+                    AND $3 AND (SELECT n FROM open_count) < $2 \
+                  ORDER BY priority DESC, waiting_since, id \
+                  LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED) AS others \
+              UNION ALL \
+              SELECT id FROM ( \
+                  SELECT id FROM chats \
+                  WHERE chat_state = 'waiting_assignment' AND is_active \
+                    AND (SELECT n FROM open_count) < $2 \
+                  ORDER BY priority DESC, waiting_since, id \
+                  LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED) AS any_chat \
+              LIMIT 1), \
+          chat AS ( \
+              UPDATE chats c SET chat_state = 'assigned', assigned_operator_id = $1, \
+                                 last_operator_id = $1, assigned_at = now(), \
+                                 state_changed_at = now() \
+              FROM next WHERE c.id = next.id RETURNING c.id), \
+          assignment AS ( \
+              INSERT INTO chat_assignments (chat_id, operator_id, assigned_at) \
+              SELECT id, $1, now() FROM chat RETURNING id), \
+          activity AS ( \
+              INSERT INTO operator_activity (chat_id, operator_id, last_activity_at) \
+              SELECT id, $1, now() FROM chat \
+              ON CONFLICT (chat_id, operator_id) DO UPDATE SET last_activity_at = EXCLUDED.last_activity_at \
+              RETURNING chat_id), \
+          operator AS ( \
+              UPDATE operators SET last_assigned_at = now() \
+              WHERE id = $1 AND EXISTS (SELECT 1 FROM chat) RETURNING id) \
+          SELECT (SELECT n FROM open_count), (SELECT id FROM chat)",
+    args: &[UUID, INT4, BOOL],
+    read_only: false,
+};
+
+/// Releases the assignments of chats already locked (step 2) that are still `assigned`:
+/// back to the queue keeping `waiting_since`, assignment closed with reason `$2`, heartbeat
+/// removed. Returns the chats released. Shared by the admin release, idle detection and
+/// operator deactivation.
+pub static RELEASE_TO_QUEUE: Statement = Statement {
+    sql: "WITH chat AS ( \
+              UPDATE chats SET chat_state = 'waiting_assignment', assigned_operator_id = NULL, \
+                               waiting_since = coalesce(waiting_since, now()), \
+                               state_changed_at = now() \
+              WHERE id = ANY ($1) AND chat_state = 'assigned' RETURNING id), \
+          released AS ( \
+              UPDATE chat_assignments SET released_at = now(), release_reason = $2 \
+              WHERE chat_id IN (SELECT id FROM chat) AND released_at IS NULL RETURNING id), \
+          activity AS ( \
+              DELETE FROM operator_activity WHERE chat_id IN (SELECT id FROM chat) RETURNING chat_id) \
+          SELECT id FROM chat",
+    args: &[UUID_ARRAY, TEXT],
+    read_only: false,
+};
+
+/// Idle detection, step 2 with `SKIP LOCKED` only: assigned chats whose heartbeat is older
+/// than `$1` seconds. Locking the activity row too means a heartbeat that commits after
+/// this statement's snapshot is re-checked (and the chat passed by), and one in flight
+/// makes us skip the chat instead of waiting.
+pub static LOCK_IDLE_CHATS: Statement = Statement {
+    sql: "SELECT c.id, a.operator_id, \
+                 extract(epoch FROM now() - a.last_activity_at)::float8 \
+          FROM operator_activity a \
+          JOIN chats c ON c.id = a.chat_id AND c.assigned_operator_id = a.operator_id \
+          WHERE c.chat_state = 'assigned' \
+            AND a.last_activity_at < now() - make_interval(secs => $1) \
+          ORDER BY a.last_activity_at \
+          FOR NO KEY UPDATE OF c SKIP LOCKED \
+          FOR UPDATE OF a SKIP LOCKED",
+    args: &[FLOAT8],
+    read_only: false,
+};
+
+/// Heartbeat: true when the activity row of this assigned operator and chat exists.
+pub static TOUCH_ACTIVITY: Statement = Statement {
+    sql: "UPDATE operator_activity SET last_activity_at = now() \
+          WHERE chat_id = $2 AND operator_id = $1 RETURNING chat_id",
+    args: &[UUID, UUID],
+    read_only: false,
+};
+
+// ---------------------------------------------------------------- operators
+
+pub static CREATE_OPERATOR: Statement = Statement {
+    sql: "INSERT INTO operators (name, max_concurrent_chats) VALUES ($1, $2) RETURNING id",
+    args: &[TEXT, INT4],
+    read_only: false,
+};
+
+/// On a locked operator: sets `is_active`, reports whether it changed.
+pub static SET_OPERATOR_ACTIVE: Statement = Statement {
+    sql: "UPDATE operators SET is_active = $2 WHERE id = $1 AND is_active IS DISTINCT FROM $2 \
+          RETURNING id",
+    args: &[UUID, BOOL],
+    read_only: false,
+};
+
+// ---------------------------------------------------------------- monitoring
+
+/// One row: queue depth per state, waiting ages, and operators by availability. An operator
+/// is busy when at capacity, available when active with room for another chat.
+pub static QUEUE_STATUS: Statement = Statement {
+    sql: "SELECT \
+              (SELECT count(*) FROM chats \
+                WHERE chat_state = 'waiting_assignment' AND is_active), \
+              (SELECT count(*) FROM chats WHERE chat_state = 'assigned'), \
+              (SELECT count(*) FROM chats \
+                WHERE chat_state = 'waiting_real_user_reply' AND is_active), \
+              w.oldest, w.average, o.active, o.busy, o.available \
+          FROM ( \
+              SELECT round(extract(epoch FROM now() - min(waiting_since)), 1)::float8 AS oldest, \
+                     round(avg(extract(epoch FROM now() - waiting_since)), 1)::float8 AS average \
+              FROM chats WHERE chat_state = 'waiting_assignment' AND is_active) AS w, \
+          ( \
+              SELECT count(*) FILTER (WHERE op.is_active) AS active, \
+                     count(*) FILTER (WHERE op.is_active \
+                                      AND coalesce(a.n, 0) >= op.max_concurrent_chats) AS busy, \
+                     count(*) FILTER (WHERE op.is_active \
+                                      AND coalesce(a.n, 0) < op.max_concurrent_chats) AS available \
+              FROM operators op \
+              LEFT JOIN (SELECT operator_id, count(*) AS n FROM chat_assignments \
+                         WHERE released_at IS NULL GROUP BY operator_id) AS a \
+                     ON a.operator_id = op.id) AS o",
+    args: &[],
+    read_only: true,
+};
+
+/// Active chats stuck in `waiting_assignment` or `assigned` for more than `$1` hours,
+/// oldest first, with who holds them (or last held them).
+pub static STUCK_CHATS: Statement = Statement {
+    sql: "SELECT c.id, c.chat_state::text, c.real_user_id, c.state_changed_at, \
+                 round(extract(epoch FROM now() - c.state_changed_at) / 3600, 2), \
+                 c.assigned_operator_id, c.last_operator_id, o.name \
+          FROM chats c \
+          LEFT JOIN operators o ON o.id = coalesce(c.assigned_operator_id, c.last_operator_id) \
+          WHERE c.is_active \
+            AND c.chat_state IN ('waiting_assignment', 'assigned') \
+            AND c.state_changed_at < now() - make_interval(secs => $1 * 3600) \
+          ORDER BY c.state_changed_at, c.id",
+    args: &[FLOAT8],
+    read_only: true,
+};
