@@ -13,6 +13,8 @@ use pgrx::Uuid;
 /// operators, how many are busy (at capacity) and how many can take a chat.
 #[pg_extern(stable, parallel_restricted)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
+// The column names live in the `name!` tuple, which pg_extern must see spelled out.
+#[allow(clippy::type_complexity)]
 pub fn get_assignment_queue_status() -> Result<
     TableIterator<
         'static,
@@ -46,6 +48,8 @@ pub fn get_assignment_queue_status() -> Result<
 /// longer than `p_hours`, oldest first, with the operator who holds (or last held) them.
 #[pg_extern(stable, parallel_restricted)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
+// The column names live in the `name!` tuple, which pg_extern must see spelled out.
+#[allow(clippy::type_complexity)]
 pub fn detect_stuck_chats(
     p_hours: default!(Option<AnyNumeric>, 1),
 ) -> Result<

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine (scripts/setup.sh) and runs every test of chat_assign:
+# fmt and clippy, the #[pg_test] suite, the pg_regress suite, the isolation specs and the
+# multi-connection stress test. Prints one "N passed, N failed" line at the end and exits
+# non-zero if anything failed. Must run as root (apt-get; clusters run as postgres).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+LOGS=target/test-logs
+started=$(date +%s)
+
+bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+mkdir -p "$LOGS"
+
+passed=0; failed=0; report=()
+# step NAME COUNT_PARSER COMMAND...: runs COMMAND with its output shown and logged; the
+# parser turns the log into "passed failed" counts (a step that fails without counts is 1 failure).
+step() {
+  local name=$1 parser=$2; shift 2
+  local log="$LOGS/${name// /_}.log" t0=$(date +%s) rc p f
+  echo; echo "=================== $name"
+  "$@" 2>&1 | tee "$log"; rc=${PIPESTATUS[0]}
+  read -r p f < <($parser "$log" "$rc")
+  passed=$((passed + p)); failed=$((failed + f))
+  report+=("$(printf '%-28s %s  (%d passed, %d failed, %ds)' "$name" \
+    "$([ "$rc" -eq 0 ] && echo ok || echo FAILED)" "$p" "$f" $(( $(date +%s) - t0 )))")
+}
+# One check: the command itself.
+single() { if [ "$2" -eq 0 ]; then echo "1 0"; else echo "0 1"; fi; }
+# cargo test: "test result: ok. 24 passed; 0 failed; ..."
+cargo_counts() {
+  local line; line=$(grep -E 'test result: .* passed; .* failed' "$1" | tail -1)
+  if [ -z "$line" ]; then single "$1" "$2"; return; fi
+  echo "$(sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' <<<"$line")"
+}
+# pg_regress / pg_isolation_regress: "All 5 tests passed." or "2 of 5 tests failed."
+regress_counts() {
+  if grep -qE 'All [0-9]+ tests passed' "$1"; then
+    echo "$(grep -oE 'All [0-9]+ tests passed' "$1" | grep -oE '[0-9]+') 0"
+  elif grep -qE '[0-9]+ of [0-9]+ tests failed' "$1"; then
+    grep -oE '[0-9]+ of [0-9]+ tests failed' "$1" | awk '{print $3 - $1, $1}'
+  else single "$1" "$2"; fi
+}
+# the stress test's own closing line: "stress: N passed, M failed"
+stress_counts() {
+  local line; line=$(grep -E '^stress: [0-9]+ passed, [0-9]+ failed' "$1" | tail -1)
+  if [ -z "$line" ]; then single "$1" "$2"; return; fi
+  local p f; p=$(awk '{print $2}' <<<"$line"); f=$(awk '{print $4}' <<<"$line")
+  if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  echo "$p $f"
+}
+
+pgrx_test() {
+  # initdb and postgres refuse root: the test cluster runs as postgres in a dir it owns.
+  mkdir -p /tmp/chat_assign_pgrx && chown postgres:postgres /tmp/chat_assign_pgrx
+  cargo pgrx test pg15 --runas postgres --pgdata /tmp/chat_assign_pgrx/data
+}
+
+step "cargo fmt" single cargo fmt --all -- --check
+step "cargo clippy" single cargo clippy --features pg_test -- -D warnings
+step "pg_test" cargo_counts pgrx_test
+# cargo pgrx test installed its test build; everything after runs on the release build.
+step "install release build" single cargo pgrx install --release --pg-config "$PG_CONFIG"
+step "pg_regress" regress_counts bash scripts/regress.sh
+[ -f scripts/isolation.sh ] && step "isolation" regress_counts bash scripts/isolation.sh
+[ -f scripts/stress.sh ] && step "stress" stress_counts bash scripts/stress.sh
+
+echo; echo "=================== summary ($(( $(date +%s) - started ))s)"
+printf '%s\n' "${report[@]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,999 @@
+//! `#[pg_test]`s: each runs in one transaction that is rolled back, so they show what one
+//! transaction can show (state transitions, refusals, queue order). Races between
+//! transactions are proven by `tests/isolation` and the stress test, never here.
+//!
+//! Inside one transaction `now()` does not move, so tests that need an order or an age set
+//! `waiting_since` / `last_activity_at` explicitly.
+
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::datum::DatumWithOid;
+    use pgrx::prelude::*;
+    use pgrx::Uuid;
+
+    // `sqlstate_of` runs a statement in a subtransaction (a PL/pgSQL EXCEPTION block) and
+    // returns the SQLSTATE it raised, or NULL: a test can then check the code *and* that
+    // the state afterwards is what it was before.
+    extension_sql!(
+        r#"
+CREATE SCHEMA IF NOT EXISTS tests;
+CREATE FUNCTION tests.sqlstate_of(sql text, a1 text DEFAULT NULL, a2 text DEFAULT NULL,
+                                  a3 text DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql USING a1, a2, a3;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END $$;
+
+-- Every invariant of the SPEC that can be read off the tables, as a count of violations.
+CREATE FUNCTION tests.invariant_violations() RETURNS bigint LANGUAGE sql AS $$
+    SELECT
+      (SELECT count(*) FROM chats c
+        WHERE (c.chat_state = 'assigned') IS DISTINCT FROM (c.assigned_operator_id IS NOT NULL)
+           OR (c.chat_state = 'assigned') IS DISTINCT FROM
+              ((SELECT count(*) FROM chat_assignments a
+                 WHERE a.chat_id = c.id AND a.released_at IS NULL
+                   AND a.operator_id = c.assigned_operator_id) = 1)
+           OR (c.chat_state <> 'assigned' AND EXISTS (
+                 SELECT 1 FROM chat_assignments a WHERE a.chat_id = c.id AND a.released_at IS NULL)))
+    + (SELECT count(*) FROM chats
+        WHERE chat_state = 'waiting_real_user_reply' AND operator_replied_at IS NULL)
+    + (SELECT count(*) FROM operators o
+        WHERE (SELECT count(*) FROM chat_assignments a
+                WHERE a.operator_id = o.id AND a.released_at IS NULL) > o.max_concurrent_chats)
+    + (SELECT count(*) FROM chats WHERE chat_state = 'completed' AND is_active)
+    + (SELECT count(*) FROM operator_activity a JOIN chats c ON c.id = a.chat_id
+        WHERE c.chat_state <> 'assigned' OR c.assigned_operator_id <> a.operator_id)
+$$;
+
+-- A fingerprint of every row the extension owns: equal before and after means unchanged.
+CREATE FUNCTION tests.fingerprint() RETURNS text LANGUAGE sql AS $$
+    SELECT md5(concat_ws('|',
+        (SELECT string_agg(t::text, ',' ORDER BY t.id) FROM operators t),
+        (SELECT string_agg(t::text, ',' ORDER BY t.id) FROM chats t),
+        (SELECT string_agg(t::text, ',' ORDER BY t.id) FROM messages t),
+        (SELECT string_agg(t::text, ',' ORDER BY t.id) FROM chat_assignments t),
+        (SELECT string_agg(t::text, ',' ORDER BY t.chat_id) FROM operator_activity t)))
+$$;
+"#,
+        name = "test_helpers",
+        requires = ["views"]
+    );
+
+    // ------------------------------------------------------------------ helpers
+
+    fn one<T: IntoDatum + FromDatum>(sql: &str, args: &[DatumWithOid]) -> Option<T> {
+        Spi::get_one_with_args::<T>(sql, args).expect("query failed")
+    }
+
+    fn run(sql: &str, args: &[DatumWithOid]) {
+        Spi::run_with_args(sql, args).expect("statement failed")
+    }
+
+    fn operator(name: &str, capacity: i32) -> Uuid {
+        one(
+            "SELECT create_operator($1, $2)",
+            &[name.into(), capacity.into()],
+        )
+        .unwrap()
+    }
+
+    fn start(content: &str) -> Uuid {
+        one(
+            "SELECT start_chat(gen_random_uuid(), $1)",
+            &[content.into()],
+        )
+        .unwrap()
+    }
+
+    /// A chat that has waited `minutes` already: fixes its place in the queue.
+    fn start_waiting_for(minutes: i32) -> Uuid {
+        let chat = start("hello");
+        run(
+            "UPDATE chats SET waiting_since = now() - make_interval(mins => $2) WHERE id = $1",
+            &[chat.into(), minutes.into()],
+        );
+        chat
+    }
+
+    fn assign(op: Uuid) -> Option<Uuid> {
+        one("SELECT assign_chat_to_operator($1)", &[op.into()])
+    }
+
+    fn reply(chat: Uuid, op: Uuid, content: &str) -> i64 {
+        one(
+            "SELECT operator_send_message($1, $2, $3)",
+            &[chat.into(), op.into(), content.into()],
+        )
+        .unwrap()
+    }
+
+    fn user_says(chat: Uuid, content: &str) -> i64 {
+        one(
+            "SELECT real_user_send_message($1, $2)",
+            &[chat.into(), content.into()],
+        )
+        .unwrap()
+    }
+
+    fn state(chat: Uuid) -> String {
+        one(
+            "SELECT chat_state::text FROM chats WHERE id = $1",
+            &[chat.into()],
+        )
+        .unwrap()
+    }
+
+    fn holder(chat: Uuid) -> Option<Uuid> {
+        one(
+            "SELECT assigned_operator_id FROM chats WHERE id = $1",
+            &[chat.into()],
+        )
+    }
+
+    fn count(sql: &str, args: &[DatumWithOid]) -> i64 {
+        one::<i64>(sql, args).unwrap_or(0)
+    }
+
+    fn last_release_reason(chat: Uuid) -> Option<String> {
+        one(
+            "SELECT release_reason FROM chat_assignments WHERE chat_id = $1 \
+             ORDER BY id DESC LIMIT 1",
+            &[chat.into()],
+        )
+    }
+
+    fn sqlstate(sql: &str, args: &[Option<String>]) -> Option<String> {
+        let mut a: Vec<Option<String>> = args.to_vec();
+        a.resize(3, None);
+        one(
+            "SELECT tests.sqlstate_of($1, $2, $3, $4)",
+            &[
+                sql.into(),
+                a[0].clone().into(),
+                a[1].clone().into(),
+                a[2].clone().into(),
+            ],
+        )
+    }
+
+    fn fingerprint() -> String {
+        one("SELECT tests.fingerprint()", &[]).unwrap()
+    }
+
+    fn assert_invariants() {
+        assert_eq!(
+            one::<i64>("SELECT tests.invariant_violations()", &[]),
+            Some(0)
+        );
+    }
+
+    fn idle_released(interval: Option<&str>) -> Vec<Uuid> {
+        let mut out = Vec::new();
+        Spi::connect_mut(|c| {
+            let rows = c
+                .update(
+                    "SELECT chat_id FROM release_idle_assignments($1::interval) ORDER BY chat_id",
+                    None,
+                    &[interval.into()],
+                )
+                .unwrap();
+            for row in rows {
+                out.push(row.get::<Uuid>(1).unwrap().unwrap());
+            }
+        });
+        out
+    }
+
+    fn backdate_activity(chat: Uuid, minutes: i32) {
+        run(
+            "UPDATE operator_activity SET last_activity_at = now() - make_interval(mins => $2) \
+             WHERE chat_id = $1",
+            &[chat.into(), minutes.into()],
+        );
+    }
+
+    // ------------------------------------------------------------------ Testing Checklist
+
+    /// Test 1: the normal flow.
+    #[pg_test]
+    fn checklist_1_normal_flow() {
+        let op = operator("alice", 1);
+        let first = start_waiting_for(10);
+        let second = start_waiting_for(5);
+        // Real user sends message -> waiting_assignment
+        assert_eq!(state(first), "waiting_assignment");
+        // Operator requests assignment -> gets the oldest chat, assigned
+        assert_eq!(assign(op), Some(first));
+        assert_eq!(state(first), "assigned");
+        assert_eq!(holder(first), Some(op));
+        // Operator sends reply -> waiting_real_user_reply, operator free
+        reply(first, op, "How can I help?");
+        assert_eq!(state(first), "waiting_real_user_reply");
+        assert_eq!(holder(first), None);
+        assert_eq!(
+            last_release_reason(first).as_deref(),
+            Some("operator_replied")
+        );
+        // Operator requests new assignment -> a DIFFERENT chat
+        assert_eq!(assign(op), Some(second));
+        // Real user sends reply -> waiting_assignment again
+        user_says(first, "My order is late");
+        assert_eq!(state(first), "waiting_assignment");
+        assert_invariants();
+    }
+
+    /// Test 2: the operator who answered a chat does not get it straight back while
+    /// anything else waits; another operator can take it.
+    #[pg_test]
+    fn checklist_2_same_operator_prevention() {
+        let a = operator("a", 1);
+        let b = operator("b", 1);
+        let handled = start_waiting_for(30);
+        assert_eq!(assign(a), Some(handled));
+        reply(handled, a, "hi");
+        user_says(handled, "still there?");
+        // `handled` now waits with waiting_since = now(); make it the oldest chat so that
+        // only the same-operator rule can keep it from A.
+        run(
+            "UPDATE chats SET waiting_since = now() - interval '1 day' WHERE id = $1",
+            &[handled.into()],
+        );
+        let other = start_waiting_for(1);
+        assert_eq!(
+            assign(a),
+            Some(other),
+            "A must not get its own last chat back"
+        );
+        assert_eq!(assign(b), Some(handled), "B can get the chat");
+        assert_invariants();
+    }
+
+    /// Test 2, fallback: with nothing else waiting, the operator's own last chat is better
+    /// than nothing; with the setting off, plain queue order applies.
+    #[pg_test]
+    fn same_operator_fallback_and_setting() {
+        let a = operator("a", 1);
+        let mine = start_waiting_for(30);
+        assert_eq!(assign(a), Some(mine));
+        reply(mine, a, "hi");
+        user_says(mine, "again");
+        assert_eq!(
+            assign(a),
+            Some(mine),
+            "nothing else waits: A gets its own chat"
+        );
+        reply(mine, a, "answer");
+        user_says(mine, "and again");
+        run(
+            "UPDATE chats SET waiting_since = now() - interval '1 day' WHERE id = $1",
+            &[mine.into()],
+        );
+        let _newer = start_waiting_for(1);
+        run("SET LOCAL chat_assign.avoid_same_operator = off", &[]);
+        assert_eq!(
+            assign(a),
+            Some(mine),
+            "setting off: oldest first, own chat or not"
+        );
+    }
+
+    /// Test 3: idle detection releases only `assigned` chats, never those waiting for the
+    /// user, and a heartbeat keeps a chat.
+    #[pg_test]
+    fn checklist_3_idle_detection() {
+        let op = operator("slow", 1);
+        let chat = start_waiting_for(10);
+        assert_eq!(assign(op), Some(chat));
+        // Operator doesn't respond for 5+ minutes -> idle detection releases the chat
+        backdate_activity(chat, 6);
+        assert_eq!(idle_released(None), vec![chat]);
+        assert_eq!(state(chat), "waiting_assignment");
+        assert_eq!(last_release_reason(chat).as_deref(), Some("idle_timeout"));
+        assert_eq!(count("SELECT count(*) FROM operator_activity", &[]), 0);
+        // Taken again and answered -> waiting_real_user_reply; idle detection leaves it
+        assert_eq!(assign(op), Some(chat));
+        reply(chat, op, "sorry for the wait");
+        assert_eq!(state(chat), "waiting_real_user_reply");
+        run(
+            "UPDATE chats SET operator_replied_at = now() - interval '1 hour'",
+            &[],
+        );
+        assert!(idle_released(Some("1 second")).is_empty());
+        assert_eq!(state(chat), "waiting_real_user_reply");
+        assert_invariants();
+    }
+
+    #[pg_test]
+    fn heartbeat_keeps_chat_and_threshold_is_respected() {
+        let op = operator("busy", 1);
+        let chat = start_waiting_for(10);
+        assign(op);
+        backdate_activity(chat, 4);
+        assert!(
+            idle_released(None).is_empty(),
+            "4 minutes is under the 5 minute default"
+        );
+        assert_eq!(
+            idle_released(Some("3 minutes")),
+            vec![chat],
+            "explicit threshold wins"
+        );
+        let chat2 = start_waiting_for(1);
+        assert_eq!(assign(op), Some(chat2));
+        backdate_activity(chat2, 10);
+        assert_eq!(
+            one::<bool>(
+                "SELECT touch_operator_activity($1, $2)",
+                &[op.into(), chat2.into()]
+            ),
+            Some(true)
+        );
+        assert!(
+            idle_released(None).is_empty(),
+            "heartbeat refreshed the activity"
+        );
+        run("SET LOCAL chat_assign.idle_timeout = '1s'", &[]);
+        backdate_activity(chat2, 1);
+        assert_eq!(
+            idle_released(None),
+            vec![chat2],
+            "the GUC sets the default threshold"
+        );
+    }
+
+    /// Test 4: the admin unassign puts the chat back, keeping its place in the queue.
+    #[pg_test]
+    fn checklist_4_manual_unassignment() {
+        let a = operator("a", 1);
+        let b = operator("b", 1);
+        let chat = start_waiting_for(20);
+        let since: Option<TimestampWithTimeZone> = one(
+            "SELECT waiting_since FROM chats WHERE id = $1",
+            &[chat.into()],
+        );
+        assert_eq!(assign(a), Some(chat));
+        assert_eq!(
+            one::<bool>("SELECT release_and_reassign_chat($1)", &[chat.into()]),
+            Some(true)
+        );
+        assert_eq!(state(chat), "waiting_assignment");
+        assert_eq!(
+            last_release_reason(chat).as_deref(),
+            Some("manual_unassign")
+        );
+        assert_eq!(
+            one::<TimestampWithTimeZone>(
+                "SELECT waiting_since FROM chats WHERE id = $1",
+                &[chat.into()]
+            ),
+            since,
+            "keeps its place"
+        );
+        let _younger = start_waiting_for(1);
+        assert_eq!(
+            assign(b),
+            Some(chat),
+            "another operator can take it, first in line"
+        );
+        // Not assigned -> false and no change.
+        reply(chat, b, "hello");
+        let before = fingerprint();
+        assert_eq!(
+            one::<bool>("SELECT release_and_reassign_chat($1, 'x')", &[chat.into()]),
+            Some(false)
+        );
+        assert_eq!(fingerprint(), before);
+        assert_invariants();
+    }
+
+    /// Test 5: a user message while assigned sends the chat back; an operator at capacity
+    /// is refused.
+    #[pg_test]
+    fn checklist_5_edge_cases() {
+        let op = operator("a", 1);
+        let chat = start_waiting_for(5);
+        let _other = start_waiting_for(1);
+        assert_eq!(assign(op), Some(chat));
+        user_says(chat, "hello? anyone?");
+        assert_eq!(state(chat), "waiting_assignment");
+        assert_eq!(holder(chat), None);
+        assert_eq!(
+            last_release_reason(chat).as_deref(),
+            Some("real_user_message")
+        );
+        let second = assign(op).unwrap();
+        let before = fingerprint();
+        assert_eq!(
+            sqlstate(
+                "SELECT assign_chat_to_operator($1::uuid)",
+                &[Some(op.to_string())]
+            )
+            .as_deref(),
+            Some("55000"),
+            "operator with an active assignment is rejected"
+        );
+        assert_eq!(fingerprint(), before);
+        assert_eq!(holder(second), Some(op));
+        assert_invariants();
+    }
+
+    // ------------------------------------------------------------------ each function
+
+    #[pg_test]
+    fn start_chat_stores_first_message() {
+        let chat = start("first words");
+        assert_eq!(state(chat), "waiting_assignment");
+        assert_eq!(
+            one::<String>(
+                "SELECT content FROM messages WHERE chat_id = $1 AND sender_type = 'real_user'",
+                &[chat.into()]
+            )
+            .as_deref(),
+            Some("first words")
+        );
+        assert_eq!(
+            one::<bool>("SELECT waiting_since IS NOT NULL AND is_active AND last_message_at IS NOT NULL FROM chats WHERE id = $1", &[chat.into()]),
+            Some(true)
+        );
+    }
+
+    #[pg_test]
+    fn real_user_message_on_every_state() {
+        let op = operator("a", 1);
+        // waiting: keeps its place
+        let chat = start_waiting_for(15);
+        let since = |c: Uuid| {
+            one::<TimestampWithTimeZone>(
+                "SELECT waiting_since FROM chats WHERE id = $1",
+                &[c.into()],
+            )
+        };
+        let before = since(chat);
+        let id = user_says(chat, "more details");
+        assert_eq!(since(chat), before, "already waiting: keeps its place");
+        assert_eq!(
+            one::<String>("SELECT content FROM messages WHERE id = $1", &[id.into()]).as_deref(),
+            Some("more details"),
+            "the id returned is the message stored"
+        );
+        // waiting_real_user_reply -> back in the queue at the back
+        assign(op);
+        reply(chat, op, "answer");
+        user_says(chat, "thanks, one more thing");
+        assert_eq!(state(chat), "waiting_assignment");
+        assert_ne!(since(chat), before, "a new wait starts now");
+        // completed -> reopens
+        one::<bool>("SELECT complete_chat($1)", &[chat.into()]);
+        assert_eq!(
+            one::<bool>("SELECT is_active FROM chats WHERE id = $1", &[chat.into()]),
+            Some(false)
+        );
+        user_says(chat, "I'm back");
+        assert_eq!(state(chat), "waiting_assignment");
+        assert_eq!(
+            one::<bool>("SELECT is_active FROM chats WHERE id = $1", &[chat.into()]),
+            Some(true)
+        );
+        assert_invariants();
+    }
+
+    #[pg_test]
+    fn operator_follow_up_while_waiting_for_user() {
+        let a = operator("a", 1);
+        let b = operator("b", 1);
+        let chat = start("hi");
+        assign(a);
+        reply(chat, a, "answer");
+        let replied_at = |c: Uuid| {
+            one::<bool>(
+                "SELECT operator_replied_at IS NOT NULL FROM chats WHERE id = $1",
+                &[c.into()],
+            )
+        };
+        let follow_up = reply(chat, a, "and also this");
+        assert_eq!(state(chat), "waiting_real_user_reply");
+        assert_eq!(replied_at(chat), Some(true));
+        assert_eq!(
+            one::<String>(
+                "SELECT content FROM messages WHERE id = $1 AND operator_id = $2",
+                &[follow_up.into(), a.into()]
+            )
+            .as_deref(),
+            Some("and also this")
+        );
+        // someone else may not write into it
+        let before = fingerprint();
+        assert_eq!(
+            sqlstate(
+                "SELECT operator_send_message($1::uuid, $2::uuid, 'not mine')",
+                &[Some(chat.to_string()), Some(b.to_string())]
+            )
+            .as_deref(),
+            Some("55000")
+        );
+        assert_eq!(fingerprint(), before, "nothing stored");
+    }
+
+    #[pg_test]
+    fn operator_capacity_above_one() {
+        let op = operator("multi", 2);
+        let c1 = start_waiting_for(3);
+        let c2 = start_waiting_for(2);
+        let _c3 = start_waiting_for(1);
+        assert_eq!(assign(op), Some(c1));
+        assert_eq!(assign(op), Some(c2));
+        assert_eq!(
+            sqlstate(
+                "SELECT assign_chat_to_operator($1::uuid)",
+                &[Some(op.to_string())]
+            )
+            .as_deref(),
+            Some("55000")
+        );
+        reply(c1, op, "done with you");
+        assert!(assign(op).is_some(), "a reply frees a slot");
+        assert_invariants();
+    }
+
+    #[pg_test]
+    fn queue_order_priority_then_oldest() {
+        let op = operator("a", 3);
+        let old = start_waiting_for(60);
+        let newer = start_waiting_for(5);
+        let urgent = start_waiting_for(1);
+        run(
+            "UPDATE chats SET priority = 10 WHERE id = $1",
+            &[urgent.into()],
+        );
+        assert_eq!(assign(op), Some(urgent));
+        assert_eq!(assign(op), Some(old));
+        assert_eq!(assign(op), Some(newer));
+    }
+
+    #[pg_test]
+    fn empty_queue_returns_null() {
+        let op = operator("idle", 1);
+        assert_eq!(assign(op), None);
+        let chat = start("x");
+        one::<bool>("SELECT complete_chat($1)", &[chat.into()]);
+        assert_eq!(assign(op), None, "completed chats are not in the queue");
+        assert_eq!(count("SELECT count(*) FROM chat_assignments", &[]), 0);
+    }
+
+    #[pg_test]
+    fn complete_chat_releases_and_ends() {
+        let op = operator("a", 1);
+        let chat = start("bye");
+        assign(op);
+        assert_eq!(
+            one::<bool>("SELECT complete_chat($1)", &[chat.into()]),
+            Some(true)
+        );
+        assert_eq!(state(chat), "completed");
+        assert_eq!(last_release_reason(chat).as_deref(), Some("completed"));
+        assert_eq!(
+            one::<bool>("SELECT complete_chat($1)", &[chat.into()]),
+            Some(false)
+        );
+        assert!(
+            assign(op).is_none(),
+            "the operator is free and nothing waits"
+        );
+        assert_invariants();
+    }
+
+    #[pg_test]
+    fn create_operator_defaults() {
+        let op: Uuid = one("SELECT create_operator('dana')", &[]).unwrap();
+        assert_eq!(
+            one::<String>(
+                "SELECT format('%s/%s/%s', name, is_active, max_concurrent_chats) FROM operators WHERE id = $1",
+                &[op.into()]
+            )
+            .as_deref(),
+            Some("dana/t/1")
+        );
+    }
+
+    #[pg_test]
+    fn deactivation_releases_chats_and_refuses_assignment() {
+        let op = operator("leaving", 2);
+        let c1 = start_waiting_for(2);
+        let c2 = start_waiting_for(1);
+        assign(op);
+        assign(op);
+        assert_eq!(
+            one::<bool>("SELECT set_operator_active($1, false)", &[op.into()]),
+            Some(true)
+        );
+        for c in [c1, c2] {
+            assert_eq!(state(c), "waiting_assignment");
+            assert_eq!(last_release_reason(c).as_deref(), Some("operator_inactive"));
+        }
+        assert_eq!(
+            one::<bool>("SELECT set_operator_active($1, false)", &[op.into()]),
+            Some(false)
+        );
+        assert_eq!(
+            sqlstate(
+                "SELECT assign_chat_to_operator($1::uuid)",
+                &[Some(op.to_string())]
+            )
+            .as_deref(),
+            Some("55000")
+        );
+        assert_eq!(
+            one::<bool>("SELECT set_operator_active($1, true)", &[op.into()]),
+            Some(true)
+        );
+        assert!(assign(op).is_some());
+        assert_invariants();
+    }
+
+    #[pg_test]
+    fn touch_only_for_the_assigned_operator() {
+        let a = operator("a", 1);
+        let b = operator("b", 1);
+        let chat = start("x");
+        let touch = |o: Uuid| {
+            one::<bool>(
+                "SELECT touch_operator_activity($1, $2)",
+                &[o.into(), chat.into()],
+            )
+        };
+        assert_eq!(touch(a), Some(false), "not assigned yet");
+        assign(a);
+        assert_eq!(touch(a), Some(true));
+        assert_eq!(touch(b), Some(false));
+        reply(chat, a, "done");
+        assert_eq!(touch(a), Some(false), "no heartbeat after the reply");
+    }
+
+    // ------------------------------------------------------------------ monitoring
+
+    #[pg_test]
+    fn queue_status_counts() {
+        let a = operator("a", 1);
+        let b = operator("b", 2);
+        let idle = operator("c", 1);
+        one::<bool>("SELECT set_operator_active($1, false)", &[idle.into()]);
+        let c1 = start_waiting_for(10);
+        let _c2 = start_waiting_for(6);
+        let _c3 = start_waiting_for(2);
+        let c4 = start_waiting_for(1);
+        assign(a);
+        assign(b);
+        reply(c1, a, "answer");
+        let _ = c4;
+        let row: String = one(
+            "SELECT format('%s,%s,%s,%s,%s,%s,%s,%s', waiting_count, assigned_count, waiting_reply_count, \
+             round(oldest_waiting_seconds), round(avg_waiting_seconds), active_operators, busy_operators, available_operators) \
+             FROM get_assignment_queue_status()",
+            &[],
+        )
+        .unwrap();
+        // waiting: 2 min and 1 min (c3, c4); assigned: c2 (b); replied: c1.
+        // a is free again, b holds 1 of 2: nobody at capacity.
+        assert_eq!(row, "2,1,1,120,90,2,0,2");
+        assign(a);
+        let busy: Option<i64> = one(
+            "SELECT busy_operators FROM get_assignment_queue_status()",
+            &[],
+        );
+        assert_eq!(busy, Some(1));
+    }
+
+    #[pg_test]
+    fn state_summary_has_all_four_states() {
+        let op = operator("a", 1);
+        let c = start_waiting_for(3);
+        run(
+            "UPDATE chats SET state_changed_at = now() - interval '30 seconds' WHERE id = $1",
+            &[c.into()],
+        );
+        let rows: String = one(
+            "SELECT string_agg(format('%s=%s/%s', chat_state, chat_count, avg_seconds_in_state), ' ' ORDER BY chat_state) FROM chat_state_summary",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            rows,
+            "waiting_assignment=1/30.0 assigned=0/0 waiting_real_user_reply=0/0 completed=0/0"
+        );
+        assign(op);
+        let assigned: Option<i64> = one(
+            "SELECT chat_count FROM chat_state_summary WHERE chat_state = 'assigned'",
+            &[],
+        );
+        assert_eq!(assigned, Some(1));
+    }
+
+    #[pg_test]
+    fn stuck_chats_oldest_first_with_holder() {
+        let op = operator("holder", 1);
+        let waiting = start("w");
+        let held = start("h");
+        let fresh = start("f");
+        run(
+            "UPDATE chats SET waiting_since = now() - interval '1 day' WHERE id = $1",
+            &[held.into()],
+        );
+        assert_eq!(assign(op), Some(held));
+        run(
+            "UPDATE chats SET state_changed_at = now() - interval '3 hours' WHERE id = $1",
+            &[waiting.into()],
+        );
+        run(
+            "UPDATE chats SET state_changed_at = now() - interval '2 hours' WHERE id = $1",
+            &[held.into()],
+        );
+        let _ = fresh;
+        let rows: String = one(
+            "SELECT string_agg(format('%s:%s:%s:%s', chat_state, hours_in_state, coalesce(operator_name, '-'), assigned_operator_id IS NOT NULL), ' ' ORDER BY ord) \
+             FROM detect_stuck_chats() WITH ORDINALITY AS s(chat_id, chat_state, real_user_id, state_changed_at, hours_in_state, assigned_operator_id, last_operator_id, operator_name, ord)",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(rows, "waiting_assignment:3.00:-:f assigned:2.00:holder:t");
+        assert_eq!(
+            count("SELECT count(*) FROM detect_stuck_chats(2.5)", &[]),
+            1
+        );
+    }
+
+    #[pg_test]
+    fn operator_stats_last_24_hours() {
+        let op = operator("stats", 1);
+        let c = start("x");
+        assign(op);
+        run(
+            "UPDATE chat_assignments SET assigned_at = now() - interval '90 seconds'",
+            &[],
+        );
+        reply(c, op, "done");
+        let c2 = start("y");
+        assign(op);
+        let _ = c2;
+        let row: String = one(
+            "SELECT format('%s/%s/%s/%s', total_assignments, released_assignments, active_assignments, avg_handling_seconds) \
+             FROM operator_assignment_stats WHERE operator_id = $1",
+            &[op.into()],
+        )
+        .unwrap();
+        assert_eq!(row, "2/1/1/90.0");
+    }
+
+    /// The queue is taken through its index in order: no sort, however long the queue.
+    #[pg_test]
+    fn claim_uses_queue_index_without_sort() {
+        run(
+            "INSERT INTO chats (real_user_id, waiting_since) \
+             SELECT gen_random_uuid(), now() - make_interval(secs => g) FROM generate_series(1, 5000) g",
+            &[],
+        );
+        run("ANALYZE chats", &[]);
+        let plan = Spi::explain_with_args(
+            crate::store::queries::CLAIM_NEXT_CHAT.sql,
+            &[Uuid::from_bytes([1; 16]).into(), 1i32.into(), true.into()],
+        )
+        .unwrap();
+        let text = plan.0.to_string();
+        assert!(
+            text.contains("idx_chats_waiting_assignment"),
+            "plan: {text}"
+        );
+        assert!(
+            !text.contains(r#""Node Type":"Sort""#),
+            "no sort on the hot path: {text}"
+        );
+    }
+
+    // ------------------------------------------------------------------ the error table
+
+    /// Every row of the SPEC's error table: the SQLSTATE, and nothing changed.
+    #[pg_test]
+    fn error_table() {
+        let op = operator("worker", 1);
+        let other = operator("other", 1);
+        let off = operator("off", 1);
+        one::<bool>("SELECT set_operator_active($1, false)", &[off.into()]);
+        let chat = start("help");
+        let _spare = start("spare");
+        assert!(assign(op).is_some());
+        let held: Uuid = one(
+            "SELECT id FROM chats WHERE assigned_operator_id = $1",
+            &[op.into()],
+        )
+        .unwrap();
+        let ghost = Uuid::from_bytes([7; 16]).to_string();
+        let (op, other, off, held, chat) = (
+            op.to_string(),
+            other.to_string(),
+            off.to_string(),
+            held.to_string(),
+            chat.to_string(),
+        );
+        let s = |v: &str| Some(v.to_string());
+
+        let cases: Vec<(&str, Vec<Option<String>>, &str)> = vec![
+            // 22004: a required argument is NULL
+            ("SELECT start_chat(NULL, 'x')", vec![], "22004"),
+            (
+                "SELECT start_chat(gen_random_uuid(), NULL)",
+                vec![],
+                "22004",
+            ),
+            ("SELECT real_user_send_message(NULL, 'x')", vec![], "22004"),
+            (
+                "SELECT real_user_send_message($1::uuid, NULL)",
+                vec![s(&chat)],
+                "22004",
+            ),
+            (
+                "SELECT operator_send_message(NULL, $1::uuid, 'x')",
+                vec![s(&op)],
+                "22004",
+            ),
+            (
+                "SELECT operator_send_message($1::uuid, NULL, 'x')",
+                vec![s(&held)],
+                "22004",
+            ),
+            (
+                "SELECT operator_send_message($1::uuid, $2::uuid, NULL)",
+                vec![s(&held), s(&op)],
+                "22004",
+            ),
+            ("SELECT assign_chat_to_operator(NULL)", vec![], "22004"),
+            ("SELECT release_and_reassign_chat(NULL)", vec![], "22004"),
+            (
+                "SELECT release_and_reassign_chat($1::uuid, NULL)",
+                vec![s(&held)],
+                "22004",
+            ),
+            (
+                "SELECT touch_operator_activity(NULL, $1::uuid)",
+                vec![s(&held)],
+                "22004",
+            ),
+            (
+                "SELECT touch_operator_activity($1::uuid, NULL)",
+                vec![s(&op)],
+                "22004",
+            ),
+            ("SELECT complete_chat(NULL)", vec![], "22004"),
+            ("SELECT create_operator(NULL)", vec![], "22004"),
+            ("SELECT create_operator('x', NULL)", vec![], "22004"),
+            ("SELECT set_operator_active(NULL, true)", vec![], "22004"),
+            (
+                "SELECT set_operator_active($1::uuid, NULL)",
+                vec![s(&op)],
+                "22004",
+            ),
+            ("SELECT * FROM detect_stuck_chats(NULL)", vec![], "22004"),
+            // 22023: blank content, non-positive hours or interval, capacity < 1
+            ("SELECT start_chat(gen_random_uuid(), '')", vec![], "22023"),
+            (
+                "SELECT start_chat(gen_random_uuid(), E'  \\n\\t')",
+                vec![],
+                "22023",
+            ),
+            (
+                "SELECT real_user_send_message($1::uuid, ' ')",
+                vec![s(&chat)],
+                "22023",
+            ),
+            (
+                "SELECT operator_send_message($1::uuid, $2::uuid, '')",
+                vec![s(&held), s(&op)],
+                "22023",
+            ),
+            ("SELECT create_operator(' ')", vec![], "22023"),
+            ("SELECT create_operator('x', 0)", vec![], "22023"),
+            ("SELECT create_operator('x', -3)", vec![], "22023"),
+            (
+                "SELECT release_and_reassign_chat($1::uuid, '')",
+                vec![s(&held)],
+                "22023",
+            ),
+            ("SELECT * FROM detect_stuck_chats(0)", vec![], "22023"),
+            ("SELECT * FROM detect_stuck_chats(-1)", vec![], "22023"),
+            ("SELECT * FROM detect_stuck_chats('NaN')", vec![], "22023"),
+            (
+                "SELECT * FROM release_idle_assignments('0 seconds')",
+                vec![],
+                "22023",
+            ),
+            (
+                "SELECT * FROM release_idle_assignments('-5 minutes')",
+                vec![],
+                "22023",
+            ),
+            // P0002: unknown chat or operator
+            (
+                "SELECT real_user_send_message($1::uuid, 'x')",
+                vec![s(&ghost)],
+                "P0002",
+            ),
+            (
+                "SELECT operator_send_message($1::uuid, $2::uuid, 'x')",
+                vec![s(&ghost), s(&op)],
+                "P0002",
+            ),
+            (
+                "SELECT operator_send_message($1::uuid, $2::uuid, 'x')",
+                vec![s(&held), s(&ghost)],
+                "P0002",
+            ),
+            (
+                "SELECT assign_chat_to_operator($1::uuid)",
+                vec![s(&ghost)],
+                "P0002",
+            ),
+            (
+                "SELECT release_and_reassign_chat($1::uuid)",
+                vec![s(&ghost)],
+                "P0002",
+            ),
+            (
+                "SELECT touch_operator_activity($1::uuid, $2::uuid)",
+                vec![s(&ghost), s(&held)],
+                "P0002",
+            ),
+            (
+                "SELECT touch_operator_activity($1::uuid, $2::uuid)",
+                vec![s(&op), s(&ghost)],
+                "P0002",
+            ),
+            ("SELECT complete_chat($1::uuid)", vec![s(&ghost)], "P0002"),
+            (
+                "SELECT set_operator_active($1::uuid, false)",
+                vec![s(&ghost)],
+                "P0002",
+            ),
+            // 55000: at capacity, inactive, not the assigned operator
+            (
+                "SELECT assign_chat_to_operator($1::uuid)",
+                vec![s(&op)],
+                "55000",
+            ),
+            (
+                "SELECT assign_chat_to_operator($1::uuid)",
+                vec![s(&off)],
+                "55000",
+            ),
+            (
+                "SELECT operator_send_message($1::uuid, $2::uuid, 'x')",
+                vec![s(&held), s(&other)],
+                "55000",
+            ),
+            (
+                "SELECT operator_send_message($1::uuid, $2::uuid, 'x')",
+                vec![s(&chat), s(&other)],
+                "55000",
+            ),
+        ];
+        for (sql, args, expected) in cases {
+            let before = fingerprint();
+            assert_eq!(
+                sqlstate(sql, &args).as_deref(),
+                Some(expected),
+                "{sql} {args:?}"
+            );
+            assert_eq!(fingerprint(), before, "{sql} changed state");
+        }
+        assert_invariants();
+    }
+
+    /// Error messages name the ids involved.
+    #[pg_test(error = "operator 07070707-0707-0707-0707-070707070707 does not exist")]
+    fn error_message_names_the_id() {
+        one::<Uuid>(
+            "SELECT assign_chat_to_operator('07070707-0707-0707-0707-070707070707')",
+            &[],
+        );
+    }
+}
