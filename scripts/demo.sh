@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The main job: set up the machine, build and install chat_assign (release), start a local
+# PostgreSQL 15 cluster, run a realistic live-chat session against it and print the
+# monitoring output. Must run as root (apt-get; the cluster runs as postgres).
+#
+# The session: 36 users open chats; five operators work them from their own connections
+# at the same time (take a chat, heartbeat, answer, take the next); users answer some
+# replies, which puts those chats back in the queue; one operator takes a chat and goes
+# quiet, and the idle-detection job releases it; an admin takes a chat away from another.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+DIR=${CHAT_ASSIGN_DEMO_DIR:-/tmp/chat_assign_demo}
+PORT=${CHAT_ASSIGN_DEMO_PORT:-54310}
+
+bash scripts/setup.sh
+echo "== building and installing chat_assign (release)"
+cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null
+source scripts/cluster.sh
+echo "== starting PostgreSQL 15 in $DIR (port $PORT)"
+cluster_start "$DIR" "$PORT"
+trap 'cluster_stop "$DIR"' EXIT
+export PGDATABASE=chat_demo
+psql -qX -d postgres -c "CREATE DATABASE chat_demo"
+
+# q SQL [name=value ...]: one statement in its own session and transaction, values passed
+# as psql variables (:'name'), never spliced into the SQL text.
+q() {
+  local sql=$1; shift
+  local vars=()
+  for kv in "$@"; do vars+=(-v "$kv"); done
+  psql -qAtX -v ON_ERROR_STOP=1 "${vars[@]}" <<<"$sql"
+}
+
+q "CREATE EXTENSION chat_assign"
+echo "== 36 users open chats"
+for i in $(seq 1 36); do
+  q "SELECT start_chat(gen_random_uuid(), :'text')" "text=Hello, this is customer $i: I need help with order #$((1000 + i))" >/dev/null
+done
+
+# An operator's client: take a chat, send a heartbeat while typing, answer, repeat.
+operator() {
+  local name=$1 capacity=$2 rounds=$3 id chat
+  id=$(q "SELECT create_operator(:'name', :'cap'::int)" "name=$name" "cap=$capacity")
+  for r in $(seq 1 "$rounds"); do
+    chat=$(q "SELECT assign_chat_to_operator(:'op')" "op=$id")
+    if [ -z "$chat" ]; then sleep 0.2; continue; fi
+    q "SELECT touch_operator_activity(:'op', :'chat')" "op=$id" "chat=$chat" >/dev/null
+    sleep 0.0$((RANDOM % 9 + 1))
+    q "SELECT operator_send_message(:'chat', :'op', :'text')" "chat=$chat" "op=$id" \
+      "text=Hi, $name here. Let me look into that for you (round $r)." >/dev/null
+  done
+}
+# The users: answer about half of the operators' replies, and close a few chats.
+users() {
+  for _ in $(seq 1 12); do
+    q "SELECT count(real_user_send_message(id, 'Thanks! One more question...'))
+       FROM (SELECT id FROM chats WHERE chat_state = 'waiting_real_user_reply'
+             ORDER BY random() LIMIT 3) c" >/dev/null
+    q "SELECT count(complete_chat(id)) FROM (SELECT id FROM chats
+       WHERE chat_state = 'waiting_real_user_reply' ORDER BY random() LIMIT 1) c" >/dev/null
+    sleep 0.3
+  done
+}
+
+echo "== five operators work the queue concurrently; users answer"
+operator Alice 1 14 & operator Bob 1 14 & operator Carol 2 14 & operator Dave 1 12 &
+users &
+wait
+
+echo "== Erin takes a chat and goes quiet; Frank takes one and an admin takes it away"
+erin=$(q "SELECT create_operator('Erin')")
+frank=$(q "SELECT create_operator('Frank')")
+erin_chat=$(q "SELECT assign_chat_to_operator(:'op')" "op=$erin")
+frank_chat=$(q "SELECT assign_chat_to_operator(:'op')" "op=$frank")
+q "SELECT 'admin release of Frank''s chat: ' || release_and_reassign_chat(:'chat')" "chat=$frank_chat"
+echo "   (waiting 3 s; the idle-detection job runs with a 2 s threshold)"
+sleep 3
+q "SELECT format('idle release: chat %s from %s after %s s', r.chat_id, o.name, round(r.idle_seconds))
+   FROM release_idle_assignments('2 seconds') r JOIN operators o ON o.id = r.operator_id"
+[ -n "$erin_chat" ] || echo "   (Erin found no chat waiting)"
+
+echo "== Alice, Bob and Carol take what is still waiting (and keep it)"
+for who in Alice Bob Carol; do
+  q "SELECT assign_chat_to_operator(id) IS NOT NULL FROM operators WHERE name = :'n'" "n=$who" >/dev/null
+done
+
+psql -X <<'SQL'
+\echo
+\echo '== chat_state_summary'
+SELECT * FROM chat_state_summary;
+\echo '== get_assignment_queue_status()'
+\x on
+SELECT * FROM get_assignment_queue_status();
+\x off
+\echo '== detect_stuck_chats(p_hours => 0.001): chats in their state for more than 3.6 s'
+SELECT chat_state, round(extract(epoch FROM now() - state_changed_at), 1) AS seconds_in_state,
+       hours_in_state, operator_name AS held_or_last_held_by,
+       left(chat_id::text, 8) AS chat
+FROM detect_stuck_chats(p_hours => 0.001) LIMIT 10;
+\echo '== operator_assignment_stats'
+SELECT operator_name, max_concurrent_chats AS cap, total_assignments, released_assignments,
+       active_assignments, avg_handling_seconds
+FROM operator_assignment_stats ORDER BY operator_name;
+\echo '== why assignments ended'
+SELECT coalesce(release_reason, '(still open)') AS release_reason, count(*)
+FROM chat_assignments GROUP BY 1 ORDER BY 2 DESC;
+\echo '== messages stored'
+SELECT sender_type, count(*) FROM messages GROUP BY 1 ORDER BY 1;
+SQL
