@@ -55,7 +55,7 @@ if [ "$(id -u)" = 0 ]; then chown postgres: "$out" 2>/dev/null || true; fi
 
 # --use-existing makes pg_isolation_regress neither drop nor create its database.
 "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres \
-  -c "DROP DATABASE IF EXISTS \"$ISO_DB\"" -c "CREATE DATABASE \"$ISO_DB\""
+  -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS \"$ISO_DB\"" -c "CREATE DATABASE \"$ISO_DB\""
 
 if [ "$#" -gt 0 ]; then
   tests=("$@")

@@ -28,11 +28,16 @@ step() {
 }
 # One check: the command itself.
 single() { if [ "$2" -eq 0 ]; then echo "1 0"; else echo "0 1"; fi; }
-# cargo test: "test result: ok. 24 passed; 0 failed; ..."
+# cargo test: "test result: ok. 24 passed; 0 failed; ..." once per test binary: summed.
 cargo_counts() {
-  local line; line=$(grep -E 'test result: .* passed; .* failed' "$1" | tail -1)
-  if [ -z "$line" ]; then single "$1" "$2"; return; fi
-  echo "$(sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' <<<"$line")"
+  local sums
+  sums=$(grep -E 'test result: .* passed; .* failed' "$1" \
+    | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' \
+    | awk '{p += $1; f += $2} END {if (NR) print p, f}')
+  if [ -z "$sums" ]; then single "$1" "$2"; return; fi
+  local p f; read -r p f <<<"$sums"
+  if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  echo "$p $f"
 }
 # pg_regress / pg_isolation_regress: "All 5 tests passed." or "2 of 5 tests failed."
 regress_counts() {

@@ -69,14 +69,6 @@ fn require_operator(client: &mut SpiClient<'_>, operator_id: Uuid) -> ChatResult
     }
 }
 
-fn require_chat(client: &mut SpiClient<'_>, chat_id: Uuid) -> ChatResult<()> {
-    if exists(client, &CHAT_EXISTS, chat_id)? {
-        Ok(())
-    } else {
-        Err(ChatError::ChatNotFound(chat_id))
-    }
-}
-
 /// A chat row as seen under its lock.
 struct LockedChat {
     state: String,
@@ -210,7 +202,10 @@ pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool
 pub fn touch_operator_activity(operator_id: Uuid, chat_id: Uuid) -> ChatResult<bool> {
     Spi::connect_mut(|client| {
         require_operator(client, operator_id)?;
-        require_chat(client, chat_id)?;
+        let chat = lock_chat(client, chat_id)?;
+        if chat.state != "assigned" || chat.assigned_operator_id != Some(operator_id) {
+            return Ok(false);
+        }
         Ok(!exec(
             client,
             &TOUCH_ACTIVITY,

@@ -18,10 +18,18 @@
 //!    be taken out of order (assignment, idle release) uses `SKIP LOCKED` and so never waits.
 //! 3. `chat_assignments` and `operator_activity` rows of chats already locked in step 2.
 //!
-//! The one exception is the heartbeat, which updates only its own `operator_activity` row
-//! (step 3 without step 2); it holds nothing else, so it can wait but never be waited on in
-//! a cycle. Idle release locks that same row with `SKIP LOCKED`, so a heartbeat in flight
+//! Every chat lock is `FOR NO KEY UPDATE`, the mode an `UPDATE` of the row takes anyway, so a
+//! transaction never upgrades a lock it holds (two sessions upgrading shared locks on one
+//! row deadlock). The heartbeat takes the chat lock too before it touches its activity row;
+//! idle release locks chats and activity rows with `SKIP LOCKED`, so a heartbeat in flight
 //! makes idle release pass the chat by rather than release it under the operator's feet.
+//!
+//! The promise covers each call in its own transaction, which is how apps and RPC layers
+//! call them. A transaction that makes several calls holds the locks of the first while it
+//! makes the next, like any SQL: replying in chat A then assigning, while an admin
+//! deactivates the same operator, takes chat then operator and can deadlock; so can two
+//! transactions that each reply in two chats in opposite orders. Postgres detects that and
+//! aborts one (`40P01`); keep one call per transaction to avoid it.
 //!
 //! Statements that must see rows committed by the previous lock holder run *after* the
 //! locking statement: under READ COMMITTED each SPI statement takes a fresh snapshot, so the
@@ -46,12 +54,6 @@ const FLOAT8: Oid = pg_sys::FLOAT8OID;
 const UUID_ARRAY: Oid = pg_sys::UUIDARRAYOID;
 
 // ---------------------------------------------------------------- existence checks
-
-pub static CHAT_EXISTS: Statement = Statement {
-    sql: "SELECT EXISTS (SELECT 1 FROM chats WHERE id = $1)",
-    args: &[UUID],
-    read_only: false,
-};
 
 pub static OPERATOR_EXISTS: Statement = Statement {
     sql: "SELECT EXISTS (SELECT 1 FROM operators WHERE id = $1)",
@@ -107,7 +109,7 @@ pub static REAL_USER_MESSAGE: Statement = Statement {
               INSERT INTO messages (chat_id, sender_type, content) \
               VALUES ($1, 'real_user', $2) RETURNING id), \
           released AS ( \
-              UPDATE chat_assignments SET released_at = now(), release_reason = 'real_user_message' \
+              UPDATE chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'real_user_message' \
               WHERE chat_id = $1 AND released_at IS NULL RETURNING id), \
           activity AS ( \
               DELETE FROM operator_activity WHERE chat_id = $1 RETURNING chat_id), \
@@ -134,7 +136,7 @@ pub static OPERATOR_REPLY: Statement = Statement {
               INSERT INTO messages (chat_id, sender_type, operator_id, content) \
               VALUES ($1, 'operator', $2, $3) RETURNING id), \
           released AS ( \
-              UPDATE chat_assignments SET released_at = now(), release_reason = 'operator_replied' \
+              UPDATE chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'operator_replied' \
               WHERE chat_id = $1 AND released_at IS NULL RETURNING id), \
           activity AS ( \
               DELETE FROM operator_activity WHERE chat_id = $1 RETURNING chat_id), \
@@ -169,7 +171,7 @@ pub static OPERATOR_FOLLOW_UP: Statement = Statement {
 /// Ends a locked chat ($1): completed, inactive, any open assignment released (`completed`).
 pub static COMPLETE_CHAT: Statement = Statement {
     sql: "WITH released AS ( \
-              UPDATE chat_assignments SET released_at = now(), release_reason = 'completed' \
+              UPDATE chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'completed' \
               WHERE chat_id = $1 AND released_at IS NULL RETURNING id), \
           activity AS ( \
               DELETE FROM operator_activity WHERE chat_id = $1 RETURNING chat_id) \
@@ -245,7 +247,7 @@ pub static RELEASE_TO_QUEUE: Statement = Statement {
                                state_changed_at = now() \
               WHERE id = ANY ($1) AND chat_state = 'assigned' RETURNING id), \
           released AS ( \
-              UPDATE chat_assignments SET released_at = now(), release_reason = $2 \
+              UPDATE chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = $2 \
               WHERE chat_id IN (SELECT id FROM chat) AND released_at IS NULL RETURNING id), \
           activity AS ( \
               DELETE FROM operator_activity WHERE chat_id IN (SELECT id FROM chat) RETURNING chat_id) \
@@ -272,7 +274,8 @@ pub static LOCK_IDLE_CHATS: Statement = Statement {
     read_only: false,
 };
 
-/// Heartbeat: true when the activity row of this assigned operator and chat exists.
+/// Heartbeat on a locked chat: true when the activity row of this assigned operator and chat
+/// exists.
 pub static TOUCH_ACTIVITY: Statement = Statement {
     sql: "UPDATE operator_activity SET last_activity_at = now() \
           WHERE chat_id = $2 AND operator_id = $1 RETURNING chat_id",
