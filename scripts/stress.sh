@@ -47,7 +47,7 @@ status=0
 
 if [ "$status" -ne 0 ]; then
   echo "== stress: FAILED (exit $status); server log lines of interest ($STRESS_DIR/server.log):"
-  grep -E 'deadlock|internal error|duplicate key|PANIC|TRAP|terminated by signal|server process' \
+  grep -E 'deadlock|internal error|duplicate key|violates|PANIC|TRAP|terminated by signal|server process' \
     "$STRESS_DIR/server.log" | tail -n 40 || true
 fi
 exit "$status"

@@ -24,9 +24,9 @@
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio_postgres::{Client, Error as PgError, NoTls, Statement};
 use uuid::Uuid;
@@ -566,10 +566,13 @@ impl Stmts {
     }
 }
 
-/// Ids every connection may use: operators and chats created so far.
+/// Ids every connection may use: operators and chats created so far, and the chats
+/// assigned most recently (by any connection), which users, admins and the idle job then
+/// race on.
 struct Shared {
     operators: RwLock<Vec<Uuid>>,
     chats: RwLock<Vec<Uuid>>,
+    hot: Mutex<VecDeque<Uuid>>,
 }
 
 // ------------------------------------------------------------------------------ a worker
@@ -627,6 +630,18 @@ impl Worker {
         *self.shared.chats.read().unwrap().choose(&mut self.rng).unwrap()
     }
 
+    /// With probability `p` a chat some connection was just given (likely still assigned),
+    /// else any chat.
+    fn pick_hot_chat(&mut self, p: f64) -> Uuid {
+        if self.rng.random_bool(p) {
+            let hot = self.shared.hot.lock().unwrap();
+            if !hot.is_empty() {
+                return hot[self.rng.random_range(0..hot.len())];
+            }
+        }
+        self.pick_chat()
+    }
+
     fn take_held(&mut self) -> Option<(Uuid, Uuid)> {
         if self.held.is_empty() {
             None
@@ -645,25 +660,26 @@ impl Worker {
 
     async fn run(mut self, deadline: Instant) -> Report {
         while Instant::now() < deadline && !self.rep.lost_connection {
-            let roll = self.rng.random_range(0..1000u32);
+            // Weights per 10,000 iterations.
+            let roll = self.rng.random_range(0..10_000u32);
             match roll {
-                0..=39 => self.start_chat().await,
-                40..=189 => self.user_message().await,
-                190..=419 => self.assign_flow().await,
-                420..=499 => self.reply_to_held().await,
-                500..=539 => self.reply_random().await,
-                540..=589 => self.release().await,
-                590..=669 => self.touch().await,
-                670..=719 => self.idle_release().await,
-                720..=734 => self.complete().await,
-                735..=737 => self.create_operator().await,
-                738..=764 => self.set_active().await,
-                765..=799 => self.queue_status().await,
-                800..=829 => self.stuck().await,
-                830..=859 => self.summary().await,
-                860..=889 => self.op_stats().await,
-                890..=894 => self.invalid().await,
-                _ => self.user_message().await,
+                0..=149 => self.start_chat().await,            // 1.5 %
+                150..=1899 => self.user_message().await,       // 17.5 %
+                1900..=4399 => self.assign_flow().await,       // 25 %
+                4400..=5199 => self.reply_to_held().await,     // 8 %
+                5200..=5599 => self.reply_random().await,      // 4 %
+                5600..=6199 => self.release().await,           // 6 %
+                6200..=6999 => self.touch().await,             // 8 %
+                7000..=7499 => self.idle_release().await,      // 5 %
+                7500..=7549 => self.complete().await,          // 0.5 %
+                7550..=7551 => self.create_operator().await,   // 0.02 %
+                7552..=7799 => self.set_active().await,        // 2.5 %
+                7800..=8199 => self.queue_status().await,      // 4 %
+                8200..=8599 => self.stuck().await,             // 4 %
+                8600..=8999 => self.summary().await,           // 4 %
+                9000..=9399 => self.op_stats().await,          // 4 %
+                9400..=9429 => self.invalid().await,           // 0.3 %
+                _ => self.user_message().await,                // 5.7 %
             }
         }
         self.rep
@@ -683,11 +699,11 @@ impl Worker {
     }
 
     async fn user_message(&mut self) {
-        let chat = if !self.replied.is_empty() && self.rng.random_bool(0.6) {
+        let chat = if !self.replied.is_empty() && self.rng.random_bool(0.5) {
             let i = self.rng.random_range(0..self.replied.len());
             self.replied.swap_remove(i)
         } else {
-            self.pick_chat()
+            self.pick_hot_chat(0.5)
         };
         let content = self.content("user");
         if let Some(id) = one!(
@@ -759,6 +775,13 @@ impl Worker {
         let Some(chat) = got else { return };
         self.rep.assign_returned_chat += 1;
         self.rep.hit("assign_chat_to_operator", 1);
+        {
+            let mut hot = self.shared.hot.lock().unwrap();
+            hot.push_back(chat);
+            if hot.len() > 64 {
+                hot.pop_front();
+            }
+        }
         if self.rng.random_bool(0.7) {
             if self.rng.random_bool(0.5) {
                 self.touch_pair(op, chat).await;
@@ -793,7 +816,7 @@ impl Worker {
 
     /// Mostly the wrong operator for the chat: must be refused with 55000 and store nothing.
     async fn reply_random(&mut self) {
-        let chat = self.pick_chat();
+        let chat = self.pick_hot_chat(0.5);
         let op = self.pick_operator();
         self.operator_message(chat, op).await;
     }
@@ -801,7 +824,7 @@ impl Worker {
     async fn release(&mut self) {
         let chat = match self.rng.random_bool(0.5).then(|| self.take_held()).flatten() {
             Some((_, chat)) => chat,
-            None => self.pick_chat(),
+            None => self.pick_hot_chat(0.6),
         };
         let released = if self.rng.random_bool(0.5) {
             one!(
@@ -834,7 +857,7 @@ impl Worker {
         };
         let (op, chat) = match pair {
             Some(p) => p,
-            None => (self.pick_operator(), self.pick_chat()),
+            None => (self.pick_operator(), self.pick_hot_chat(0.5)),
         };
         self.touch_pair(op, chat).await;
     }
@@ -870,7 +893,7 @@ impl Worker {
     }
 
     async fn complete(&mut self) {
-        let chat = self.pick_chat();
+        let chat = self.pick_hot_chat(0.5);
         if let Some(true) = one!(self, "complete_chat", &self.st.complete, bool, [chat]) {
             self.rep.hit("complete_chat", 1);
         }
@@ -1320,6 +1343,7 @@ async fn run(cfg: Config) -> Result<usize, String> {
     let shared = Arc::new(Shared {
         operators: RwLock::new(operators),
         chats: RwLock::new(chats),
+        hot: Mutex::new(VecDeque::new()),
     });
 
     // ---- connections
@@ -1578,6 +1602,9 @@ fn print_report(cfg: &Config, rep: &Report, mon: &MonitorReport, calls_run: u64,
             "40P01" => "deadlock_detected (FAIL)",
             "XX000" => "internal_error (FAIL)",
             "23505" => "unique_violation (FAIL)",
+            "23514" => "check_violation (not documented: FAIL)",
+            "40001" => "serialization_failure (FAIL)",
+            "57014" => "query_canceled, statement_timeout 60 s (not documented: FAIL)",
             "non-db" => "not a database error (FAIL)",
             _ => "not documented (FAIL)",
         };
