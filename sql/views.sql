@@ -2,17 +2,21 @@
 -- extension's own tables whatever the caller's search_path.
 
 -- One row per state, all four, zeros included: how many chats, since when the oldest has
--- been in that state, and how long they have been there on average.
+-- been in that state, and how long they have been there on average. Counts and averages
+-- come from the running totals (sql/state_totals.sql); the oldest is one index probe per
+-- state: no scan of the chats, however many there are.
 CREATE VIEW chat_state_summary AS
-SELECT s.state                                              AS chat_state,
-       count(c.id)                                          AS chat_count,
-       min(c.state_changed_at)                              AS oldest_state_changed_at,
-       coalesce(round(avg(extract(epoch FROM now() - c.state_changed_at)), 1), 0)
-                                                            AS avg_seconds_in_state
-FROM unnest(enum_range(NULL::chat_state)) WITH ORDINALITY AS s (state, ord)
-LEFT JOIN chats c ON c.chat_state = s.state
-GROUP BY s.state, s.ord
-ORDER BY s.ord;
+SELECT t.chat_state,
+       t.chat_count,
+       o.oldest                                             AS oldest_state_changed_at,
+       CASE WHEN t.chat_count > 0
+            THEN round(extract(epoch FROM now()) - t.changed_epoch / t.chat_count, 1)
+            ELSE 0
+       END                                                  AS avg_seconds_in_state
+FROM chat_state_totals t
+LEFT JOIN LATERAL (SELECT min(c.state_changed_at) AS oldest
+                   FROM chats c WHERE c.chat_state = t.chat_state) AS o ON true
+ORDER BY t.ord;
 
 -- Per operator over the last 24 hours (plus any assignment still open, however old):
 -- assignments taken, released, still active, and the average time from assignment to release.

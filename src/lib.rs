@@ -22,7 +22,16 @@ mod pg_tests;
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
-extension_sql_file!("../sql/views.sql", name = "views", requires = ["schema"]);
+extension_sql_file!(
+    "../sql/state_totals.sql",
+    name = "state_totals",
+    requires = ["schema"]
+);
+extension_sql_file!(
+    "../sql/views.sql",
+    name = "views",
+    requires = ["state_totals"]
+);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -46,6 +46,16 @@ CREATE FUNCTION tests.invariant_violations() RETURNS bigint LANGUAGE sql AS $$
     + (SELECT count(*) FROM chats WHERE chat_state = 'completed' AND is_active)
     + (SELECT count(*) FROM operator_activity a JOIN chats c ON c.id = a.chat_id
         WHERE c.chat_state <> 'assigned' OR c.assigned_operator_id <> a.operator_id)
+    -- the running totals behind the monitoring equal what a full scan computes
+    + (SELECT count(*) FROM chat_state_totals t
+        WHERE t.chat_count <> (SELECT count(*) FROM chats c WHERE c.chat_state = t.chat_state)
+           OR coalesce(t.changed_epoch, 0) <> coalesce((SELECT sum(extract(epoch FROM c.state_changed_at))
+                                                       FROM chats c WHERE c.chat_state = t.chat_state), 0)
+           OR t.queue_count <> (SELECT count(*) FROM chats c WHERE c.chat_state = t.chat_state
+                                   AND c.chat_state = 'waiting_assignment' AND c.is_active)
+           OR coalesce(t.waiting_epoch, 0) <> coalesce((SELECT sum(extract(epoch FROM c.waiting_since))
+                                                       FROM chats c WHERE c.chat_state = t.chat_state
+                                                         AND c.chat_state = 'waiting_assignment' AND c.is_active), 0))
 $$;
 
 -- A fingerprint of every row the extension owns: equal before and after means unchanged.
@@ -764,6 +774,56 @@ $$;
         )
         .unwrap();
         assert_eq!(row, "2/1/1/90.0");
+    }
+
+    /// The running totals follow every kind of write to `chats`: the functions, direct
+    /// updates, deletes, bulk inserts and TRUNCATE.
+    #[pg_test]
+    fn state_totals_follow_every_write() {
+        let op = operator("a", 2);
+        let chats: Vec<Uuid> = (1..=5).map(start_waiting_for).collect();
+        assign(op);
+        assign(op);
+        reply(chats[4], op, "answer");
+        user_says(chats[4], "again");
+        one::<bool>("SELECT complete_chat($1)", &[chats[0].into()]);
+        one::<bool>("SELECT set_operator_active($1, false)", &[op.into()]);
+        assert_invariants();
+        run(
+            "UPDATE chats SET is_active = false WHERE id = $1",
+            &[chats[1].into()],
+        );
+        run(
+            "UPDATE chats SET priority = 3, waiting_since = now() - interval '1 day'",
+            &[],
+        );
+        run("DELETE FROM chats WHERE id = $1", &[chats[2].into()]);
+        run(
+            "INSERT INTO chats (real_user_id, waiting_since) \
+             SELECT gen_random_uuid(), now() - make_interval(secs => g) FROM generate_series(1, 300) g",
+            &[],
+        );
+        assert_invariants();
+        assert_eq!(
+            one::<i64>(
+                "SELECT waiting_count FROM get_assignment_queue_status()",
+                &[]
+            ),
+            Some(count(
+                "SELECT count(*) FROM chats WHERE chat_state = 'waiting_assignment' AND is_active",
+                &[]
+            ))
+        );
+        run("TRUNCATE chats CASCADE", &[]);
+        assert_invariants();
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(chat_count::text, ',') FROM chat_state_summary",
+                &[]
+            )
+            .as_deref(),
+            Some("0,0,0,0")
+        );
     }
 
     /// The queue is taken through its index in order: no sort, however long the queue.

@@ -54,21 +54,6 @@ fn exec<'c>(
     }
 }
 
-fn exists(client: &mut SpiClient<'_>, stmt: &'static Statement, id: Uuid) -> ChatResult<bool> {
-    Ok(exec(client, stmt, &[id.into()])?
-        .first()
-        .get_one::<bool>()?
-        .unwrap_or(false))
-}
-
-fn require_operator(client: &mut SpiClient<'_>, operator_id: Uuid) -> ChatResult<()> {
-    if exists(client, &OPERATOR_EXISTS, operator_id)? {
-        Ok(())
-    } else {
-        Err(ChatError::OperatorNotFound(operator_id))
-    }
-}
-
 /// A chat row as seen under its lock.
 struct LockedChat {
     state: String,
@@ -76,17 +61,41 @@ struct LockedChat {
     last_operator_id: Option<Uuid>,
 }
 
-fn lock_chat(client: &mut SpiClient<'_>, chat_id: Uuid) -> ChatResult<LockedChat> {
-    let row = exec(client, &LOCK_CHAT, &[chat_id.into()])?;
-    if row.is_empty() {
-        return Err(ChatError::ChatNotFound(chat_id));
-    }
-    let row = row.first();
+fn locked_chat(row: &SpiTupleTable<'_>) -> ChatResult<LockedChat> {
     Ok(LockedChat {
         state: row.get::<String>(1)?.unwrap_or_default(),
         assigned_operator_id: row.get::<Uuid>(2)?,
         last_operator_id: row.get::<Uuid>(3)?,
     })
+}
+
+fn lock_chat(client: &mut SpiClient<'_>, chat_id: Uuid) -> ChatResult<LockedChat> {
+    let row = exec(client, &LOCK_CHAT, &[chat_id.into()])?;
+    if row.is_empty() {
+        return Err(ChatError::ChatNotFound(chat_id));
+    }
+    locked_chat(&row.first())
+}
+
+/// Locks a chat an operator acts on; unknown chat, then unknown operator, is `P0002`.
+fn lock_chat_for_operator(
+    client: &mut SpiClient<'_>,
+    chat_id: Uuid,
+    operator_id: Uuid,
+) -> ChatResult<LockedChat> {
+    let row = exec(
+        client,
+        &LOCK_CHAT_FOR_OPERATOR,
+        &[chat_id.into(), operator_id.into()],
+    )?;
+    if row.is_empty() {
+        return Err(ChatError::ChatNotFound(chat_id));
+    }
+    let row = row.first();
+    if row.get::<bool>(4)? != Some(true) {
+        return Err(ChatError::OperatorNotFound(operator_id));
+    }
+    locked_chat(&row)
 }
 
 /// The id in the first column of a statement that must return one (an id it just stored).
@@ -122,8 +131,7 @@ pub fn real_user_send_message(chat_id: Uuid, content: &str) -> ChatResult<i64> {
 
 pub fn operator_send_message(chat_id: Uuid, operator_id: Uuid, content: &str) -> ChatResult<i64> {
     Spi::connect_mut(|client| {
-        let chat = lock_chat(client, chat_id)?;
-        require_operator(client, operator_id)?;
+        let chat = lock_chat_for_operator(client, chat_id, operator_id)?;
         let stmt = match chat.state.as_str() {
             "assigned" if chat.assigned_operator_id == Some(operator_id) => &OPERATOR_REPLY,
             "waiting_real_user_reply" if chat.last_operator_id == Some(operator_id) => {
@@ -201,8 +209,7 @@ pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool
 
 pub fn touch_operator_activity(operator_id: Uuid, chat_id: Uuid) -> ChatResult<bool> {
     Spi::connect_mut(|client| {
-        require_operator(client, operator_id)?;
-        let chat = lock_chat(client, chat_id)?;
+        let chat = lock_chat_for_operator(client, chat_id, operator_id)?;
         if chat.state != "assigned" || chat.assigned_operator_id != Some(operator_id) {
             return Ok(false);
         }

@@ -53,14 +53,6 @@ const BOOL: Oid = pg_sys::BOOLOID;
 const FLOAT8: Oid = pg_sys::FLOAT8OID;
 const UUID_ARRAY: Oid = pg_sys::UUIDARRAYOID;
 
-// ---------------------------------------------------------------- existence checks
-
-pub static OPERATOR_EXISTS: Statement = Statement {
-    sql: "SELECT EXISTS (SELECT 1 FROM operators WHERE id = $1)",
-    args: &[UUID],
-    read_only: false,
-};
-
 // ---------------------------------------------------------------- locks (steps 1 and 2)
 
 /// Step 1. Serialises assignment and (de)activation of one operator, so that two
@@ -76,6 +68,16 @@ pub static LOCK_CHAT: Statement = Statement {
     sql: "SELECT chat_state::text, assigned_operator_id, last_operator_id \
           FROM chats WHERE id = $1 FOR NO KEY UPDATE",
     args: &[UUID],
+    read_only: false,
+};
+
+/// Step 2 for one chat an operator acts on, with whether the operator exists (ids never
+/// disappear, so the statement's snapshot is good enough for that part).
+pub static LOCK_CHAT_FOR_OPERATOR: Statement = Statement {
+    sql: "SELECT c.chat_state::text, c.assigned_operator_id, c.last_operator_id, \
+                 EXISTS (SELECT 1 FROM operators WHERE id = $2) \
+          FROM chats c WHERE c.id = $1 FOR NO KEY UPDATE OF c",
+    args: &[UUID, UUID],
     read_only: false,
 };
 
@@ -303,19 +305,41 @@ pub static SET_OPERATOR_ACTIVE: Statement = Statement {
 
 /// One row: queue depth per state, waiting ages, and operators by availability. An operator
 /// is busy when at capacity, available when active with room for another chat.
+///
+/// Counts and the average wait come from the running totals (`chat_state_totals`, see
+/// `sql/state_totals.sql`), not from a scan of the queue. The oldest wait is the first entry
+/// of the queue index for each distinct priority (a loose index scan: one probe per
+/// priority level in use).
 pub static QUEUE_STATUS: Statement = Statement {
-    sql: "SELECT \
-              (SELECT count(*) FROM chats \
-                WHERE chat_state = 'waiting_assignment' AND is_active), \
-              (SELECT count(*) FROM chats WHERE chat_state = 'assigned'), \
-              (SELECT count(*) FROM chats \
-                WHERE chat_state = 'waiting_real_user_reply' AND is_active), \
-              w.oldest, w.average, o.active, o.busy, o.available \
-          FROM ( \
-              SELECT round(extract(epoch FROM now() - min(waiting_since)), 1)::float8 AS oldest, \
-                     round(avg(extract(epoch FROM now() - waiting_since)), 1)::float8 AS average \
-              FROM chats WHERE chat_state = 'waiting_assignment' AND is_active) AS w, \
-          ( \
+    sql: "WITH RECURSIVE priorities AS ( \
+              (SELECT priority FROM chats \
+                WHERE chat_state = 'waiting_assignment' AND is_active \
+                ORDER BY priority DESC LIMIT 1) \
+              UNION ALL \
+              SELECT (SELECT c.priority FROM chats c \
+                       WHERE c.chat_state = 'waiting_assignment' AND c.is_active \
+                         AND c.priority < p.priority \
+                       ORDER BY c.priority DESC LIMIT 1) \
+              FROM priorities p WHERE p.priority IS NOT NULL), \
+          oldest AS ( \
+              SELECT min((SELECT c.waiting_since FROM chats c \
+                           WHERE c.chat_state = 'waiting_assignment' AND c.is_active \
+                             AND c.priority = p.priority \
+                           ORDER BY c.waiting_since LIMIT 1)) AS since \
+              FROM priorities p WHERE p.priority IS NOT NULL), \
+          totals AS ( \
+              SELECT sum(queue_count) FILTER (WHERE chat_state = 'waiting_assignment') AS waiting, \
+                     sum(waiting_epoch) FILTER (WHERE chat_state = 'waiting_assignment') AS waiting_epoch, \
+                     sum(chat_count) FILTER (WHERE chat_state = 'assigned') AS assigned, \
+                     sum(chat_count) FILTER (WHERE chat_state = 'waiting_real_user_reply') AS replied \
+              FROM chat_state_totals) \
+          SELECT t.waiting::bigint, t.assigned::bigint, t.replied::bigint, \
+                 round(extract(epoch FROM now() - (SELECT since FROM oldest)), 1)::float8, \
+                 CASE WHEN t.waiting > 0 \
+                      THEN round(extract(epoch FROM now()) - t.waiting_epoch / t.waiting, 1)::float8 \
+                 END, \
+                 o.active, o.busy, o.available \
+          FROM totals t, ( \
               SELECT count(*) FILTER (WHERE op.is_active) AS active, \
                      count(*) FILTER (WHERE op.is_active \
                                       AND coalesce(a.n, 0) >= op.max_concurrent_chats) AS busy, \
