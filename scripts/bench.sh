@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# Issue 4: the throughput benchmark. (a) chat_assign against (b) the seed's PL/pgSQL design
+# (bench/plpgsql) and (c) the floor (three single-row UPDATE commits per cycle), side by side
+# on the same data, plus the monitoring calls at the largest queue. See bench/README.md.
+#
+#   bash scripts/bench.sh                      # full run, roughly 20 minutes
+#   BENCH_SIZES=1000 BENCH_CLIENTS=1 BENCH_SECONDS=3 bash scripts/bench.sh   # smoke, ~30 s
+#
+# Settings (environment):
+#   BENCH_SIZES      waiting chats N, space separated     (default "1000 100000 1000000")
+#   BENCH_CLIENTS    pgbench clients = operators at work  (default "1 16 64")
+#   BENCH_SECONDS    length of each pgbench run           (default 15)
+#   BENCH_ROUNDS     runs per implementation and (N, clients), interleaved a b c, c b a, ...
+#                    and pooled, so that a burst of load from other processes on the machine
+#                    falls on all three alike                     (default 2)
+#   BENCH_WARMUP     seconds cut from the start of each run before measuring (default 1)
+#   BENCH_OPERATORS  operators K loaded (>= the largest client count)   (default 100)
+#   BENCH_IDLE       idle chats released by release_idle_assignments at the largest N
+#                    (default 10000, at most N/2)
+#   BENCH_FSYNC      fsync of the throw-away cluster, on or off (default off; see below)
+#   BENCH_KEEP_LOGS  1 = keep pgbench's per-transaction logs (hundreds of MB for a full run);
+#                    by default they are deleted once the report is written
+#   BENCH_BUILD      1 = (re)build and install the extension first (cargo pgrx install
+#                    --release); by default the installed build is used, and built only if
+#                    none is installed
+#   BENCH_DIR, BENCH_PORT   cluster directory and port (default /tmp/chat_assign_bench, 54360)
+#   BENCH_OUT        where results.md, cycles.png and raw/ go     (default bench/results)
+#
+# Writes bench/results/results.md (printed at the end), bench/results/cycles.png, and the raw
+# material under bench/results/raw/ (per-run figures, pgbench outputs, monitoring TSV, plans).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH="$ROOT/bench"
+OUT=${BENCH_OUT:-$BENCH/results}
+RAW="$OUT/raw"
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PGBENCH="$PG_BIN/pgbench"
+
+BENCH_SIZES=${BENCH_SIZES:-"1000 100000 1000000"}
+BENCH_CLIENTS=${BENCH_CLIENTS:-"1 16 64"}
+BENCH_SECONDS=${BENCH_SECONDS:-15}
+BENCH_WARMUP=${BENCH_WARMUP:-1}
+BENCH_ROUNDS=${BENCH_ROUNDS:-2}
+BENCH_OPERATORS=${BENCH_OPERATORS:-100}
+BENCH_IDLE=${BENCH_IDLE:-10000}
+BENCH_FSYNC=${BENCH_FSYNC:-off}
+BENCH_BUILD=${BENCH_BUILD:-0}
+BENCH_KEEP_LOGS=${BENCH_KEEP_LOGS:-0}
+BENCH_DIR=${BENCH_DIR:-/tmp/chat_assign_bench}
+BENCH_PORT=${BENCH_PORT:-54360}
+IMPLS="a b c"
+
+started=$(date +%s)
+log() { printf '== bench [%4ds] %s\n' "$(( $(date +%s) - started ))" "$*"; }
+
+# ---------------------------------------------------------------- prerequisites
+max_clients=0; max_size=0
+for c in $BENCH_CLIENTS; do (( c > max_clients )) && max_clients=$c; done
+for n in $BENCH_SIZES; do (( n > max_size )) && max_size=$n; done
+if (( BENCH_OPERATORS < max_clients )); then
+  echo "BENCH_OPERATORS ($BENCH_OPERATORS) must be >= the largest client count ($max_clients)" >&2
+  exit 2
+fi
+for n in $BENCH_SIZES; do
+  if (( n < 2 * max_clients )); then
+    echo "queue size $n is too small for $max_clients clients (need >= $((2 * max_clients)))" >&2
+    exit 2
+  fi
+done
+
+if [ ! -x "$PGBENCH" ] || [ ! -x "$PG_BIN/initdb" ]; then
+  log "PostgreSQL 15 not found: running scripts/setup.sh"
+  bash "$ROOT/scripts/setup.sh"
+fi
+ext_control=$("$PG_BIN/pg_config" --sharedir)/extension/chat_assign.control
+if [ "$BENCH_BUILD" = 1 ] || [ ! -f "$ext_control" ]; then
+  log "building and installing chat_assign (release)"
+  bash "$ROOT/scripts/setup.sh"
+  export PATH="$HOME/.cargo/bin:$PATH"
+  (cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_BIN/pg_config" >/dev/null)
+fi
+if ! python3 -c 'import matplotlib' 2>/dev/null; then
+  log "installing matplotlib (pip)"
+  python3 -m pip install --quiet matplotlib 2>&1 | grep -v 'WARNING: Running pip as' || true
+  python3 -c 'import matplotlib' || { echo "matplotlib could not be installed" >&2; exit 1; }
+fi
+
+rm -rf "$RAW"
+mkdir -p "$RAW/logs"
+chmod 777 "$RAW" "$RAW/logs"
+
+# ---------------------------------------------------------------- the cluster
+# fsync: the cluster is throw-away, and the benchmark is about what each implementation
+# costs in CPU and locking, not about this VM's disk flush latency, which would be the
+# same three commit flushes per cycle for (a), (b) and (c) alike. BENCH_FSYNC=on runs the
+# durable configuration (fsync and synchronous_commit on) instead. Either way all three
+# run under the same settings, so the ratios compare like with like.
+if [ "$BENCH_FSYNC" = on ]; then
+  durability=("fsync = on" "synchronous_commit = on" "full_page_writes = on")
+else
+  durability=("fsync = off" "synchronous_commit = on" "full_page_writes = off")
+fi
+# shellcheck source=cluster.sh
+source "$ROOT/scripts/cluster.sh"
+cleanup() { cluster_stop "$BENCH_DIR"; }
+trap cleanup EXIT
+log "starting PostgreSQL 15 in $BENCH_DIR (port $BENCH_PORT), fsync=$BENCH_FSYNC"
+cluster_start "$BENCH_DIR" "$BENCH_PORT" \
+  "shared_buffers = 1GB" \
+  "${durability[@]}" \
+  "max_wal_size = 8GB" \
+  "checkpoint_timeout = 30min" \
+  "log_min_duration_statement = -1" \
+  "log_temp_files = -1"
+export PGDATABASE=postgres
+
+psql_() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+fmt_n() { local n=$1; if (( n >= 1000000 && n % 1000000 == 0 )); then echo "$((n / 1000000))M";
+          elif (( n >= 1000 && n % 1000 == 0 )); then echo "$((n / 1000))k"; else echo "$n"; fi; }
+psql_at() { psql -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
+
+# The installed build is fingerprinted before and after: a reinstall in the middle of a run
+# (another session's `cargo pgrx install`) would mix two builds in one table.
+ext_fingerprint() {
+  cat "$("$PG_BIN/pg_config" --pkglibdir)/chat_assign.so" \
+      "$("$PG_BIN/pg_config" --sharedir)"/extension/chat_assign* 2>/dev/null | md5sum | cut -c1-12
+}
+build_start=$(ext_fingerprint)
+
+# ---------------------------------------------------------------- the machine
+{
+  echo "date	$(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "cpu	$(nproc) cores, $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)"
+  echo "memory	$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+  echo "kernel	$(uname -sr)"
+  echo "load_start	$(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "server	$(psql_at -c 'SHOW server_version')"
+  echo "pgbench	$("$PGBENCH" --version)"
+  echo "tree	git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src sql Cargo.toml 2>/dev/null || echo ' (with uncommitted changes in src/sql)')"
+  echo "extension	chat_assign $(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$ext_control"), $(ls -l --time-style='+%Y-%m-%d %H:%M' "$("$PG_BIN/pg_config" --pkglibdir)/chat_assign.so" | awk '{print $6, $7}') build, fingerprint $build_start"
+  echo "settings	$(psql_at -F ' ' -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','work_mem','fsync','synchronous_commit','full_page_writes','max_connections','autovacuum','max_wal_size','max_parallel_workers_per_gather','jit')")"
+  echo "run	sizes=[$BENCH_SIZES] clients=[$BENCH_CLIENTS] seconds=$BENCH_SECONDS rounds=$BENCH_ROUNDS warmup=$BENCH_WARMUP operators=$BENCH_OPERATORS idle=$BENCH_IDLE"
+} >"$RAW/machine.tsv"
+
+# ---------------------------------------------------------------- loading
+# create_db IMPL: an empty database with the implementation's schema.
+create_db() {
+  local impl=$1 db=bench_$1
+  psql_ -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+  case $impl in
+    a) psql_ -d "$db" -c "CREATE EXTENSION chat_assign" ;;
+    b) for f in "$BENCH"/plpgsql/[0-9]*.sql; do psql_ -d "$db" -f "$f"; done ;;
+    c) psql_ -d "$db" -f "$BENCH/floor/schema.sql" ;;
+  esac
+  psql_ -d "$db" -f "$BENCH/monitor/timing.sql"
+}
+
+# load N T0: the same N chats, K operators and one message each into the three databases.
+load() {
+  local n=$1 t0=$2 impl t_start
+  for impl in $IMPLS; do
+    create_db "$impl"
+    t_start=$(date +%s.%N)
+    psql_ -d "bench_$impl" -v n="$n" -v k="$BENCH_OPERATORS" -v t0="$t0" \
+      -f "$BENCH/load/source.sql" 2>/dev/null
+    psql_ -d "bench_$impl" -v t0="$t0" -f "$BENCH/load/load_$impl.sql"
+    psql_ -d "bench_$impl" -c "VACUUM ANALYZE"
+    if [ "$impl" = a ]; then
+      # The loader writes the extension's tables directly: its own bookkeeping must agree.
+      seen=$(psql_at -d bench_a -c "SELECT waiting_count FROM get_assignment_queue_status()")
+      [ "$seen" = "$n" ] || echo "check	N=$n: get_assignment_queue_status().waiting_count = $seen after loading $n chats" >>"$RAW/machine.tsv"
+    fi
+    printf '%s\t%s\t%.1f\n' "$n" "$impl" "$(awk -v a="$(date +%s.%N)" -v b="$t_start" 'BEGIN { print a - b }')" >>"$RAW/load.tsv"
+  done
+  psql_ -c "CHECKPOINT"
+}
+
+# reset IMPL: every chat back in the queue (a run can end between two steps of a cycle),
+# then vacuum, so every run starts from the same kind of table.
+reset() {
+  local impl=$1 db=bench_$1
+  case $impl in
+    a) psql_at -d "$db" -c "SELECT count(real_user_send_message(id, 'bench: reset')) FROM chats
+                           WHERE chat_state IN ('assigned', 'waiting_real_user_reply')" >/dev/null ;;
+    b) psql_at -d "$db" -c "SELECT count(real_user_send_message(id, 'bench: reset')) FROM chats
+                           WHERE chat_state IN ('assigned', 'waiting_real_user_reply')" >/dev/null ;;
+    c) psql_at -d "$db" -c "UPDATE chats SET chat_state = 'waiting_assignment', assigned_operator_id = NULL
+                           WHERE chat_state <> 'waiting_assignment'" >/dev/null ;;
+  esac
+  psql_ -d "$db" -c "VACUUM ANALYZE"
+}
+
+# run N C IMPL ROUND: one pgbench run, its per-step log kept for the report.
+run() {
+  local n=$1 c=$2 impl=$3 round=$4 jobs=1 prefix
+  (( c > 1 )) && jobs=2
+  prefix="$RAW/logs/n${n}_c${c}_${impl}_r${round}"
+  reset "$impl"
+  local load1 t_start t_end
+  load1=$(cut -d' ' -f1 /proc/loadavg)
+  t_start=$(date +%s.%N)
+  "$PGBENCH" -n -M prepared -c "$c" -j "$jobs" -T "$BENCH_SECONDS" \
+    -D step=0 -D nclients="$c" -D per=$(( n / c )) \
+    -f "$BENCH/pgbench/cycle_$impl.sql" --log --log-prefix="$prefix" \
+    "bench_$impl" >"$prefix.out" 2>&1 || { cat "$prefix.out"; return 1; }
+  t_end=$(date +%s.%N)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$c" "$impl" "$prefix" "$load1" "$BENCH_SECONDS" \
+    "$(awk -v a="$t_end" -v b="$t_start" 'BEGIN { print a - b }')" "$round" >>"$RAW/runs.tsv"
+  grep -E '^(number of transactions actually processed|number of failed|tps)' "$prefix.out" \
+    | tr '\n' ' ' | sed "s/^/   $impl N=$n C=$c round $round: /; s/ $/\n/"
+}
+
+# monitoring PHASE IMPL...: the timed monitoring calls, one TSV line each.
+monitoring() {
+  local phase=$1 impl; shift
+  for impl in "$@"; do
+    psql_at -F $'\t' -d "bench_$impl" -v impl="$impl" -v phase="$phase" \
+      -f "$BENCH/monitor/monitor.sql" >>"$RAW/monitoring.tsv"
+  done
+}
+
+# Every (N, clients) group of runs starts from a fresh load, so that no run inherits the
+# statistics, bloat or history of the one before it (the planner's view of last_operator_id
+# after a one-client run, for one, is not what a 16-client run would start from).
+: >"$RAW/runs.tsv"; : >"$RAW/load.tsv"; : >"$RAW/monitoring.tsv"
+for n in $BENCH_SIZES; do
+  first_c=1
+  for c in $BENCH_CLIENTS; do
+    t0=$(psql_at -c "SELECT now()")
+    log "N=$n: loading $n waiting chats, $BENCH_OPERATORS operators, one message each, into bench_a, bench_b, bench_c"
+    load "$n" "$t0"
+    if (( n == max_size && first_c )); then
+      log "N=$n: monitoring on the freshly loaded queue"
+      monitoring "N=$(fmt_n "$n"), as loaded" a b
+    fi
+    first_c=0
+    log "N=$n: $c client(s), $BENCH_ROUNDS x $BENCH_SECONDS s per implementation, interleaved"
+    for (( r = 1; r <= BENCH_ROUNDS; r++ )); do
+      order=$IMPLS
+      (( r % 2 == 0 )) && order=$(echo "$IMPLS" | tr ' ' '\n' | tac | tr '\n' ' ')
+      for impl in $order; do run "$n" "$c" "$impl" "$r"; done
+    done
+  done
+  if (( n == max_size )); then
+    idle=$(( BENCH_IDLE < n / 2 ? BENCH_IDLE : n / 2 ))
+    cap=$(( (idle + 99) / 100 ))
+    idle_ops=$(( (idle + cap - 1) / cap ))
+    idle=$(( idle_ops * cap ))
+    reset a; reset b
+    log "N=$n: plans (auto_explain) of (a)'s statements and (b)'s queue query"
+    psql -X -d bench_a -f "$BENCH/monitor/explain_a.sql" >"$RAW/explain_a.txt" 2>&1 || true
+    psql -X -d bench_b -f "$BENCH/monitor/explain_b.sql" >"$RAW/explain_b.txt" 2>&1 || true
+    log "N=$n: $idle chats assigned to $idle_ops quiet operators (capacity $cap), heartbeats 10 min old"
+    psql_ -d bench_a -v idle_ops="$idle_ops" -v cap="$cap" -f "$BENCH/monitor/idle_setup_a.sql" >/dev/null
+    log "N=$n: monitoring after the cycle runs, with $idle chats assigned"
+    monitoring "N=$(fmt_n "$n"), after the runs, $idle assigned" a
+    log "N=$n: release_idle_assignments releasing $idle idle chats"
+    psql_at -F $'\t' -d bench_a -v phase="N=$(fmt_n "$n"), $idle idle" \
+      -f "$BENCH/monitor/idle_release_a.sql" >>"$RAW/monitoring.tsv"
+    left=$(psql_at -d bench_a -c "SELECT count(*) FROM chats WHERE chat_state = 'assigned'")
+    echo "check	chats still assigned after the idle release: $left (expected 0)" >>"$RAW/machine.tsv"
+    log "N=$n: assignment when every waiting chat is the caller's own (avoid_same_operator fallback)"
+    psql_at -F $'\t' -d bench_a -v phase="N=$(fmt_n "$n"), own chats only" \
+      -f "$BENCH/monitor/solo_a.sql" 2>"$RAW/solo.err" | grep -P '^a\t' >>"$RAW/monitoring.tsv" \
+      || log "the own-chats-only measurement failed (see $RAW/solo.err)"
+  fi
+done
+build_end=$(ext_fingerprint)
+if [ "$build_end" != "$build_start" ]; then
+  echo "warning	the installed chat_assign changed during the run (fingerprint $build_start -> $build_end): runs may mix two builds; run again" >>"$RAW/machine.tsv"
+  log "WARNING: the installed chat_assign changed during the run"
+fi
+echo "load_end	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW/machine.tsv"
+echo "wall	$(( $(date +%s) - started )) s" >>"$RAW/machine.tsv"
+
+log "report"
+python3 "$BENCH/report.py" --raw "$RAW" --out "$OUT" --warmup "$BENCH_WARMUP"
+[ -s "$RAW/solo.err" ] || rm -f "$RAW/solo.err"
+if [ "$BENCH_KEEP_LOGS" != 1 ]; then
+  find "$RAW/logs" -type f ! -name '*.out' -delete
+fi
