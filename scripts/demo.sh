@@ -3,7 +3,7 @@
 # PostgreSQL 15 cluster, run a realistic live-chat session against it and print the
 # monitoring output. Must run as root (apt-get; the cluster runs as postgres).
 #
-# The session: 36 users open chats; five operators work them from their own connections
+# The session: 36 users open chats; four operators work them from their own connections
 # at the same time (take a chat, heartbeat, answer, take the next); users answer some
 # replies, which puts those chats back in the queue; one operator takes a chat and goes
 # quiet, and the idle-detection job releases it; an admin takes a chat away from another.
@@ -63,7 +63,7 @@ users() {
   done
 }
 
-echo "== five operators work the queue concurrently; users answer"
+echo "== four operators work the queue concurrently; users answer"
 operator Alice 1 14 & operator Bob 1 14 & operator Carol 2 14 & operator Dave 1 12 &
 users &
 wait

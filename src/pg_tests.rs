@@ -673,11 +673,10 @@ $$;
         let c1 = start_waiting_for(10);
         let _c2 = start_waiting_for(6);
         let _c3 = start_waiting_for(2);
-        let c4 = start_waiting_for(1);
+        let _c4 = start_waiting_for(1);
         assign(a);
         assign(b);
         reply(c1, a, "answer");
-        let _ = c4;
         let row: String = one(
             "SELECT format('%s,%s,%s,%s,%s,%s,%s,%s', waiting_count, assigned_count, waiting_reply_count, \
              round(oldest_waiting_seconds), round(avg_waiting_seconds), active_operators, busy_operators, available_operators) \
@@ -726,7 +725,7 @@ $$;
         let op = operator("holder", 1);
         let waiting = start("w");
         let held = start("h");
-        let fresh = start("f");
+        let _fresh = start("f");
         run(
             "UPDATE chats SET waiting_since = now() - interval '1 day' WHERE id = $1",
             &[held.into()],
@@ -740,7 +739,6 @@ $$;
             "UPDATE chats SET state_changed_at = now() - interval '2 hours' WHERE id = $1",
             &[held.into()],
         );
-        let _ = fresh;
         let rows: String = one(
             "SELECT string_agg(format('%s:%s:%s:%s', chat_state, hours_in_state, coalesce(operator_name, '-'), assigned_operator_id IS NOT NULL), ' ' ORDER BY ord) \
              FROM detect_stuck_chats() WITH ORDINALITY AS s(chat_id, chat_state, real_user_id, state_changed_at, hours_in_state, assigned_operator_id, last_operator_id, operator_name, ord)",
@@ -764,9 +762,8 @@ $$;
             &[],
         );
         reply(c, op, "done");
-        let c2 = start("y");
+        let _c2 = start("y");
         assign(op);
-        let _ = c2;
         let row: String = one(
             "SELECT format('%s/%s/%s/%s', total_assignments, released_assignments, active_assignments, avg_handling_seconds) \
              FROM operator_assignment_stats WHERE operator_id = $1",
