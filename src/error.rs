@@ -7,6 +7,7 @@
 //! | `InvalidParameter` | `22023` invalid_parameter_value |
 //! | `ChatNotFound`, `OperatorNotFound` | `P0002` no_data_found |
 //! | `OperatorAtCapacity`, `OperatorInactive`, `NotAssignedOperator` | `55000` object_not_in_prerequisite_state |
+//! | `NotClaimedOperator` | `42501` insufficient_privilege |
 //! | `Internal` | `XX000` internal_error (a bug in the extension, never a user error) |
 //!
 //! Every function validates and locks before it writes, and Postgres aborts the statement
@@ -38,6 +39,12 @@ pub enum ChatError {
         chat_id: Uuid,
         operator_id: Uuid,
     },
+    /// `chat_assign.operator_id_claim` is set and the caller's JWT does not name this
+    /// operator (or carries no such claim): one operator may not act as another.
+    NotClaimedOperator {
+        operator_id: Uuid,
+        reason: String,
+    },
     /// An SPI failure or a statement that returned no row where it must: a bug.
     Internal(String),
 }
@@ -54,6 +61,7 @@ impl ChatError {
             ChatError::OperatorAtCapacity { .. }
             | ChatError::OperatorInactive(_)
             | ChatError::NotAssignedOperator { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            ChatError::NotClaimedOperator { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
             ChatError::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -73,6 +81,9 @@ impl fmt::Display for ChatError {
             ChatError::OperatorInactive(id) => write!(f, "operator {id} is not active"),
             ChatError::NotAssignedOperator { chat_id, operator_id } => {
                 write!(f, "operator {operator_id} is not assigned to chat {chat_id}")
+            }
+            ChatError::NotClaimedOperator { operator_id, reason } => {
+                write!(f, "may not act as operator {operator_id}: {reason}")
             }
             ChatError::Internal(what) => write!(f, "chat_assign internal error: {what}"),
         }

@@ -1,7 +1,13 @@
-//! Settings, registered when the library is loaded. Both are USERSET: an app may change them
-//! per session or per transaction (`SET LOCAL chat_assign.avoid_same_operator = off`).
+//! Settings, registered when the library is loaded.
+//!
+//! Who may change what is part of the design: the behaviour knobs are USERSET (an app may
+//! `SET LOCAL chat_assign.avoid_same_operator = off`), the operator claim is SUSET so that
+//! the role an RPC layer switches to cannot turn its own check off, the worker's interval
+//! is SIGHUP (a reload), and the worker's databases are fixed at server start because the
+//! workers are registered then.
 
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::{CStr, CString};
 
 /// Seconds without a heartbeat after which `release_idle_assignments()` releases a chat.
 pub static IDLE_TIMEOUT_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(300);
@@ -9,6 +15,20 @@ pub static IDLE_TIMEOUT_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(300);
 /// Prefer chats last handled by someone else; fall back to the caller's own only when
 /// nothing else waits.
 pub static AVOID_SAME_OPERATOR: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// Send `NOTIFY chat_assign` for every state change.
+pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// Name of the JWT claim (in `request.jwt.claims`) that must equal `p_operator_id` in the
+/// operator-facing functions; empty: no check.
+pub static OPERATOR_ID_CLAIM: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+
+/// Comma-separated databases in which the idle worker runs (read at server start).
+pub static DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// Seconds between two passes of the idle worker.
+pub static IDLE_CHECK_INTERVAL_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30);
 
 pub fn register() {
     GucRegistry::define_int_guc(
@@ -29,4 +49,63 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"chat_assign.notify",
+        c"Send NOTIFY chat_assign with a JSON payload for every chat state change.",
+        c"Notifications are delivered when the transaction commits, in the order the changes were made.",
+        &NOTIFY,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"chat_assign.operator_id_claim",
+        c"JWT claim that must equal p_operator_id in the operator-facing functions.",
+        c"Read from request.jwt.claims (as PostgREST sets it). Empty turns the check off. Only superusers may change it.",
+        &OPERATOR_ID_CLAIM,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"chat_assign.idle_check_interval",
+        c"Seconds between two idle-release passes of the background worker.",
+        c"Only used when chat_assign is in shared_preload_libraries. Accepts units, e.g. '1min'.",
+        &IDLE_CHECK_INTERVAL_SECONDS,
+        1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    // A PGC_POSTMASTER setting may only be defined while shared_preload_libraries loads
+    // (Postgres stops the backend otherwise); that is also the only time it is read.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_string_guc(
+            c"chat_assign.databases",
+            c"Databases (comma-separated) in which the idle-release background worker runs.",
+            c"One background worker per database is started with the server. Empty: none.",
+            &DATABASES,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
+}
+
+/// A string setting as Rust text; unset and empty are both `None`.
+pub fn text(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting
+        .get()
+        .map(|value| value.to_string_lossy().trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// Any setting by name, including placeholders such as `request.jwt.claims` that an RPC
+/// layer sets with `set_config`; `None` when it was never set.
+pub fn setting(name: &CStr) -> Option<String> {
+    // SAFETY: `missing_ok` makes GetConfigOption return NULL instead of raising; the value
+    // is copied before any other GUC call could change it.
+    let raw = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
+    (!raw.is_null()).then(|| {
+        unsafe { CStr::from_ptr(raw) }
+            .to_string_lossy()
+            .into_owned()
+    })
 }

@@ -2,7 +2,8 @@
 //!
 //! Layout: `sql/*.sql` holds the schema and views (wired in below), `src/api/*` the thin
 //! `#[pg_extern]` entry points, `src/store` every SQL statement and the SPI that runs it,
-//! `src/error.rs` the SQLSTATE contract, `src/guc.rs` the settings.
+//! `src/error.rs` the SQLSTATE contract, `src/guc.rs` the settings, `src/worker.rs` the
+//! idle-release background worker.
 
 // Entry points return `Result<T, ErrorReport>`: pgrx raises an `Err` with its own SQLSTATE
 // only when the error type is exactly `ErrorReport` (boxed, it would arrive as 22000), so its
@@ -15,6 +16,7 @@ pub mod api;
 pub mod error;
 pub mod guc;
 pub mod store;
+pub mod worker;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests;
@@ -32,10 +34,12 @@ extension_sql_file!(
     name = "views",
     requires = ["state_totals"]
 );
+extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::register();
+    worker::register();
 }
 
 /// Required by `cargo pgrx test`.

@@ -1053,4 +1053,169 @@ $$;
             &[],
         );
     }
+
+    // ------------------------------------------------------------------ security
+
+    /// With `chat_assign.operator_id_claim` set, the operator-facing functions act only for
+    /// the operator the JWT names; every refusal is `42501` and changes nothing, argument
+    /// errors keep their own codes, and the other functions ignore the claim.
+    #[pg_test]
+    fn operator_claim_is_enforced_when_set() {
+        let op = operator("claimed", 2);
+        let other = operator("other", 1);
+        let chat = start("help");
+        let (op_s, other_s, chat_s) = (op.to_string(), other.to_string(), chat.to_string());
+        let claims_of = |id: &str| format!(r#"{{"sub": "{id}", "role": "chat_operator"}}"#);
+        run("SET LOCAL chat_assign.operator_id_claim = 'sub'", &[]);
+        let s = |v: &str| Some(v.to_string());
+
+        // (request.jwt.claims, statement, args, expected SQLSTATE or None for success)
+        type Case<'a> = (
+            Option<String>,
+            &'a str,
+            Vec<Option<String>>,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                None,
+                "SELECT assign_chat_to_operator($1::uuid)",
+                vec![s(&op_s)],
+                Some("42501"),
+            ),
+            (
+                s(""),
+                "SELECT assign_chat_to_operator($1::uuid)",
+                vec![s(&op_s)],
+                Some("42501"),
+            ),
+            (
+                s("not json"),
+                "SELECT assign_chat_to_operator($1::uuid)",
+                vec![s(&op_s)],
+                Some("42501"),
+            ),
+            (
+                s(r#"{"role": "x"}"#),
+                "SELECT assign_chat_to_operator($1::uuid)",
+                vec![s(&op_s)],
+                Some("42501"),
+            ),
+            (
+                s(&format!(r#"{{"sub": ["{op_s}"]}}"#)),
+                "SELECT assign_chat_to_operator($1::uuid)",
+                vec![s(&op_s)],
+                Some("42501"),
+            ),
+            (
+                Some(claims_of(&other_s)),
+                "SELECT assign_chat_to_operator($1::uuid)",
+                vec![s(&op_s)],
+                Some("42501"),
+            ),
+            (
+                Some(claims_of(&other_s)),
+                "SELECT touch_operator_activity($1::uuid, $2::uuid)",
+                vec![s(&op_s), s(&chat_s)],
+                Some("42501"),
+            ),
+            (
+                Some(claims_of(&other_s)),
+                "SELECT operator_send_message($2::uuid, $1::uuid, 'hi')",
+                vec![s(&op_s), s(&chat_s)],
+                Some("42501"),
+            ),
+            // argument errors come first, with their own codes
+            (
+                Some(claims_of(&other_s)),
+                "SELECT assign_chat_to_operator(NULL)",
+                vec![],
+                Some("22004"),
+            ),
+            (
+                Some(claims_of(&other_s)),
+                "SELECT operator_send_message($2::uuid, $1::uuid, ' ')",
+                vec![s(&op_s), s(&chat_s)],
+                Some("22023"),
+            ),
+            // the claimed operator, in any letter case, gets the chat
+            (
+                Some(claims_of(&op_s.to_uppercase())),
+                "SELECT assign_chat_to_operator($1::uuid)",
+                vec![s(&op_s)],
+                None,
+            ),
+            (
+                Some(claims_of(&op_s)),
+                "SELECT touch_operator_activity($1::uuid, $2::uuid)",
+                vec![s(&op_s), s(&chat_s)],
+                None,
+            ),
+            // functions without an operator argument ignore the claim
+            (
+                Some(claims_of(&other_s)),
+                "SELECT real_user_send_message($1::uuid, 'more')",
+                vec![s(&chat_s)],
+                None,
+            ),
+        ];
+        for (claims, sql, args, expected) in cases {
+            run(
+                "SELECT set_config('request.jwt.claims', $1, true)",
+                &[claims.clone().unwrap_or_default().into()],
+            );
+            let before = fingerprint();
+            assert_eq!(
+                sqlstate(sql, &args).as_deref(),
+                expected,
+                "{sql} with claims {claims:?}"
+            );
+            if expected.is_some() {
+                assert_eq!(
+                    fingerprint(),
+                    before,
+                    "{sql} with claims {claims:?} changed state"
+                );
+            }
+        }
+        // The user's message put the chat back in the queue; with the claim off again
+        // anyone may act for any operator.
+        assert_eq!(state(chat), "waiting_assignment");
+        run("SET LOCAL chat_assign.operator_id_claim = ''", &[]);
+        run("SELECT set_config('request.jwt.claims', '', true)", &[]);
+        assert_eq!(assign(other), Some(chat));
+        assert_invariants();
+    }
+
+    /// Every function of the extension is closed to PUBLIC, and every API function runs as
+    /// its owner with the pinned search_path, so that grants on functions are all a role needs.
+    #[pg_test]
+    fn functions_are_definer_rights_and_not_granted_to_public() {
+        let api_functions = "SELECT p.oid FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid \
+             WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e' \
+               AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'chat_assign') \
+               AND p.pronamespace = (SELECT extnamespace FROM pg_extension WHERE extname = 'chat_assign') \
+               AND p.prorettype <> 'trigger'::regtype";
+        assert_eq!(
+            count(&format!("SELECT count(*) FROM ({api_functions}) f"), &[]),
+            12
+        );
+        let not_definer = format!(
+            "SELECT count(*) FROM pg_proc WHERE oid IN ({api_functions}) \
+             AND NOT (prosecdef AND proconfig[1] LIKE 'search_path=pg_catalog, %, pg_temp')"
+        );
+        assert_eq!(count(&not_definer, &[]), 0);
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid \
+                 WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e' \
+                   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'chat_assign') \
+                   AND (p.proacl IS NULL OR EXISTS ( \
+                        SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0))",
+                &[]
+            ),
+            0,
+            "a function of the extension is executable by PUBLIC"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Taking chats from the queue and giving them back.
 
-use super::{non_blank, required};
+use super::{acting_as, non_blank, required};
 use crate::error::{ApiResult, ChatError};
 use crate::{guc, store};
 use pgrx::datum::Interval;
@@ -13,10 +13,10 @@ use pgrx::Uuid;
 /// callers are taking are skipped, never waited for. With `chat_assign.avoid_same_operator`
 /// on (the default) a chat this operator handled last is given back to them only when no
 /// other chat waits. Refuses (`55000`) an inactive operator or one at capacity.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 pub fn assign_chat_to_operator(p_operator_id: Option<Uuid>) -> ApiResult<Option<Uuid>> {
-    let operator = required(p_operator_id, "p_operator_id")?;
+    let operator = acting_as(required(p_operator_id, "p_operator_id")?)?;
     Ok(store::assign_chat(
         operator,
         guc::AVOID_SAME_OPERATOR.get(),
@@ -26,7 +26,7 @@ pub fn assign_chat_to_operator(p_operator_id: Option<Uuid>) -> ApiResult<Option<
 /// Puts an assigned chat back in the queue, keeping its `waiting_since` (so it keeps its
 /// place), and records `p_reason` on the assignment. The admin "unassign". Returns false,
 /// changing nothing, when the chat was not assigned.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 pub fn release_and_reassign_chat(
     p_chat_id: Option<Uuid>,
@@ -41,7 +41,7 @@ pub fn release_and_reassign_chat(
 /// operator has shown no activity for `p_idle_after` (NULL: the `chat_assign.idle_timeout`
 /// setting, 5 minutes by default). Never touches chats waiting for the user's reply, never
 /// waits for rows other sessions hold. Returns what it released.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 pub fn release_idle_assignments(
     p_idle_after: default!(Option<Interval>, "NULL"),

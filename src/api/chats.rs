@@ -8,7 +8,7 @@ use pgrx::Uuid;
 
 /// Opens a chat for `p_real_user_id` with its first message; the chat waits in the queue
 /// (`waiting_assignment`) from now. Returns the chat id.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 pub fn start_chat(p_real_user_id: Option<Uuid>, p_content: Option<&str>) -> ApiResult<Uuid> {
     let user = required(p_real_user_id, "p_real_user_id")?;
@@ -20,7 +20,7 @@ pub fn start_chat(p_real_user_id: Option<Uuid>, p_content: Option<&str>) -> ApiR
 /// or waiting for the user's reply goes back to the queue (`waiting_since = now()`, any open
 /// assignment released with reason `real_user_message`); a chat already waiting keeps its
 /// place; a completed chat reopens.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 pub fn real_user_send_message(p_chat_id: Option<Uuid>, p_content: Option<&str>) -> ApiResult<i64> {
     let chat = required(p_chat_id, "p_chat_id")?;
@@ -30,7 +30,7 @@ pub fn real_user_send_message(p_chat_id: Option<Uuid>, p_content: Option<&str>) 
 
 /// Ends a chat: `completed`, inactive, any open assignment released (reason `completed`).
 /// Returns false, changing nothing, when the chat was already completed.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 pub fn complete_chat(p_chat_id: Option<Uuid>) -> ApiResult<bool> {
     let chat = required(p_chat_id, "p_chat_id")?;

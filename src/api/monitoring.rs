@@ -11,7 +11,7 @@ use pgrx::Uuid;
 /// One row describing the queue now: chats waiting for an operator, assigned, waiting for
 /// the user's reply; the oldest and average wait (seconds) of the waiting ones; active
 /// operators, how many are busy (at capacity) and how many can take a chat.
-#[pg_extern(stable, parallel_restricted)]
+#[pg_extern(stable, parallel_restricted, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 // The column names live in the `name!` tuple, which pg_extern must see spelled out.
 #[allow(clippy::type_complexity)]
@@ -46,7 +46,7 @@ pub fn get_assignment_queue_status() -> Result<
 
 /// Active chats in `waiting_assignment` or `assigned` whose state has not changed for
 /// longer than `p_hours`, oldest first, with the operator who holds (or last held) them.
-#[pg_extern(stable, parallel_restricted)]
+#[pg_extern(stable, parallel_restricted, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 // The column names live in the `name!` tuple, which pg_extern must see spelled out.
 #[allow(clippy::type_complexity)]

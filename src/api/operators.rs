@@ -1,6 +1,6 @@
 //! Operators: who they are, whether they work, what they write.
 
-use super::{non_blank, required};
+use super::{acting_as, non_blank, required};
 use crate::error::{ApiResult, ChatError};
 use crate::store;
 use pgrx::prelude::*;
@@ -8,7 +8,7 @@ use pgrx::Uuid;
 
 /// Creates an operator who may hold up to `p_max_concurrent_chats` chats at once.
 /// Returns the operator id.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 pub fn create_operator(
     p_name: Option<&str>,
@@ -27,7 +27,7 @@ pub fn create_operator(
 
 /// Activates or deactivates an operator. Deactivating releases every chat the operator
 /// holds back to the queue (reason `operator_inactive`). Returns whether `is_active` changed.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 pub fn set_operator_active(
     p_operator_id: Option<Uuid>,
@@ -42,7 +42,7 @@ pub fn set_operator_active(
 /// then waits for the real user (`waiting_real_user_reply`), the assignment is released
 /// (reason `operator_replied`) and the operator is free for another chat. While the chat
 /// waits for the user, the operator who answered may add follow-ups. Anyone else: `55000`.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 pub fn operator_send_message(
     p_chat_id: Option<Uuid>,
@@ -52,12 +52,13 @@ pub fn operator_send_message(
     let chat = required(p_chat_id, "p_chat_id")?;
     let operator = required(p_operator_id, "p_operator_id")?;
     let content = non_blank(p_content, "p_content")?;
+    acting_as(operator)?;
     Ok(store::operator_send_message(chat, operator, content)?)
 }
 
 /// Heartbeat of the operator working on a chat: keeps idle detection away. Returns false
 /// when the chat is not assigned to this operator.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 pub fn touch_operator_activity(
     p_operator_id: Option<Uuid>,
@@ -65,5 +66,6 @@ pub fn touch_operator_activity(
 ) -> ApiResult<bool> {
     let operator = required(p_operator_id, "p_operator_id")?;
     let chat = required(p_chat_id, "p_chat_id")?;
+    acting_as(operator)?;
     Ok(store::touch_operator_activity(operator, chat)?)
 }

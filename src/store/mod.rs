@@ -106,37 +106,105 @@ fn returned<T: FromDatum + IntoDatum>(table: SpiTupleTable<'_>, what: &str) -> C
         .ok_or_else(|| ChatError::Internal(format!("{what} stored no row")))
 }
 
+/// Chats whose state changed from `old` to `new` for one `reason`, each with the operator
+/// the change concerns (who takes, answers or loses it).
+struct Changes<'a> {
+    old: Option<&'a str>,
+    new: &'a str,
+    reason: &'a str,
+    chats: Vec<(Uuid, Option<Uuid>)>,
+}
+
+impl<'a> Changes<'a> {
+    fn one(
+        chat: Uuid,
+        operator: Option<Uuid>,
+        old: Option<&'a str>,
+        new: &'a str,
+        reason: &'a str,
+    ) -> Self {
+        Changes {
+            old,
+            new,
+            reason,
+            chats: vec![(chat, operator)],
+        }
+    }
+}
+
+/// Sends the change events (`chat_assign.notify`), in the same transaction as the change so
+/// that they are delivered exactly when it commits.
+fn announce(client: &mut SpiClient<'_>, changes: Changes<'_>) -> ChatResult<()> {
+    if changes.chats.is_empty() || !crate::guc::NOTIFY.get() {
+        return Ok(());
+    }
+    let (chats, operators): (Vec<Uuid>, Vec<Option<Uuid>>) = changes.chats.into_iter().unzip();
+    exec(
+        client,
+        &NOTIFY_STATE_CHANGES,
+        &[
+            chats.into(),
+            operators.into(),
+            changes.old.into(),
+            changes.new.into(),
+            changes.reason.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The operator holding a locked chat, if it is assigned.
+fn holder(chat: &LockedChat) -> Option<Uuid> {
+    (chat.state == "assigned")
+        .then_some(chat.assigned_operator_id)
+        .flatten()
+}
+
 pub fn start_chat(real_user_id: Uuid, content: &str) -> ChatResult<Uuid> {
     Spi::connect_mut(|client| {
-        returned(
+        let chat = returned(
             exec(client, &START_CHAT, &[real_user_id.into(), content.into()])?,
             "start_chat",
-        )
+        )?;
+        announce(
+            client,
+            Changes::one(chat, None, None, "waiting_assignment", "chat_started"),
+        )?;
+        Ok(chat)
     })
 }
 
 pub fn real_user_send_message(chat_id: Uuid, content: &str) -> ChatResult<i64> {
     Spi::connect_mut(|client| {
-        lock_chat(client, chat_id)?;
-        returned(
+        let chat = lock_chat(client, chat_id)?;
+        let message = returned(
             exec(
                 client,
                 &REAL_USER_MESSAGE,
                 &[chat_id.into(), content.into()],
             )?,
             "real_user_send_message",
-        )
+        )?;
+        if chat.state != "waiting_assignment" {
+            let change = Changes::one(
+                chat_id,
+                holder(&chat),
+                Some(&chat.state),
+                "waiting_assignment",
+                "real_user_message",
+            );
+            announce(client, change)?;
+        }
+        Ok(message)
     })
 }
 
 pub fn operator_send_message(chat_id: Uuid, operator_id: Uuid, content: &str) -> ChatResult<i64> {
     Spi::connect_mut(|client| {
         let chat = lock_chat_for_operator(client, chat_id, operator_id)?;
-        let stmt = match chat.state.as_str() {
-            "assigned" if chat.assigned_operator_id == Some(operator_id) => &OPERATOR_REPLY,
-            "waiting_real_user_reply" if chat.last_operator_id == Some(operator_id) => {
-                &OPERATOR_FOLLOW_UP
-            }
+        let first_reply = match chat.state.as_str() {
+            "assigned" if chat.assigned_operator_id == Some(operator_id) => true,
+            "waiting_real_user_reply" if chat.last_operator_id == Some(operator_id) => false,
             _ => {
                 return Err(ChatError::NotAssignedOperator {
                     chat_id,
@@ -144,14 +212,30 @@ pub fn operator_send_message(chat_id: Uuid, operator_id: Uuid, content: &str) ->
                 })
             }
         };
-        returned(
+        let stmt = if first_reply {
+            &OPERATOR_REPLY
+        } else {
+            &OPERATOR_FOLLOW_UP
+        };
+        let message = returned(
             exec(
                 client,
                 stmt,
                 &[chat_id.into(), operator_id.into(), content.into()],
             )?,
             "operator_send_message",
-        )
+        )?;
+        if first_reply {
+            let change = Changes::one(
+                chat_id,
+                Some(operator_id),
+                Some("assigned"),
+                "waiting_real_user_reply",
+                "operator_replied",
+            );
+            announce(client, change)?;
+        }
+        Ok(message)
     })
 }
 
@@ -180,21 +264,48 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
                 max,
             });
         }
+        if let Some(chat_id) = chat {
+            let change = Changes::one(
+                chat_id,
+                Some(operator_id),
+                Some("waiting_assignment"),
+                "assigned",
+                "assigned",
+            );
+            announce(client, change)?;
+        }
         Ok(chat)
     })
 }
 
+/// Puts locked chats that are still assigned back in the queue and announces it; returns
+/// how many it released.
 fn release_locked(
     client: &mut SpiClient<'_>,
     chat_ids: &[Uuid],
     reason: &str,
 ) -> ChatResult<usize> {
-    let released = exec(
+    let mut released = Vec::with_capacity(chat_ids.len());
+    for row in exec(
         client,
         &RELEASE_TO_QUEUE,
         &[chat_ids.to_vec().into(), reason.into()],
+    )? {
+        if let Some(chat) = row.get::<Uuid>(1)? {
+            released.push((chat, row.get::<Uuid>(2)?));
+        }
+    }
+    let count = released.len();
+    announce(
+        client,
+        Changes {
+            old: Some("assigned"),
+            new: "waiting_assignment",
+            reason,
+            chats: released,
+        },
     )?;
-    Ok(released.len())
+    Ok(count)
 }
 
 pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool> {
@@ -248,6 +359,14 @@ pub fn complete_chat(chat_id: Uuid) -> ChatResult<bool> {
             return Ok(false);
         }
         exec(client, &COMPLETE_CHAT, &[chat_id.into()])?;
+        let change = Changes::one(
+            chat_id,
+            holder(&chat),
+            Some(&chat.state),
+            "completed",
+            "completed",
+        );
+        announce(client, change)?;
         Ok(true)
     })
 }
@@ -355,5 +474,28 @@ pub fn stuck_chats(hours: f64) -> ChatResult<Vec<StuckChat>> {
             });
         }
         Ok(out)
+    })
+}
+
+/// The idle worker's pass in the current transaction: `None` when the extension is not
+/// installed in this database, else what `release_idle_assignments()` released.
+pub fn worker_release_idle() -> ChatResult<Option<Vec<IdleRelease>>> {
+    Spi::connect_mut(|client| {
+        let schema = exec(client, &EXTENSION_SCHEMA, &[])?;
+        let Some(schema) = (if schema.is_empty() {
+            None
+        } else {
+            schema.first().get_one::<String>()?
+        }) else {
+            return Ok(None);
+        };
+        exec(client, &WORKER_SEARCH_PATH, &[schema.into()])?;
+        let mut released = Vec::new();
+        for row in exec(client, &WORKER_RELEASE_IDLE, &[])? {
+            if let (Some(chat), Some(op)) = (row.get::<Uuid>(1)?, row.get::<Uuid>(2)?) {
+                released.push((chat, op, row.get::<f64>(3)?.unwrap_or(0.0)));
+            }
+        }
+        Ok(Some(released))
     })
 }

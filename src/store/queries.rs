@@ -240,8 +240,8 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
 
 /// Releases the assignments of chats already locked (step 2) that are still `assigned`:
 /// back to the queue keeping `waiting_since`, assignment closed with reason `$2`, heartbeat
-/// removed. Returns the chats released. Shared by the admin release, idle detection and
-/// operator deactivation.
+/// removed. Returns the chats released and the operator each was taken from. Shared by the
+/// admin release, idle detection and operator deactivation.
 pub static RELEASE_TO_QUEUE: Statement = Statement {
     sql: "WITH chat AS ( \
               UPDATE chats SET chat_state = 'waiting_assignment', assigned_operator_id = NULL, \
@@ -250,10 +250,12 @@ pub static RELEASE_TO_QUEUE: Statement = Statement {
               WHERE id = ANY ($1) AND chat_state = 'assigned' RETURNING id), \
           released AS ( \
               UPDATE chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = $2 \
-              WHERE chat_id IN (SELECT id FROM chat) AND released_at IS NULL RETURNING id), \
+              WHERE chat_id IN (SELECT id FROM chat) AND released_at IS NULL \
+              RETURNING chat_id, operator_id), \
           activity AS ( \
               DELETE FROM operator_activity WHERE chat_id IN (SELECT id FROM chat) RETURNING chat_id) \
-          SELECT id FROM chat",
+          SELECT c.id, r.operator_id FROM chat c LEFT JOIN released r ON r.chat_id = c.id \
+          ORDER BY c.id",
     args: &[UUID_ARRAY, TEXT],
     read_only: false,
 };
@@ -282,6 +284,51 @@ pub static TOUCH_ACTIVITY: Statement = Statement {
     sql: "UPDATE operator_activity SET last_activity_at = now() \
           WHERE chat_id = $2 AND operator_id = $1 RETURNING chat_id",
     args: &[UUID, UUID],
+    read_only: false,
+};
+
+// ---------------------------------------------------------------- change events
+
+/// `NOTIFY chat_assign` once per chat in `$1`, with the operator each change concerns in
+/// `$2` (NULL: none), the old state `$3` (NULL for a new chat), the new state `$4` and the
+/// reason `$5`. Notifications wait for commit and vanish on rollback, like any NOTIFY.
+/// `clock_timestamp()` keeps two changes of one chat in one transaction apart: Postgres
+/// delivers identical payloads of a transaction only once.
+pub static NOTIFY_STATE_CHANGES: Statement = Statement {
+    sql: "SELECT pg_notify('chat_assign', json_build_object( \
+                     'chat_id', c.chat_id, 'old_state', $3, 'new_state', $4, \
+                     'operator_id', c.operator_id, 'reason', $5, \
+                     'at', clock_timestamp())::text) \
+          FROM unnest($1, $2) WITH ORDINALITY AS c(chat_id, operator_id, n) \
+          ORDER BY c.n",
+    args: &[UUID_ARRAY, UUID_ARRAY, TEXT, TEXT, TEXT],
+    read_only: false,
+};
+
+// ---------------------------------------------------------------- idle worker
+
+/// The schema the extension lives in, if it is installed in the worker's database.
+pub static EXTENSION_SCHEMA: Statement = Statement {
+    sql: "SELECT n.nspname::text FROM pg_catalog.pg_extension e \
+          JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
+          WHERE e.extname = 'chat_assign'",
+    args: &[],
+    read_only: true,
+};
+
+/// The worker's transaction-local search_path: the catalog first, as in every function.
+pub static WORKER_SEARCH_PATH: Statement = Statement {
+    sql: "SELECT pg_catalog.set_config('search_path', \
+                 'pg_catalog, ' || pg_catalog.quote_ident($1) || ', pg_temp', true)",
+    args: &[TEXT],
+    read_only: false,
+};
+
+/// One pass of the worker: the SQL function, so that it runs exactly as a client's call
+/// would (its settings, its events), with the `chat_assign.idle_timeout` the worker sees.
+pub static WORKER_RELEASE_IDLE: Statement = Statement {
+    sql: "SELECT chat_id, operator_id, idle_seconds FROM release_idle_assignments()",
+    args: &[],
     read_only: false,
 };
 

@@ -1,0 +1,173 @@
+//! Idle detection inside the database: with `chat_assign` in `shared_preload_libraries`,
+//! one background worker per database listed in `chat_assign.databases` runs
+//! `release_idle_assignments()` every `chat_assign.idle_check_interval` seconds, so that no
+//! external cron has to call it.
+//!
+//! Each pass is its own transaction. A pass that fails (a lock timeout, a user trigger
+//! raising, the extension being dropped under it) is rolled back and logged as a WARNING,
+//! and the worker carries on with the next one: a background worker that let the ERROR
+//! through would exit and stop releasing chats until the postmaster restarted it.
+
+use crate::{guc, store};
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::time::Duration;
+
+/// `backend_type` of the workers in `pg_stat_activity`.
+const WORKER_TYPE: &str = "chat_assign idle worker";
+
+/// How many released chats a pass names one by one in the log.
+const LOGGED_CHATS: usize = 20;
+
+/// Registers one worker per database in `chat_assign.databases`. Called from `_PG_init`
+/// while `shared_preload_libraries` loads; without preload nothing runs in the background.
+pub fn register() {
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    let databases = database_list(guc::text(&guc::DATABASES).as_deref().unwrap_or(""));
+    if databases.is_empty() {
+        log!("chat_assign: chat_assign.databases is empty; no idle worker started");
+    }
+    for database in databases {
+        BackgroundWorkerBuilder::new(&format!("chat_assign idle worker for {database}"))
+            .set_type(WORKER_TYPE)
+            .set_library("chat_assign")
+            .set_function("chat_assign_idle_worker_main")
+            .set_extra(&database)
+            .enable_spi_access()
+            // A worker that dies anyway (its database dropped, a FATAL) comes back later.
+            .set_restart_time(Some(Duration::from_secs(10)))
+            .load();
+    }
+}
+
+/// `a, b,,a` → `[a, b]`: trimmed, empty entries and repeats dropped, order kept.
+fn database_list(setting: &str) -> Vec<String> {
+    let mut databases: Vec<String> = Vec::new();
+    for name in setting.split(',').map(str::trim) {
+        if !name.is_empty() && !databases.iter().any(|known| known == name) {
+            databases.push(name.to_owned());
+        }
+    }
+    databases
+}
+
+/// The worker's main loop: a pass, then sleep until the interval is over, a reload
+/// (which applies the new interval and runs a pass at once) or shutdown.
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn chat_assign_idle_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let database = BackgroundWorker::get_extra().to_owned();
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    log!(
+        "chat_assign: idle worker started in database \"{database}\" (every {} s)",
+        guc::IDLE_CHECK_INTERVAL_SECONDS.get()
+    );
+
+    let mut waiting_for_extension = false;
+    loop {
+        match run_pass() {
+            Ok(Some(released)) => {
+                waiting_for_extension = false;
+                log_released(&database, &released);
+            }
+            Ok(None) => {
+                if !waiting_for_extension {
+                    log!(
+                        "chat_assign: extension chat_assign is not installed in database \"{database}\"; idle worker waiting"
+                    );
+                }
+                waiting_for_extension = true;
+            }
+            Err(message) => {
+                warning!("chat_assign: idle release in database \"{database}\" failed: {message}")
+            }
+        }
+        let interval = guc::IDLE_CHECK_INTERVAL_SECONDS.get().max(1) as u64;
+        if !BackgroundWorker::wait_latch(Some(Duration::from_secs(interval))) {
+            break;
+        }
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+    }
+    log!("chat_assign: idle worker in database \"{database}\" stopped");
+}
+
+/// One pass in its own transaction. An ERROR inside is caught, the transaction rolled
+/// back and the message returned, so the loop survives it.
+fn run_pass() -> Result<Option<Vec<store::IdleRelease>>, String> {
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        pg_sys::pgstat_report_activity(
+            pg_sys::BackendState::STATE_RUNNING,
+            c"SELECT release_idle_assignments()".as_ptr(),
+        );
+    }
+    let outcome = PgTryBuilder::new(|| store::worker_release_idle().map_err(|e| e.to_string()))
+        .catch_others(|caught| Err(caught_message(caught)))
+        .execute();
+    unsafe {
+        if outcome.is_ok() {
+            pg_sys::PopActiveSnapshot();
+            pg_sys::CommitTransactionCommand();
+        } else {
+            // Releases the snapshot, SPI, locks and memory of the failed pass.
+            pg_sys::AbortCurrentTransaction();
+        }
+        pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, std::ptr::null());
+    }
+    outcome
+}
+
+fn caught_message(caught: pg_sys::panic::CaughtError) -> String {
+    match caught {
+        pg_sys::panic::CaughtError::PostgresError(report)
+        | pg_sys::panic::CaughtError::ErrorReport(report)
+        | pg_sys::panic::CaughtError::RustPanic {
+            ereport: report, ..
+        } => report.message().to_owned(),
+    }
+}
+
+fn log_released(database: &str, released: &[store::IdleRelease]) {
+    if released.is_empty() {
+        return;
+    }
+    log!(
+        "chat_assign: released {} idle chat(s) in database \"{database}\"",
+        released.len()
+    );
+    for (chat, operator, idle_seconds) in released.iter().take(LOGGED_CHATS) {
+        log!("chat_assign: released chat {chat} from operator {operator} after {idle_seconds:.0} s idle");
+    }
+    if released.len() > LOGGED_CHATS {
+        log!(
+            "chat_assign: ... and {} more",
+            released.len() - LOGGED_CHATS
+        );
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::database_list;
+
+    #[test]
+    fn database_list_trims_and_drops_empty_and_repeated_names() {
+        let cases: &[(&str, &[&str])] = &[
+            ("", &[]),
+            (" , ,", &[]),
+            ("app", &["app"]),
+            (" app , crm,app,, crm ", &["app", "crm"]),
+        ];
+        for (setting, expected) in cases {
+            assert_eq!(database_list(setting), *expected, "setting {setting:?}");
+        }
+    }
+}
