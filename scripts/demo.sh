@@ -6,7 +6,8 @@
 # The session: 36 users open chats; four operators work them from their own connections
 # at the same time (take a chat, heartbeat, answer, take the next); users answer some
 # replies, which puts those chats back in the queue; one operator takes a chat and goes
-# quiet, and the idle-detection job releases it; an admin takes a chat away from another.
+# quiet, and the idle worker (a background worker inside PostgreSQL, no cron) releases it;
+# an admin takes a chat away from another. A LISTEN client records every change event.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -18,10 +19,20 @@ echo "== building and installing chat_assign (release)"
 cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null
 source scripts/cluster.sh
 echo "== starting PostgreSQL 15 in $DIR (port $PORT)"
+# The idle worker runs in chat_demo every second and releases chats idle for 4 s. The
+# database must exist before the worker connects, so it is created first and the server
+# restarted with the library preloaded.
 cluster_start "$DIR" "$PORT"
 trap 'cluster_stop "$DIR"' EXIT
 export PGDATABASE=chat_demo
 psql -qX -d postgres -c "CREATE DATABASE chat_demo"
+as_postgres tee -a "$DIR/data/postgresql.conf" >/dev/null <<'CONF'
+shared_preload_libraries = 'chat_assign'
+chat_assign.databases = 'chat_demo'
+chat_assign.idle_check_interval = 1
+chat_assign.idle_timeout = 4
+CONF
+as_postgres "$PG_BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w restart >/dev/null
 
 # q SQL [name=value ...]: one statement in its own session and transaction, values passed
 # as psql variables (:'name'), never spliced into the SQL text.
@@ -33,6 +44,16 @@ q() {
 }
 
 q "CREATE EXTENSION chat_assign"
+
+# A client that LISTENs on channel chat_assign; psql prints what arrived after each query.
+EVENTS=$DIR/events.log
+(
+  echo "LISTEN chat_assign;"
+  while [ ! -f "$DIR/stop_listener" ]; do echo "SELECT 1;"; sleep 0.2; done
+  echo "SELECT 1;"
+) | psql -qAtX >"$EVENTS" 2>&1 &
+listener=$!
+sleep 0.5
 echo "== 36 users open chats"
 for i in $(seq 1 36); do
   q "SELECT start_chat(gen_random_uuid(), :'text')" "text=Hello, this is customer $i: I need help with order #$((1000 + i))" >/dev/null
@@ -64,9 +85,13 @@ users() {
 }
 
 echo "== four operators work the queue concurrently; users answer"
-operator Alice 1 14 & operator Bob 1 14 & operator Carol 2 14 & operator Dave 1 12 &
-users &
-wait
+workers=()
+operator Alice 1 14 & workers+=($!)
+operator Bob 1 14 & workers+=($!)
+operator Carol 2 14 & workers+=($!)
+operator Dave 1 12 & workers+=($!)
+users & workers+=($!)
+wait "${workers[@]}"
 
 echo "== Erin takes a chat and goes quiet; Frank takes one and an admin takes it away"
 erin=$(q "SELECT create_operator('Erin')")
@@ -74,11 +99,17 @@ frank=$(q "SELECT create_operator('Frank')")
 erin_chat=$(q "SELECT assign_chat_to_operator(:'op')" "op=$erin")
 frank_chat=$(q "SELECT assign_chat_to_operator(:'op')" "op=$frank")
 q "SELECT 'admin release of Frank''s chat: ' || release_and_reassign_chat(:'chat')" "chat=$frank_chat"
-echo "   (waiting 3 s; the idle-detection job runs with a 2 s threshold)"
-sleep 3
-q "SELECT format('idle release: chat %s from %s after %s s', r.chat_id, o.name, round(r.idle_seconds))
-   FROM release_idle_assignments('2 seconds') r JOIN operators o ON o.id = r.operator_id"
-[ -n "$erin_chat" ] || echo "   (Erin found no chat waiting)"
+if [ -n "$erin_chat" ]; then
+  echo "   (nobody calls release_idle_assignments: the idle worker releases chats idle for 4 s)"
+  for _ in $(seq 1 30); do
+    [ "$(q "SELECT chat_state FROM chats WHERE id = :'c'" "c=$erin_chat")" = assigned ] || break
+    sleep 0.5
+  done
+  echo "   server log:"
+  grep -E 'chat_assign: (idle worker started|released)' "$DIR/server.log" | sed -E 's/^[0-9-]+ ([0-9:.]+) [A-Z]+ \[[0-9]+\]/     \1/'
+else
+  echo "   (Erin found no chat waiting)"
+fi
 
 echo "== Alice, Bob and Carol take what is still waiting (and keep it)"
 for who in Alice Bob Carol; do
@@ -108,3 +139,14 @@ FROM chat_assignments GROUP BY 1 ORDER BY 2 DESC;
 \echo '== messages stored'
 SELECT sender_type, count(*) FROM messages GROUP BY 1 ORDER BY 1;
 SQL
+
+touch "$DIR/stop_listener"; wait "$listener" || true
+echo
+echo "== change events received by the LISTEN client (NOTIFY chat_assign), by reason"
+grep -o '"reason" : "[a-z_]*"' "$EVENTS" | cut -d'"' -f4 | sort | uniq -c | sort -rn
+if [ -n "$erin_chat" ]; then
+  echo "== Erin's chat, event by event"
+  grep -F "$erin_chat" "$EVENTS" | grep -oE '"old_state" : [^,]*, "new_state" : "[a-z_]*", "operator_id" : [^,]*, "reason" : "[a-z_]*"' \
+    | sed -E 's/"(old_state|new_state|operator_id|reason)" : //g; s/"//g' \
+    | awk -F', ' '{printf "   %-22s -> %-24s %s\n", ($1 == "null" ? "(new)" : $1), $2, $4}'
+fi
