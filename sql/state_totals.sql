@@ -27,20 +27,22 @@ ALTER TABLE chat_state_deltas SET (autovacuum_vacuum_threshold = 2000,
                                    autovacuum_vacuum_insert_threshold = 2000,
                                    autovacuum_vacuum_insert_scale_factor = 0);
 
+-- Runs inside the API functions, as their owner: it names its table by schema and looks
+-- nothing up in the extension's schema (see src/store/queries.rs for why).
 CREATE FUNCTION chats_track_state_totals() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = pg_catalog, @extschema@, pg_temp
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
-        DELETE FROM chat_state_deltas;
+        DELETE FROM @extschema@.chat_state_deltas;
         RETURN NULL;
     END IF;
 
     -- PL/pgSQL plans a statement when it first runs it, so each branch may name only the
     -- transition tables its trigger defines.
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO chat_state_deltas
+        INSERT INTO @extschema@.chat_state_deltas
         SELECT chat_state, count(*), sum(extract(epoch FROM state_changed_at)),
                count(*) FILTER (WHERE in_queue),
                coalesce(sum(extract(epoch FROM waiting_since)) FILTER (WHERE in_queue), 0)
@@ -48,7 +50,7 @@ BEGIN
               FROM new_rows n) AS d
         GROUP BY chat_state;
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO chat_state_deltas
+        INSERT INTO @extschema@.chat_state_deltas
         SELECT chat_state, -count(*), -sum(extract(epoch FROM state_changed_at)),
                -count(*) FILTER (WHERE in_queue),
                -coalesce(sum(extract(epoch FROM waiting_since)) FILTER (WHERE in_queue), 0)
@@ -58,7 +60,7 @@ BEGIN
     ELSE
         -- An UPDATE: minus the old rows, plus the new ones; states whose totals did not
         -- move (a follow-up message, a priority change) append nothing.
-        INSERT INTO chat_state_deltas
+        INSERT INTO @extschema@.chat_state_deltas
         SELECT chat_state, sum(sign), sum(sign * extract(epoch FROM state_changed_at)),
                coalesce(sum(sign) FILTER (WHERE in_queue), 0),
                coalesce(sum(sign * extract(epoch FROM waiting_since)) FILTER (WHERE in_queue), 0)
@@ -79,8 +81,8 @@ BEGIN
     -- About one write in five hundred folds the committed deltas into one row per state,
     -- which keeps the table at a few hundred live rows whatever the write rate.
     IF random() < 0.002 AND pg_try_advisory_xact_lock(1667785076, 1952542829) THEN
-        WITH gone AS (DELETE FROM chat_state_deltas RETURNING *)
-        INSERT INTO chat_state_deltas
+        WITH gone AS (DELETE FROM @extschema@.chat_state_deltas RETURNING *)
+        INSERT INTO @extschema@.chat_state_deltas
         SELECT chat_state, sum(chat_count), sum(changed_epoch), sum(queue_count), sum(waiting_epoch)
         FROM gone GROUP BY chat_state;
     END IF;

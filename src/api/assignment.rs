@@ -14,7 +14,7 @@ use pgrx::Uuid;
 /// on (the default) a chat this operator handled last is given back to them only when no
 /// other chat waits. Refuses (`55000`) an inactive operator or one at capacity.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn assign_chat_to_operator(p_operator_id: Option<Uuid>) -> ApiResult<Option<Uuid>> {
     let operator = acting_as(required(p_operator_id, "p_operator_id")?)?;
     Ok(store::assign_chat(
@@ -27,7 +27,7 @@ pub fn assign_chat_to_operator(p_operator_id: Option<Uuid>) -> ApiResult<Option<
 /// place), and records `p_reason` on the assignment. The admin "unassign". Returns false,
 /// changing nothing, when the chat was not assigned.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn release_and_reassign_chat(
     p_chat_id: Option<Uuid>,
     p_reason: default!(Option<&str>, "'manual_unassign'"),
@@ -42,7 +42,7 @@ pub fn release_and_reassign_chat(
 /// setting, 5 minutes by default). Never touches chats waiting for the user's reply, never
 /// waits for rows other sessions hold. Returns what it released.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn release_idle_assignments(
     p_idle_after: default!(Option<Interval>, "NULL"),
 ) -> Result<

@@ -9,7 +9,7 @@ use pgrx::Uuid;
 /// Opens a chat for `p_real_user_id` with its first message; the chat waits in the queue
 /// (`waiting_assignment`) from now. Returns the chat id.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn start_chat(p_real_user_id: Option<Uuid>, p_content: Option<&str>) -> ApiResult<Uuid> {
     let user = required(p_real_user_id, "p_real_user_id")?;
     let content = non_blank(p_content, "p_content")?;
@@ -21,7 +21,7 @@ pub fn start_chat(p_real_user_id: Option<Uuid>, p_content: Option<&str>) -> ApiR
 /// assignment released with reason `real_user_message`); a chat already waiting keeps its
 /// place; a completed chat reopens.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn real_user_send_message(p_chat_id: Option<Uuid>, p_content: Option<&str>) -> ApiResult<i64> {
     let chat = required(p_chat_id, "p_chat_id")?;
     let content = non_blank(p_content, "p_content")?;
@@ -31,7 +31,7 @@ pub fn real_user_send_message(p_chat_id: Option<Uuid>, p_content: Option<&str>) 
 /// Ends a chat: `completed`, inactive, any open assignment released (reason `completed`).
 /// Returns false, changing nothing, when the chat was already completed.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn complete_chat(p_chat_id: Option<Uuid>) -> ApiResult<bool> {
     let chat = required(p_chat_id, "p_chat_id")?;
     Ok(store::complete_chat(chat)?)

@@ -3,7 +3,7 @@
 //!
 //! Every parameter is an `Option` so that pgrx does not mark the function STRICT: a NULL
 //! argument must raise `22004`, not silently return NULL. Every function runs under
-//! `SET search_path = pg_catalog, @extschema@, pg_temp` (see `store::queries`).
+//! `SECURITY DEFINER` with `SET search_path = pg_catalog, pg_temp` (see `store::queries`).
 
 pub mod assignment;
 pub mod chats;

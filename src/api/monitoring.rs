@@ -12,7 +12,7 @@ use pgrx::Uuid;
 /// the user's reply; the oldest and average wait (seconds) of the waiting ones; active
 /// operators, how many are busy (at capacity) and how many can take a chat.
 #[pg_extern(stable, parallel_restricted, security_definer)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 // The column names live in the `name!` tuple, which pg_extern must see spelled out.
 #[allow(clippy::type_complexity)]
 pub fn get_assignment_queue_status() -> Result<
@@ -47,7 +47,7 @@ pub fn get_assignment_queue_status() -> Result<
 /// Active chats in `waiting_assignment` or `assigned` whose state has not changed for
 /// longer than `p_hours`, oldest first, with the operator who holds (or last held) them.
 #[pg_extern(stable, parallel_restricted, security_definer)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 // The column names live in the `name!` tuple, which pg_extern must see spelled out.
 #[allow(clippy::type_complexity)]
 pub fn detect_stuck_chats(

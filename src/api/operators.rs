@@ -9,7 +9,7 @@ use pgrx::Uuid;
 /// Creates an operator who may hold up to `p_max_concurrent_chats` chats at once.
 /// Returns the operator id.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn create_operator(
     p_name: Option<&str>,
     p_max_concurrent_chats: default!(Option<i32>, 1),
@@ -28,7 +28,7 @@ pub fn create_operator(
 /// Activates or deactivates an operator. Deactivating releases every chat the operator
 /// holds back to the queue (reason `operator_inactive`). Returns whether `is_active` changed.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn set_operator_active(
     p_operator_id: Option<Uuid>,
     p_is_active: Option<bool>,
@@ -43,7 +43,7 @@ pub fn set_operator_active(
 /// (reason `operator_replied`) and the operator is free for another chat. While the chat
 /// waits for the user, the operator who answered may add follow-ups. Anyone else: `55000`.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn operator_send_message(
     p_chat_id: Option<Uuid>,
     p_operator_id: Option<Uuid>,
@@ -59,7 +59,7 @@ pub fn operator_send_message(
 /// Heartbeat of the operator working on a chat: keeps idle detection away. Returns false
 /// when the chat is not assigned to this operator.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn touch_operator_activity(
     p_operator_id: Option<Uuid>,
     p_chat_id: Option<Uuid>,

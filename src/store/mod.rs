@@ -7,8 +7,9 @@ pub mod queries;
 
 use crate::error::{ChatError, ChatResult};
 use pgrx::datum::{AnyNumeric, DatumWithOid, TimestampWithTimeZone};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
 use pgrx::PgOid;
 use pgrx::Uuid;
 use queries::*;
@@ -18,21 +19,78 @@ use std::rc::Rc;
 
 thread_local! {
     /// Plans kept for the life of the backend, keyed by the statement's address. Postgres'
-    /// plan cache revalidates them after DDL and re-parses them if the search_path they run
-    /// under changes (for example after the extension is recreated in another schema).
+    /// plan cache revalidates them after DDL on the objects they use.
     static PLANS: RefCell<HashMap<usize, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
+    /// The installed extension the kept plans name (its oid) and its schema, quoted.
+    static HOME: RefCell<Option<(pg_sys::Oid, String)>> = const { RefCell::new(None) };
 }
 
-fn plan(client: &SpiClient<'_>, stmt: &'static Statement) -> SpiResult<Rc<OwnedPreparedStatement>> {
+/// Where the extension lives now, or `None` when it is not installed in this database.
+/// The statements name our objects by schema, so a reinstall (a new extension oid, maybe
+/// in another schema) makes every kept plan stale: they are dropped and prepared again.
+/// Costs one index probe of `pg_extension` per operation.
+fn home(client: &SpiClient<'_>) -> ChatResult<Option<String>> {
+    // SAFETY: a catalog lookup by name inside the caller's transaction; missing_ok.
+    let oid = unsafe { pg_sys::get_extension_oid(c"chat_assign".as_ptr(), true) };
+    if oid == pg_sys::InvalidOid {
+        return Ok(None);
+    }
+    if let Some(schema) = HOME.with(|home| match &*home.borrow() {
+        Some((known, schema)) if *known == oid => Some(schema.clone()),
+        _ => None,
+    }) {
+        return Ok(Some(schema));
+    }
+    PLANS.with(|plans| plans.borrow_mut().clear());
+    let schema = client
+        .select(EXTENSION_SCHEMA.sql, None, &[oid.into()])?
+        .first()
+        .get_one::<String>()?
+        .ok_or_else(|| ChatError::Internal(format!("no schema for extension oid {oid:?}")))?;
+    HOME.with(|home| *home.borrow_mut() = Some((oid, schema.clone())));
+    Ok(Some(schema))
+}
+
+/// Every operation runs in here: one SPI connection, with the kept plans checked against
+/// where the extension lives now.
+fn connect<R>(operation: impl FnOnce(&mut SpiClient<'_>) -> ChatResult<R>) -> ChatResult<R> {
+    Spi::connect_mut(|client| {
+        if home(client)?.is_none() {
+            return Err(ChatError::Internal(
+                "extension chat_assign is not installed in this database".into(),
+            ));
+        }
+        operation(client)
+    })
+}
+
+/// A statement's text as it runs in this database, the extension's schema in place (for
+/// EXPLAIN in tests).
+pub fn resolved_sql(stmt: &'static Statement) -> ChatResult<String> {
+    Spi::connect_mut(|client| {
+        let schema = home(client)?.ok_or_else(|| ChatError::Internal("not installed".into()))?;
+        Ok(stmt.sql.replace("@extschema@", &schema))
+    })
+}
+
+fn plan(
+    client: &SpiClient<'_>,
+    stmt: &'static Statement,
+) -> ChatResult<Rc<OwnedPreparedStatement>> {
     let key = stmt as *const Statement as usize;
     if let Some(p) = PLANS.with(|plans| plans.borrow().get(&key).cloned()) {
         return Ok(p);
     }
+    let schema = HOME
+        .with(|home| home.borrow().as_ref().map(|(_, schema)| schema.clone()))
+        .ok_or_else(|| ChatError::Internal("statement prepared outside connect()".into()))?;
+    // The schema name comes from the catalog, quoted by quote_ident: never from input.
+    let sql = stmt.sql.replace("@extschema@", &schema);
     let args: Vec<PgOid> = stmt.args.iter().map(|oid| PgOid::from(*oid)).collect();
     let prepared = if stmt.read_only {
-        client.prepare(stmt.sql, &args)?
+        client.prepare(&sql, &args)?
     } else {
-        client.prepare_mut(stmt.sql, &args)?
+        client.prepare_mut(&sql, &args)?
     };
     let kept = Rc::new(prepared.keep());
     PLANS.with(|plans| plans.borrow_mut().insert(key, kept.clone()));
@@ -45,13 +103,13 @@ fn exec<'c>(
     client: &mut SpiClient<'c>,
     stmt: &'static Statement,
     args: &[DatumWithOid<'_>],
-) -> SpiResult<SpiTupleTable<'c>> {
+) -> ChatResult<SpiTupleTable<'c>> {
     let p = plan(client, stmt)?;
-    if stmt.read_only {
-        client.select(&*p, None, args)
+    Ok(if stmt.read_only {
+        client.select(&*p, None, args)?
     } else {
-        client.update(&*p, None, args)
-    }
+        client.update(&*p, None, args)?
+    })
 }
 
 /// A chat row as seen under its lock.
@@ -161,7 +219,7 @@ fn holder(chat: &LockedChat) -> Option<Uuid> {
 }
 
 pub fn start_chat(real_user_id: Uuid, content: &str) -> ChatResult<Uuid> {
-    Spi::connect_mut(|client| {
+    connect(|client| {
         let chat = returned(
             exec(client, &START_CHAT, &[real_user_id.into(), content.into()])?,
             "start_chat",
@@ -175,7 +233,7 @@ pub fn start_chat(real_user_id: Uuid, content: &str) -> ChatResult<Uuid> {
 }
 
 pub fn real_user_send_message(chat_id: Uuid, content: &str) -> ChatResult<i64> {
-    Spi::connect_mut(|client| {
+    connect(|client| {
         let chat = lock_chat(client, chat_id)?;
         let message = returned(
             exec(
@@ -200,7 +258,7 @@ pub fn real_user_send_message(chat_id: Uuid, content: &str) -> ChatResult<i64> {
 }
 
 pub fn operator_send_message(chat_id: Uuid, operator_id: Uuid, content: &str) -> ChatResult<i64> {
-    Spi::connect_mut(|client| {
+    connect(|client| {
         let chat = lock_chat_for_operator(client, chat_id, operator_id)?;
         let first_reply = match chat.state.as_str() {
             "assigned" if chat.assigned_operator_id == Some(operator_id) => true,
@@ -240,7 +298,7 @@ pub fn operator_send_message(chat_id: Uuid, operator_id: Uuid, content: &str) ->
 }
 
 pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<Option<Uuid>> {
-    Spi::connect_mut(|client| {
+    connect(|client| {
         let op = exec(client, &LOCK_OPERATOR, &[operator_id.into()])?;
         if op.is_empty() {
             return Err(ChatError::OperatorNotFound(operator_id));
@@ -309,7 +367,7 @@ fn release_locked(
 }
 
 pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool> {
-    Spi::connect_mut(|client| {
+    connect(|client| {
         let chat = lock_chat(client, chat_id)?;
         if chat.state != "assigned" {
             return Ok(false);
@@ -319,7 +377,7 @@ pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool
 }
 
 pub fn touch_operator_activity(operator_id: Uuid, chat_id: Uuid) -> ChatResult<bool> {
-    Spi::connect_mut(|client| {
+    connect(|client| {
         let chat = lock_chat_for_operator(client, chat_id, operator_id)?;
         if chat.state != "assigned" || chat.assigned_operator_id != Some(operator_id) {
             return Ok(false);
@@ -337,7 +395,7 @@ pub fn touch_operator_activity(operator_id: Uuid, chat_id: Uuid) -> ChatResult<b
 pub type IdleRelease = (Uuid, Uuid, f64);
 
 pub fn release_idle_assignments(idle_seconds: f64) -> ChatResult<Vec<IdleRelease>> {
-    Spi::connect_mut(|client| {
+    connect(|client| {
         let mut idle = Vec::new();
         for row in exec(client, &LOCK_IDLE_CHATS, &[idle_seconds.into()])? {
             if let (Some(chat), Some(op)) = (row.get::<Uuid>(1)?, row.get::<Uuid>(2)?) {
@@ -353,7 +411,7 @@ pub fn release_idle_assignments(idle_seconds: f64) -> ChatResult<Vec<IdleRelease
 }
 
 pub fn complete_chat(chat_id: Uuid) -> ChatResult<bool> {
-    Spi::connect_mut(|client| {
+    connect(|client| {
         let chat = lock_chat(client, chat_id)?;
         if chat.state == "completed" {
             return Ok(false);
@@ -372,7 +430,7 @@ pub fn complete_chat(chat_id: Uuid) -> ChatResult<bool> {
 }
 
 pub fn create_operator(name: &str, max_concurrent_chats: i32) -> ChatResult<Uuid> {
-    Spi::connect_mut(|client| {
+    connect(|client| {
         returned(
             exec(
                 client,
@@ -385,7 +443,7 @@ pub fn create_operator(name: &str, max_concurrent_chats: i32) -> ChatResult<Uuid
 }
 
 pub fn set_operator_active(operator_id: Uuid, is_active: bool) -> ChatResult<bool> {
-    Spi::connect_mut(|client| {
+    connect(|client| {
         if exec(client, &LOCK_OPERATOR, &[operator_id.into()])?.is_empty() {
             return Err(ChatError::OperatorNotFound(operator_id));
         }
@@ -421,7 +479,7 @@ pub struct QueueStatus {
 }
 
 pub fn queue_status() -> ChatResult<QueueStatus> {
-    Spi::connect_mut(|client| {
+    connect(|client| {
         let row = exec(client, &QUEUE_STATUS, &[])?.first();
         let count = |n: usize| -> ChatResult<i64> { Ok(row.get::<i64>(n)?.unwrap_or(0)) };
         Ok(QueueStatus {
@@ -450,7 +508,7 @@ pub struct StuckChat {
 }
 
 pub fn stuck_chats(hours: f64) -> ChatResult<Vec<StuckChat>> {
-    Spi::connect_mut(|client| {
+    connect(|client| {
         let mut out = Vec::new();
         for row in exec(client, &STUCK_CHATS, &[hours.into()])? {
             let (Some(chat_id), Some(chat_state), Some(real_user_id), Some(changed), Some(hours)) = (
@@ -481,15 +539,9 @@ pub fn stuck_chats(hours: f64) -> ChatResult<Vec<StuckChat>> {
 /// installed in this database, else what `release_idle_assignments()` released.
 pub fn worker_release_idle() -> ChatResult<Option<Vec<IdleRelease>>> {
     Spi::connect_mut(|client| {
-        let schema = exec(client, &EXTENSION_SCHEMA, &[])?;
-        let Some(schema) = (if schema.is_empty() {
-            None
-        } else {
-            schema.first().get_one::<String>()?
-        }) else {
+        if home(client)?.is_none() {
             return Ok(None);
-        };
-        exec(client, &WORKER_SEARCH_PATH, &[schema.into()])?;
+        }
         let mut released = Vec::new();
         for row in exec(client, &WORKER_RELEASE_IDLE, &[])? {
             if let (Some(chat), Some(op)) = (row.get::<Uuid>(1)?, row.get::<Uuid>(2)?) {

@@ -1,10 +1,15 @@
 //! Every SQL statement the extension runs, and nothing else.
 //!
-//! The statements are written unqualified because every `#[pg_extern]` runs under
-//! `SET search_path = pg_catalog, @extschema@, pg_temp`: `pg_catalog` first so that a
-//! look-alike `now()` or `=` in the extension's schema cannot shadow the built-in, the
-//! extension's schema next for its own tables, `pg_temp` last so temporary tables can never
-//! stand in for ours. Inputs are always `$n` parameters.
+//! The functions run as their owner (`SECURITY DEFINER`) under
+//! `SET search_path = pg_catalog, pg_temp`, and every statement names the extension's own
+//! objects as `@extschema@.name`; [`crate::store`] puts the schema in (quoted) when it
+//! prepares the statement. So no name here is looked up in a schema anyone else can write
+//! to: not in the caller's schemas (the search_path is fixed), not in `pg_temp` (searched
+//! for tables only, after `pg_catalog`, and our tables are qualified), and not in the
+//! extension's own schema either. That last one matters: a role that may CREATE in that
+//! schema (the database owner can, in `public`) could otherwise add an `=` for
+//! `chat_state` or a `count(uuid)` that beats the built-in by a closer type match, and it
+//! would run as the owner, a superuser. Inputs are always `$n` parameters.
 //!
 //! # Lock order (why no call sequence deadlocks)
 //!
@@ -52,13 +57,14 @@ const INT4: Oid = pg_sys::INT4OID;
 const BOOL: Oid = pg_sys::BOOLOID;
 const FLOAT8: Oid = pg_sys::FLOAT8OID;
 const UUID_ARRAY: Oid = pg_sys::UUIDARRAYOID;
+const OID: Oid = pg_sys::OIDOID;
 
 // ---------------------------------------------------------------- locks (steps 1 and 2)
 
 /// Step 1. Serialises assignment and (de)activation of one operator, so that two
 /// connections of the same operator cannot both pass the capacity check.
 pub static LOCK_OPERATOR: Statement = Statement {
-    sql: "SELECT is_active, max_concurrent_chats FROM operators WHERE id = $1 FOR NO KEY UPDATE",
+    sql: "SELECT is_active, max_concurrent_chats FROM @extschema@.operators WHERE id = $1 FOR NO KEY UPDATE",
     args: &[UUID],
     read_only: false,
 };
@@ -66,7 +72,7 @@ pub static LOCK_OPERATOR: Statement = Statement {
 /// Step 2 for one chat: its state and who holds or last held it.
 pub static LOCK_CHAT: Statement = Statement {
     sql: "SELECT chat_state::text, assigned_operator_id, last_operator_id \
-          FROM chats WHERE id = $1 FOR NO KEY UPDATE",
+          FROM @extschema@.chats WHERE id = $1 FOR NO KEY UPDATE",
     args: &[UUID],
     read_only: false,
 };
@@ -75,15 +81,15 @@ pub static LOCK_CHAT: Statement = Statement {
 /// disappear, so the statement's snapshot is good enough for that part).
 pub static LOCK_CHAT_FOR_OPERATOR: Statement = Statement {
     sql: "SELECT c.chat_state::text, c.assigned_operator_id, c.last_operator_id, \
-                 EXISTS (SELECT 1 FROM operators WHERE id = $2) \
-          FROM chats c WHERE c.id = $1 FOR NO KEY UPDATE OF c",
+                 EXISTS (SELECT 1 FROM @extschema@.operators WHERE id = $2) \
+          FROM @extschema@.chats c WHERE c.id = $1 FOR NO KEY UPDATE OF c",
     args: &[UUID, UUID],
     read_only: false,
 };
 
 /// Step 2 for deactivation: every chat the operator holds, in id order.
 pub static LOCK_OPERATOR_CHATS: Statement = Statement {
-    sql: "SELECT id FROM chats WHERE assigned_operator_id = $1 ORDER BY id FOR NO KEY UPDATE",
+    sql: "SELECT id FROM @extschema@.chats WHERE assigned_operator_id = $1 ORDER BY id FOR NO KEY UPDATE",
     args: &[UUID],
     read_only: false,
 };
@@ -93,10 +99,10 @@ pub static LOCK_OPERATOR_CHATS: Statement = Statement {
 /// A new chat and its first message, in one statement.
 pub static START_CHAT: Statement = Statement {
     sql: "WITH chat AS ( \
-              INSERT INTO chats (real_user_id, chat_state, waiting_since, state_changed_at, last_message_at) \
+              INSERT INTO @extschema@.chats (real_user_id, chat_state, waiting_since, state_changed_at, last_message_at) \
               VALUES ($1, 'waiting_assignment', now(), now(), now()) \
               RETURNING id) \
-          INSERT INTO messages (chat_id, sender_type, content) \
+          INSERT INTO @extschema@.messages (chat_id, sender_type, content) \
           SELECT id, 'real_user', $2 FROM chat \
           RETURNING chat_id",
     args: &[UUID, TEXT],
@@ -108,15 +114,15 @@ pub static START_CHAT: Statement = Statement {
 /// its place; a completed chat reopens. An open assignment is released (`real_user_message`).
 pub static REAL_USER_MESSAGE: Statement = Statement {
     sql: "WITH msg AS ( \
-              INSERT INTO messages (chat_id, sender_type, content) \
+              INSERT INTO @extschema@.messages (chat_id, sender_type, content) \
               VALUES ($1, 'real_user', $2) RETURNING id), \
           released AS ( \
-              UPDATE chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'real_user_message' \
+              UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'real_user_message' \
               WHERE chat_id = $1 AND released_at IS NULL RETURNING id), \
           activity AS ( \
-              DELETE FROM operator_activity WHERE chat_id = $1 RETURNING chat_id), \
+              DELETE FROM @extschema@.operator_activity WHERE chat_id = $1 RETURNING chat_id), \
           chat AS ( \
-              UPDATE chats SET \
+              UPDATE @extschema@.chats SET \
                   chat_state = 'waiting_assignment', \
                   assigned_operator_id = NULL, \
                   is_active = true, \
@@ -135,15 +141,15 @@ pub static REAL_USER_MESSAGE: Statement = Statement {
 /// assignment is released (`operator_replied`) and the operator is free for the next chat.
 pub static OPERATOR_REPLY: Statement = Statement {
     sql: "WITH msg AS ( \
-              INSERT INTO messages (chat_id, sender_type, operator_id, content) \
+              INSERT INTO @extschema@.messages (chat_id, sender_type, operator_id, content) \
               VALUES ($1, 'operator', $2, $3) RETURNING id), \
           released AS ( \
-              UPDATE chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'operator_replied' \
+              UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'operator_replied' \
               WHERE chat_id = $1 AND released_at IS NULL RETURNING id), \
           activity AS ( \
-              DELETE FROM operator_activity WHERE chat_id = $1 RETURNING chat_id), \
+              DELETE FROM @extschema@.operator_activity WHERE chat_id = $1 RETURNING chat_id), \
           chat AS ( \
-              UPDATE chats SET \
+              UPDATE @extschema@.chats SET \
                   chat_state = 'waiting_real_user_reply', \
                   assigned_operator_id = NULL, \
                   last_operator_id = $2, \
@@ -160,10 +166,10 @@ pub static OPERATOR_REPLY: Statement = Statement {
 /// no state change.
 pub static OPERATOR_FOLLOW_UP: Statement = Statement {
     sql: "WITH msg AS ( \
-              INSERT INTO messages (chat_id, sender_type, operator_id, content) \
+              INSERT INTO @extschema@.messages (chat_id, sender_type, operator_id, content) \
               VALUES ($1, 'operator', $2, $3) RETURNING id), \
           chat AS ( \
-              UPDATE chats SET operator_replied_at = now(), last_message_at = now() \
+              UPDATE @extschema@.chats SET operator_replied_at = now(), last_message_at = now() \
               WHERE id = $1 RETURNING id) \
           SELECT id FROM msg",
     args: &[UUID, UUID, TEXT],
@@ -173,11 +179,11 @@ pub static OPERATOR_FOLLOW_UP: Statement = Statement {
 /// Ends a locked chat ($1): completed, inactive, any open assignment released (`completed`).
 pub static COMPLETE_CHAT: Statement = Statement {
     sql: "WITH released AS ( \
-              UPDATE chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'completed' \
+              UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'completed' \
               WHERE chat_id = $1 AND released_at IS NULL RETURNING id), \
           activity AS ( \
-              DELETE FROM operator_activity WHERE chat_id = $1 RETURNING chat_id) \
-          UPDATE chats SET chat_state = 'completed', is_active = false, \
+              DELETE FROM @extschema@.operator_activity WHERE chat_id = $1 RETURNING chat_id) \
+          UPDATE @extschema@.chats SET chat_state = 'completed', is_active = false, \
                            assigned_operator_id = NULL, state_changed_at = now() \
           WHERE id = $1",
     args: &[UUID],
@@ -199,11 +205,11 @@ pub static COMPLETE_CHAT: Statement = Statement {
 /// chat, the operator's own included) runs unless the first found nothing.
 pub static CLAIM_NEXT_CHAT: Statement = Statement {
     sql: "WITH open_count AS ( \
-              SELECT count(*) AS n FROM chat_assignments \
+              SELECT count(*) AS n FROM @extschema@.chat_assignments \
               WHERE operator_id = $1 AND released_at IS NULL), \
           next AS ( \
               SELECT id FROM ( \
-                  SELECT id FROM chats \
+                  SELECT id FROM @extschema@.chats \
                   WHERE chat_state = 'waiting_assignment' AND is_active \
                     AND last_operator_id IS DISTINCT FROM $1 \
                     AND $3 AND (SELECT n FROM open_count) < $2 \
@@ -211,27 +217,27 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
                   LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED) AS others \
               UNION ALL \
               SELECT id FROM ( \
-                  SELECT id FROM chats \
+                  SELECT id FROM @extschema@.chats \
                   WHERE chat_state = 'waiting_assignment' AND is_active \
                     AND (SELECT n FROM open_count) < $2 \
                   ORDER BY priority DESC, waiting_since, id \
                   LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED) AS any_chat \
               LIMIT 1), \
           chat AS ( \
-              UPDATE chats c SET chat_state = 'assigned', assigned_operator_id = $1, \
+              UPDATE @extschema@.chats c SET chat_state = 'assigned', assigned_operator_id = $1, \
                                  last_operator_id = $1, assigned_at = now(), \
                                  state_changed_at = now() \
               FROM next WHERE c.id = next.id RETURNING c.id), \
           assignment AS ( \
-              INSERT INTO chat_assignments (chat_id, operator_id, assigned_at) \
+              INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at) \
               SELECT id, $1, now() FROM chat RETURNING id), \
           activity AS ( \
-              INSERT INTO operator_activity (chat_id, operator_id, last_activity_at) \
+              INSERT INTO @extschema@.operator_activity (chat_id, operator_id, last_activity_at) \
               SELECT id, $1, now() FROM chat \
               ON CONFLICT (chat_id, operator_id) DO UPDATE SET last_activity_at = EXCLUDED.last_activity_at \
               RETURNING chat_id), \
           operator AS ( \
-              UPDATE operators SET last_assigned_at = now() \
+              UPDATE @extschema@.operators SET last_assigned_at = now() \
               WHERE id = $1 AND EXISTS (SELECT 1 FROM chat) RETURNING id) \
           SELECT (SELECT n FROM open_count), (SELECT id FROM chat)",
     args: &[UUID, INT4, BOOL],
@@ -244,16 +250,16 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
 /// admin release, idle detection and operator deactivation.
 pub static RELEASE_TO_QUEUE: Statement = Statement {
     sql: "WITH chat AS ( \
-              UPDATE chats SET chat_state = 'waiting_assignment', assigned_operator_id = NULL, \
+              UPDATE @extschema@.chats SET chat_state = 'waiting_assignment', assigned_operator_id = NULL, \
                                waiting_since = coalesce(waiting_since, now()), \
                                state_changed_at = now() \
               WHERE id = ANY ($1) AND chat_state = 'assigned' RETURNING id), \
           released AS ( \
-              UPDATE chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = $2 \
+              UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = $2 \
               WHERE chat_id IN (SELECT id FROM chat) AND released_at IS NULL \
               RETURNING chat_id, operator_id), \
           activity AS ( \
-              DELETE FROM operator_activity WHERE chat_id IN (SELECT id FROM chat) RETURNING chat_id) \
+              DELETE FROM @extschema@.operator_activity WHERE chat_id IN (SELECT id FROM chat) RETURNING chat_id) \
           SELECT c.id, r.operator_id FROM chat c LEFT JOIN released r ON r.chat_id = c.id \
           ORDER BY c.id",
     args: &[UUID_ARRAY, TEXT],
@@ -267,8 +273,8 @@ pub static RELEASE_TO_QUEUE: Statement = Statement {
 pub static LOCK_IDLE_CHATS: Statement = Statement {
     sql: "SELECT c.id, a.operator_id, \
                  extract(epoch FROM now() - a.last_activity_at)::float8 \
-          FROM operator_activity a \
-          JOIN chats c ON c.id = a.chat_id AND c.assigned_operator_id = a.operator_id \
+          FROM @extschema@.operator_activity a \
+          JOIN @extschema@.chats c ON c.id = a.chat_id AND c.assigned_operator_id = a.operator_id \
           WHERE c.chat_state = 'assigned' \
             AND a.last_activity_at < now() - make_interval(secs => $1) \
           ORDER BY a.last_activity_at \
@@ -281,7 +287,7 @@ pub static LOCK_IDLE_CHATS: Statement = Statement {
 /// Heartbeat on a locked chat: true when the activity row of this assigned operator and chat
 /// exists.
 pub static TOUCH_ACTIVITY: Statement = Statement {
-    sql: "UPDATE operator_activity SET last_activity_at = now() \
+    sql: "UPDATE @extschema@.operator_activity SET last_activity_at = now() \
           WHERE chat_id = $2 AND operator_id = $1 RETURNING chat_id",
     args: &[UUID, UUID],
     read_only: false,
@@ -305,29 +311,21 @@ pub static NOTIFY_STATE_CHANGES: Statement = Statement {
     read_only: false,
 };
 
-// ---------------------------------------------------------------- idle worker
+// ---------------------------------------------------------------- where we live
 
-/// The schema the extension lives in, if it is installed in the worker's database.
+/// The extension's schema, quoted for SQL text, by the extension's oid.
 pub static EXTENSION_SCHEMA: Statement = Statement {
-    sql: "SELECT n.nspname::text FROM pg_catalog.pg_extension e \
+    sql: "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e \
           JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
-          WHERE e.extname = 'chat_assign'",
-    args: &[],
+          WHERE e.oid = $1",
+    args: &[OID],
     read_only: true,
-};
-
-/// The worker's transaction-local search_path: the catalog first, as in every function.
-pub static WORKER_SEARCH_PATH: Statement = Statement {
-    sql: "SELECT pg_catalog.set_config('search_path', \
-                 'pg_catalog, ' || pg_catalog.quote_ident($1) || ', pg_temp', true)",
-    args: &[TEXT],
-    read_only: false,
 };
 
 /// One pass of the worker: the SQL function, so that it runs exactly as a client's call
 /// would (its settings, its events), with the `chat_assign.idle_timeout` the worker sees.
 pub static WORKER_RELEASE_IDLE: Statement = Statement {
-    sql: "SELECT chat_id, operator_id, idle_seconds FROM release_idle_assignments()",
+    sql: "SELECT chat_id, operator_id, idle_seconds FROM @extschema@.release_idle_assignments()",
     args: &[],
     read_only: false,
 };
@@ -335,14 +333,14 @@ pub static WORKER_RELEASE_IDLE: Statement = Statement {
 // ---------------------------------------------------------------- operators
 
 pub static CREATE_OPERATOR: Statement = Statement {
-    sql: "INSERT INTO operators (name, max_concurrent_chats) VALUES ($1, $2) RETURNING id",
+    sql: "INSERT INTO @extschema@.operators (name, max_concurrent_chats) VALUES ($1, $2) RETURNING id",
     args: &[TEXT, INT4],
     read_only: false,
 };
 
 /// On a locked operator: sets `is_active`, reports whether it changed.
 pub static SET_OPERATOR_ACTIVE: Statement = Statement {
-    sql: "UPDATE operators SET is_active = $2 WHERE id = $1 AND is_active IS DISTINCT FROM $2 \
+    sql: "UPDATE @extschema@.operators SET is_active = $2 WHERE id = $1 AND is_active IS DISTINCT FROM $2 \
           RETURNING id",
     args: &[UUID, BOOL],
     read_only: false,
@@ -359,17 +357,17 @@ pub static SET_OPERATOR_ACTIVE: Statement = Statement {
 /// priority level in use).
 pub static QUEUE_STATUS: Statement = Statement {
     sql: "WITH RECURSIVE priorities AS ( \
-              (SELECT priority FROM chats \
+              (SELECT priority FROM @extschema@.chats \
                 WHERE chat_state = 'waiting_assignment' AND is_active \
                 ORDER BY priority DESC LIMIT 1) \
               UNION ALL \
-              SELECT (SELECT c.priority FROM chats c \
+              SELECT (SELECT c.priority FROM @extschema@.chats c \
                        WHERE c.chat_state = 'waiting_assignment' AND c.is_active \
                          AND c.priority < p.priority \
                        ORDER BY c.priority DESC LIMIT 1) \
               FROM priorities p WHERE p.priority IS NOT NULL), \
           oldest AS ( \
-              SELECT min((SELECT c.waiting_since FROM chats c \
+              SELECT min((SELECT c.waiting_since FROM @extschema@.chats c \
                            WHERE c.chat_state = 'waiting_assignment' AND c.is_active \
                              AND c.priority = p.priority \
                            ORDER BY c.waiting_since LIMIT 1)) AS since \
@@ -379,7 +377,7 @@ pub static QUEUE_STATUS: Statement = Statement {
                      sum(waiting_epoch) FILTER (WHERE chat_state = 'waiting_assignment') AS waiting_epoch, \
                      sum(chat_count) FILTER (WHERE chat_state = 'assigned') AS assigned, \
                      sum(chat_count) FILTER (WHERE chat_state = 'waiting_real_user_reply') AS replied \
-              FROM chat_state_totals) \
+              FROM @extschema@.chat_state_totals) \
           SELECT t.waiting::bigint, t.assigned::bigint, t.replied::bigint, \
                  round(extract(epoch FROM now() - (SELECT since FROM oldest)), 1)::float8, \
                  CASE WHEN t.waiting > 0 \
@@ -392,8 +390,8 @@ pub static QUEUE_STATUS: Statement = Statement {
                                       AND coalesce(a.n, 0) >= op.max_concurrent_chats) AS busy, \
                      count(*) FILTER (WHERE op.is_active \
                                       AND coalesce(a.n, 0) < op.max_concurrent_chats) AS available \
-              FROM operators op \
-              LEFT JOIN (SELECT operator_id, count(*) AS n FROM chat_assignments \
+              FROM @extschema@.operators op \
+              LEFT JOIN (SELECT operator_id, count(*) AS n FROM @extschema@.chat_assignments \
                          WHERE released_at IS NULL GROUP BY operator_id) AS a \
                      ON a.operator_id = op.id) AS o",
     args: &[],
@@ -406,8 +404,8 @@ pub static STUCK_CHATS: Statement = Statement {
     sql: "SELECT c.id, c.chat_state::text, c.real_user_id, c.state_changed_at, \
                  round(extract(epoch FROM now() - c.state_changed_at) / 3600, 2), \
                  c.assigned_operator_id, c.last_operator_id, o.name \
-          FROM chats c \
-          LEFT JOIN operators o ON o.id = coalesce(c.assigned_operator_id, c.last_operator_id) \
+          FROM @extschema@.chats c \
+          LEFT JOIN @extschema@.operators o ON o.id = coalesce(c.assigned_operator_id, c.last_operator_id) \
           WHERE c.is_active \
             AND c.chat_state IN ('waiting_assignment', 'assigned') \
             AND c.state_changed_at < now() - make_interval(secs => $1 * 3600) \

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# RPC tests (tests/rpc): every function called the way PostgREST / Supabase calls it, as
+# the login role `authenticator` switching per request to the role the JWT names, with
+# README's grants and the operator claim on. Starts its own PostgreSQL 15 cluster with the
+# installed chat_assign; needs node and npm (the `pg` client comes from the npm registry).
+# Ends with one line "rpc: N passed, M failed"; exit status 0 only when M is 0.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/cluster.sh
+DIR=/tmp/ca_sec_rpc
+PORT=54385
+DB=chat_assign_rpc
+OUT=target/rpc
+mkdir -p "$OUT"
+
+fail() { echo "$1"; echo "rpc: 0 passed, 1 failed"; exit 1; }
+
+(cd tests/rpc && npm ci --no-audit --no-fund --loglevel=error) >"$OUT/npm.log" 2>&1 \
+  || { cat "$OUT/npm.log"; fail "npm ci failed"; }
+
+cluster_start "$DIR" "$PORT" || fail "cluster did not start"
+trap 'cluster_stop "$DIR"' EXIT
+
+# README's grants (tests/rpc/grants.sql), then PostgREST's roles: anon for requests without
+# a JWT, and authenticator, which may only switch to the roles it was granted.
+psql -X -q -v ON_ERROR_STOP=1 -d postgres >"$OUT/setup.log" 2>&1 <<SQL || { cat "$OUT/setup.log"; fail "setup failed"; }
+CREATE DATABASE $DB;
+\c $DB
+CREATE EXTENSION chat_assign;
+\i tests/rpc/grants.sql
+CREATE ROLE anon NOLOGIN;
+CREATE ROLE authenticator LOGIN NOINHERIT;
+GRANT chat_app, chat_operator, chat_admin, anon TO authenticator;
+ALTER ROLE authenticator SET chat_assign.operator_id_claim = 'sub';
+SQL
+
+PGDATABASE=$DB node --test --test-reporter=tap tests/rpc/ 2>&1 | tee "$OUT/node.log"
+passed=$(sed -nE 's/^# pass ([0-9]+)$/\1/p' "$OUT/node.log" | tail -1)
+failed=$(sed -nE 's/^# fail ([0-9]+)$/\1/p' "$OUT/node.log" | tail -1)
+[ -n "$passed" ] && [ -n "$failed" ] || fail "no test summary from node --test"
+echo "rpc: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
