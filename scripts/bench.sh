@@ -18,6 +18,7 @@
 #   BENCH_IDLE       idle chats released by release_idle_assignments at the largest N
 #                    (default 10000, at most N/2)
 #   BENCH_FSYNC      fsync of the throw-away cluster, on or off (default off; see below)
+#   BENCH_NOTIFY     chat_assign.notify for (a): on (the default, as installed) or off
 #   BENCH_KEEP_LOGS  1 = keep pgbench's per-transaction logs (hundreds of MB for a full run);
 #                    by default they are deleted once the report is written
 #   BENCH_BUILD      1 = (re)build and install the extension first (cargo pgrx install
@@ -45,6 +46,7 @@ BENCH_ROUNDS=${BENCH_ROUNDS:-2}
 BENCH_OPERATORS=${BENCH_OPERATORS:-100}
 BENCH_IDLE=${BENCH_IDLE:-10000}
 BENCH_FSYNC=${BENCH_FSYNC:-off}
+BENCH_NOTIFY=${BENCH_NOTIFY:-on}
 BENCH_BUILD=${BENCH_BUILD:-0}
 BENCH_KEEP_LOGS=${BENCH_KEEP_LOGS:-0}
 BENCH_DIR=${BENCH_DIR:-/tmp/chat_assign_bench}
@@ -105,14 +107,15 @@ fi
 source "$ROOT/scripts/cluster.sh"
 cleanup() { cluster_stop "$BENCH_DIR"; }
 trap cleanup EXIT
-log "starting PostgreSQL 15 in $BENCH_DIR (port $BENCH_PORT), fsync=$BENCH_FSYNC"
+log "starting PostgreSQL 15 in $BENCH_DIR (port $BENCH_PORT), fsync=$BENCH_FSYNC, chat_assign.notify=$BENCH_NOTIFY"
 cluster_start "$BENCH_DIR" "$BENCH_PORT" \
   "shared_buffers = 1GB" \
   "${durability[@]}" \
   "max_wal_size = 8GB" \
   "checkpoint_timeout = 30min" \
   "log_min_duration_statement = -1" \
-  "log_temp_files = -1"
+  "log_temp_files = -1" \
+  "chat_assign.notify = $BENCH_NOTIFY"
 export PGDATABASE=postgres
 
 psql_() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up of a fresh Debian 12 machine for chat_assign:
-# PostgreSQL 15 server + headers, clang for bindgen, cargo-pgrx 0.18.1, pgrx init.
+# PostgreSQL 15 server + headers, clang for bindgen, Node.js + npm for the RPC test,
+# cargo-pgrx 0.18.1, pgrx init.
 # Must be run as root (it uses apt-get). Safe to re-run: each step checks first.
 set -euo pipefail
 
@@ -21,6 +22,14 @@ if [ "${#missing[@]}" -gt 0 ] || [ "$srv" != "$dev" ]; then
   echo "== apt: installing ${missing[*]:-} (server $srv, headers $dev)"
   apt-get update -qq
   apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+# Node.js and npm run the RPC test (tests/rpc, the `pg` client from the npm registry).
+# A node that is already there (nodesource, nvm) is used as it is.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "== apt: installing nodejs npm"
+  apt-get update -qq
+  apt-get install -y -qq nodejs npm >/dev/null
 fi
 
 if ! command -v cargo >/dev/null; then

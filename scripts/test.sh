@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine (scripts/setup.sh) and runs every test of chat_assign:
-# fmt and clippy, the #[pg_test] suite, the pg_regress suite, the isolation specs and the
-# multi-connection stress test. Prints one "N passed, N failed" line at the end and exits
+# fmt and clippy, the #[pg_test] suite, the pg_regress suite, the isolation specs, the
+# multi-connection stress test, the node-postgres RPC test and the operations suite
+# (background worker, change events, dump/restore, upgrades). Prints one "N passed, N failed" line at the end and exits
 # non-zero if anything failed. Must run as root (apt-get; clusters run as postgres).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +57,15 @@ stress_counts() {
   echo "$p $f"
 }
 
+# suites ending with their own "<name>: N passed, M failed" line (rpc, ops)
+suite_counts() {
+  local line; line=$(grep -E '^[a-z]+: [0-9]+ passed, [0-9]+ failed$' "$1" | tail -1)
+  if [ -z "$line" ]; then single "$1" "$2"; return; fi
+  local p f; p=$(awk '{print $2}' <<<"$line"); f=$(awk '{print $4}' <<<"$line")
+  if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  echo "$p $f"
+}
+
 pgrx_test() {
   # initdb and postgres refuse root: the test cluster runs as postgres in a dir it owns.
   mkdir -p /tmp/chat_assign_pgrx && chown postgres:postgres /tmp/chat_assign_pgrx
@@ -70,6 +80,10 @@ step "install release build" single cargo pgrx install --release --pg-config "$P
 step "pg_regress" regress_counts bash scripts/regress.sh
 [ -f scripts/isolation.sh ] && step "isolation" regress_counts bash scripts/isolation.sh
 [ -f scripts/stress.sh ] && step "stress" stress_counts bash scripts/stress.sh
+step "rpc (node-postgres)" suite_counts bash scripts/rpc.sh
+[ -f scripts/ops.sh ] && step "ops" suite_counts bash scripts/ops.sh
+# The grants README documents are the ones the tests run (tests/rpc/grants.sql).
+step "README grants block" single bash scripts/check_readme_grants.sh
 
 echo; echo "=================== summary ($(( $(date +%s) - started ))s)"
 printf '%s\n' "${report[@]}"
