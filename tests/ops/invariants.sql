@@ -1,0 +1,61 @@
+-- The invariants of SPEC.md and the agreement of the monitoring with the tables, as
+-- violation counts in one statement (one snapshot). Prints only what is violated: no
+-- output means everything holds.
+SELECT check_name || ': ' || violations
+FROM (VALUES
+  ('inv1: assigned <=> assigned_operator_id not null',
+   (SELECT count(*) FROM chats
+     WHERE (chat_state = 'assigned') <> (assigned_operator_id IS NOT NULL))),
+  ('inv1: assigned => exactly one open assignment, of that operator',
+   (SELECT count(*) FROM chats c
+     WHERE c.chat_state = 'assigned'
+       AND (SELECT count(*) FROM chat_assignments a
+             WHERE a.chat_id = c.id AND a.released_at IS NULL
+               AND a.operator_id = c.assigned_operator_id) <> 1)),
+  ('inv1: open assignment => chat assigned',
+   (SELECT count(*) FROM chat_assignments a JOIN chats c ON c.id = a.chat_id
+     WHERE a.released_at IS NULL AND c.chat_state <> 'assigned')),
+  ('inv2: waiting_real_user_reply => operator_replied_at',
+   (SELECT count(*) FROM chats
+     WHERE chat_state = 'waiting_real_user_reply' AND operator_replied_at IS NULL)),
+  ('inv3: open assignments <= max_concurrent_chats',
+   (SELECT count(*) FROM operators o
+     WHERE (SELECT count(*) FROM chat_assignments a
+             WHERE a.operator_id = o.id AND a.released_at IS NULL) > o.max_concurrent_chats)),
+  ('inv4: completed => not is_active, no open assignment',
+   (SELECT count(*) FROM chats c
+     WHERE c.chat_state = 'completed'
+       AND (c.is_active OR EXISTS (SELECT 1 FROM chat_assignments a
+                                    WHERE a.chat_id = c.id AND a.released_at IS NULL)))),
+  ('heartbeats exactly for the open assignments',
+   (SELECT count(*) FROM operator_activity oa FULL JOIN
+           (SELECT chat_id, operator_id FROM chat_assignments WHERE released_at IS NULL) a
+           USING (chat_id, operator_id)
+     WHERE oa.chat_id IS NULL OR a.chat_id IS NULL)),
+  ('released assignments have a reason and a time after the assignment',
+   (SELECT count(*) FROM chat_assignments
+     WHERE (released_at IS NULL) <> (release_reason IS NULL) OR released_at < assigned_at)),
+  ('monitoring: chat_state_summary has the four states with the counts of chats',
+   (SELECT count(*) FROM (SELECT s.chat_state, s.chat_count FROM chat_state_summary s
+                          EXCEPT ALL
+                          SELECT e.state, (SELECT count(*) FROM chats c WHERE c.chat_state = e.state)
+                          FROM unnest(enum_range(NULL::chat_state)) AS e (state)) AS d)
+   + abs((SELECT count(*) FROM chat_state_summary) - 4)),
+  ('monitoring: get_assignment_queue_status counts = the tables',
+   (SELECT (q.waiting_count <> (SELECT count(*) FROM chats
+                                 WHERE chat_state = 'waiting_assignment' AND is_active))::int
+         + (q.assigned_count <> (SELECT count(*) FROM chats WHERE chat_state = 'assigned'))::int
+         + (q.waiting_reply_count <> (SELECT count(*) FROM chats
+                                       WHERE chat_state = 'waiting_real_user_reply'))::int
+         + (q.active_operators <> o.active)::int
+         + (q.busy_operators <> o.busy)::int
+         + (q.available_operators <> o.active - o.busy)::int
+    FROM get_assignment_queue_status() q,
+         (SELECT count(*) FILTER (WHERE op.is_active) AS active,
+                 count(*) FILTER (WHERE op.is_active
+                                    AND (SELECT count(*) FROM chat_assignments a
+                                          WHERE a.operator_id = op.id AND a.released_at IS NULL)
+                                        >= op.max_concurrent_chats) AS busy
+          FROM operators op) o))
+) AS v (check_name, violations)
+WHERE violations <> 0;
