@@ -48,16 +48,7 @@ regress_counts() {
     grep -oE '[0-9]+ of [0-9]+ tests failed' "$1" | awk '{print $3 - $1, $1}'
   else single "$1" "$2"; fi
 }
-# the stress test's own closing line: "stress: N passed, M failed"
-stress_counts() {
-  local line; line=$(grep -E '^stress: [0-9]+ passed, [0-9]+ failed' "$1" | tail -1)
-  if [ -z "$line" ]; then single "$1" "$2"; return; fi
-  local p f; p=$(awk '{print $2}' <<<"$line"); f=$(awk '{print $4}' <<<"$line")
-  if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-  echo "$p $f"
-}
-
-# suites ending with their own "<name>: N passed, M failed" line (rpc, ops)
+# suites ending with their own "<name>: N passed, M failed" line (stress, rpc, ops)
 suite_counts() {
   local line; line=$(grep -E '^[a-z]+: [0-9]+ passed, [0-9]+ failed$' "$1" | tail -1)
   if [ -z "$line" ]; then single "$1" "$2"; return; fi
@@ -78,10 +69,10 @@ step "pg_test" cargo_counts pgrx_test
 # cargo pgrx test installed its test build; everything after runs on the release build.
 step "install release build" single cargo pgrx install --release --pg-config "$PG_CONFIG"
 step "pg_regress" regress_counts bash scripts/regress.sh
-[ -f scripts/isolation.sh ] && step "isolation" regress_counts bash scripts/isolation.sh
-[ -f scripts/stress.sh ] && step "stress" stress_counts bash scripts/stress.sh
+step "isolation" regress_counts bash scripts/isolation.sh
+step "stress" suite_counts bash scripts/stress.sh
 step "rpc (node-postgres)" suite_counts bash scripts/rpc.sh
-[ -f scripts/ops.sh ] && step "ops" suite_counts bash scripts/ops.sh
+step "ops" suite_counts bash scripts/ops.sh
 # The grants README documents are the ones the tests run (tests/rpc/grants.sql).
 step "README grants block" single bash scripts/check_readme_grants.sh
 
