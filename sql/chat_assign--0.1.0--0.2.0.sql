@@ -7,8 +7,12 @@
 --   schema (a role allowed to CREATE there could plant an operator that would run as the
 --   owner): it is `pg_catalog, pg_temp`, and the library and the trigger function name
 --   the extension's objects by schema;
--- * EXECUTE is revoked from PUBLIC on every function of the extension: roles get exactly
---   the grants README "Roles and grants" lists.
+-- * the totals trigger function becomes SECURITY DEFINER, so roles allowed to write
+--   `chats` directly need no grant on `chat_state_deltas`;
+-- * every EXECUTE grant on the extension's functions to anyone but the owner is revoked,
+--   PUBLIC's included: roles get exactly the grants README "Roles and grants" lists; grant
+--   them after the update. Grants on tables are kept (a fresh 0.2.0 install revokes those
+--   too, see sql/privileges.sql, because there they can only come from default privileges).
 -- No table changes. The new settings (chat_assign.notify, chat_assign.operator_id_claim,
 -- chat_assign.idle_check_interval, chat_assign.databases) and the idle worker live in the
 -- library, which serves both versions.
@@ -30,6 +34,7 @@ ALTER FUNCTION touch_operator_activity(uuid, uuid) SECURITY DEFINER SET search_p
 
 CREATE OR REPLACE FUNCTION chats_track_state_totals() RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -89,19 +94,30 @@ BEGIN
 END
 $$;
 
+-- EXECUTE on a function changes meaning (it now runs as the owner), so every EXECUTE
+-- grant to anyone but the owner goes, PUBLIC's included. Grants on tables keep their
+-- meaning and stay.
 DO $$
 DECLARE
-    fn regprocedure;
+    ext oid := (SELECT e.oid FROM pg_catalog.pg_extension e
+                WHERE e.extname OPERATOR(pg_catalog.=) 'chat_assign');
+    grant_row record;
 BEGIN
-    FOR fn IN
-        SELECT d.objid::regprocedure
+    FOR grant_row IN
+        SELECT p.oid::pg_catalog.regprocedure AS fn, a.grantee
         FROM pg_catalog.pg_depend d
-        WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-          AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-          AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'chat_assign')
-          AND d.deptype = 'e'
+        JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.objid
+        CROSS JOIN LATERAL pg_catalog.aclexplode(
+            coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) a
+        WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+          AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+          AND d.refobjid OPERATOR(pg_catalog.=) ext
+          AND d.deptype OPERATOR(pg_catalog.=) 'e'
+          AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
     LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %s', grant_row.fn,
+            CASE WHEN grant_row.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(grant_row.grantee)) END);
     END LOOP;
 END
 $$;

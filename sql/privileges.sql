@@ -1,24 +1,56 @@
--- Nothing of the extension is usable by PUBLIC: the DBA grants EXECUTE on the functions
--- a role needs (README "Roles and grants"). Postgres grants EXECUTE on every new function
--- to PUBLIC; the functions are SECURITY DEFINER, so that default would let any role that
--- can connect take chats and read what they return.
+-- Nothing of the extension is usable by anyone but its owner until the DBA grants it
+-- (README "Roles and grants"). The functions are SECURITY DEFINER, so EXECUTE on one is
+-- the power to change chats; PostgreSQL grants EXECUTE on every new function to PUBLIC, and
+-- default privileges (`ALTER DEFAULT PRIVILEGES ... GRANT ALL ON FUNCTIONS / TABLES TO
+-- anon, authenticated`, as Supabase sets up `public`) would hand the functions and the
+-- tables to application roles the moment they are created. Every grant on the extension's
+-- functions, tables, views and sequences to anyone but the owner is revoked here.
 --
--- Runs last (finalize), so it sees every function the extension created, the generated
--- ones included, and a function added later cannot be forgotten here. The names come
--- from the catalog (regprocedure), not from input.
+-- Runs last (finalize), so it sees every object the extension created, the generated
+-- functions included; an upgrade script that adds objects must revoke the same way. The
+-- names come from the catalog (regprocedure, regclass, quote_ident), not from input, and
+-- every operator is spelled out because this runs as a superuser.
 DO $$
 DECLARE
-    fn regprocedure;
+    ext oid := (SELECT e.oid FROM pg_catalog.pg_extension e
+                WHERE e.extname OPERATOR(pg_catalog.=) 'chat_assign');
+    grant_row record;
 BEGIN
-    FOR fn IN
-        SELECT d.objid::regprocedure
-        FROM pg_catalog.pg_depend d
-        WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-          AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-          AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'chat_assign')
-          AND d.deptype = 'e'
+    FOR grant_row IN
+        WITH members AS (
+            SELECT d.classid, d.objid FROM pg_catalog.pg_depend d
+            WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+              AND d.refobjid OPERATOR(pg_catalog.=) ext
+              AND d.deptype OPERATOR(pg_catalog.=) 'e'),
+        relations AS (
+            SELECT m.objid AS oid FROM members m
+            WHERE m.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+            UNION  -- identity sequences belong to their table, not to the extension
+            SELECT d.objid FROM pg_catalog.pg_depend d JOIN members m
+                ON d.refobjid OPERATOR(pg_catalog.=) m.objid
+               AND d.refclassid OPERATOR(pg_catalog.=) m.classid
+            WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+              AND m.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+              AND d.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['a', 'i']::"char"[]))
+        SELECT pg_catalog.format('FUNCTION %s', p.oid::pg_catalog.regprocedure) AS object, a.grantee
+        FROM members m
+        JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) m.objid
+        CROSS JOIN LATERAL pg_catalog.aclexplode(
+            coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) a
+        WHERE m.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+          AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+        UNION
+        SELECT pg_catalog.format(CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'S'
+                                      THEN 'SEQUENCE %s' ELSE 'TABLE %s' END,
+                                 c.oid::pg_catalog.regclass), a.grantee
+        FROM relations r
+        JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.oid
+        CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+        WHERE a.grantee OPERATOR(pg_catalog.<>) c.relowner
     LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', grant_row.object,
+            CASE WHEN grant_row.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(grant_row.grantee)) END);
     END LOOP;
 END
 $$;

@@ -27,10 +27,13 @@ ALTER TABLE chat_state_deltas SET (autovacuum_vacuum_threshold = 2000,
                                    autovacuum_vacuum_insert_threshold = 2000,
                                    autovacuum_vacuum_insert_scale_factor = 0);
 
--- Runs inside the API functions, as their owner: it names its table by schema and looks
--- nothing up in the extension's schema (see src/store/queries.rs for why).
+-- SECURITY DEFINER: a role allowed to write `chats` directly (say `UPDATE (priority)`)
+-- needs no privilege on the derived table. It names that table by schema and looks nothing
+-- up in the extension's schema (see src/store/queries.rs for why). A trigger function
+-- cannot be called directly, and EXECUTE on it is revoked (sql/privileges.sql).
 CREATE FUNCTION chats_track_state_totals() RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN

@@ -52,6 +52,7 @@ pub enum ChatError {
 pub type ChatResult<T> = Result<T, ChatError>;
 
 impl ChatError {
+    /// The one SQLSTATE of this variant (the table above).
     pub fn sqlstate(&self) -> PgSqlErrorCode {
         use PgSqlErrorCode::*;
         match self {

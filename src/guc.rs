@@ -30,6 +30,7 @@ pub static DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>
 /// Seconds between two passes of the idle worker.
 pub static IDLE_CHECK_INTERVAL_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30);
 
+/// Defines every setting; called from `_PG_init` when the library is loaded.
 pub fn register() {
     GucRegistry::define_int_guc(
         c"chat_assign.idle_timeout",

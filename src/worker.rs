@@ -4,9 +4,14 @@
 //! external cron has to call it.
 //!
 //! Each pass is its own transaction. A pass that fails (a lock timeout, a user trigger
-//! raising, the extension being dropped under it) is rolled back and logged as a WARNING,
-//! and the worker carries on with the next one: a background worker that let the ERROR
-//! through would exit and stop releasing chats until the postmaster restarted it.
+//! raising, the extension being dropped under it, an error at commit) is rolled back and
+//! logged as a WARNING, and the worker carries on with the next one: a background worker
+//! that let the ERROR through would exit and stop releasing chats until the postmaster
+//! restarted it.
+//!
+//! SIGTERM (server shutdown, `pg_terminate_backend`, `DROP DATABASE ... WITH (FORCE)`)
+//! ends the worker cleanly with exit code 0, which tells the postmaster not to start it
+//! again: a terminated worker stays away until the next server start.
 
 use crate::{guc, store};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
@@ -37,7 +42,8 @@ pub fn register() {
             .set_function("chat_assign_idle_worker_main")
             .set_extra(&database)
             .enable_spi_access()
-            // A worker that dies anyway (its database dropped, a FATAL) comes back later.
+            // A worker that dies with an error (its database does not exist yet, a FATAL)
+            // is started again 10 s later.
             .set_restart_time(Some(Duration::from_secs(10)))
             .load();
     }
@@ -97,29 +103,41 @@ pub extern "C-unwind" fn chat_assign_idle_worker_main(_arg: pg_sys::Datum) {
     log!("chat_assign: idle worker in database \"{database}\" stopped");
 }
 
-/// One pass in its own transaction. An ERROR inside is caught, the transaction rolled
-/// back and the message returned, so the loop survives it.
+/// One pass in its own transaction, commit included. An ERROR anywhere in it is caught, the
+/// transaction rolled back and the message returned, so the loop survives it.
 fn run_pass() -> Result<Option<Vec<store::IdleRelease>>, String> {
-    unsafe {
-        pg_sys::SetCurrentStatementStartTimestamp();
-        pg_sys::StartTransactionCommand();
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        pg_sys::pgstat_report_activity(
-            pg_sys::BackendState::STATE_RUNNING,
-            c"SELECT release_idle_assignments()".as_ptr(),
-        );
-    }
-    let outcome = PgTryBuilder::new(|| store::worker_release_idle().map_err(|e| e.to_string()))
-        .catch_others(|caught| Err(caught_message(caught)))
-        .execute();
-    unsafe {
-        if outcome.is_ok() {
-            pg_sys::PopActiveSnapshot();
-            pg_sys::CommitTransactionCommand();
-        } else {
-            // Releases the snapshot, SPI, locks and memory of the failed pass.
-            pg_sys::AbortCurrentTransaction();
+    let outcome = PgTryBuilder::new(|| {
+        unsafe {
+            pg_sys::SetCurrentStatementStartTimestamp();
+            pg_sys::StartTransactionCommand();
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            pg_sys::pgstat_report_activity(
+                pg_sys::BackendState::STATE_RUNNING,
+                c"SELECT release_idle_assignments()".as_ptr(),
+            );
         }
+        let released = store::worker_release_idle().map_err(|e| e.to_string());
+        unsafe {
+            if released.is_ok() {
+                pg_sys::PopActiveSnapshot();
+                pg_sys::CommitTransactionCommand();
+            } else {
+                pg_sys::AbortCurrentTransaction();
+            }
+        }
+        released
+    })
+    .catch_others(|caught| {
+        // Releases the snapshot, SPI, locks and memory of the failed pass, wherever in the
+        // transaction (commit included) the error came from.
+        unsafe { pg_sys::AbortOutOfAnyTransaction() };
+        Err(caught_message(caught))
+    })
+    .execute();
+    unsafe {
+        // Report the pass's writes to the cumulative statistics now, not at exit, so that
+        // autovacuum sees the dead rows it leaves.
+        pg_sys::pgstat_report_stat(true);
         pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, std::ptr::null());
     }
     outcome

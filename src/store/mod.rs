@@ -43,7 +43,7 @@ fn home(client: &SpiClient<'_>) -> ChatResult<Option<String>> {
     }
     PLANS.with(|plans| plans.borrow_mut().clear());
     let schema = client
-        .select(EXTENSION_SCHEMA.sql, None, &[oid.into()])?
+        .select(EXTENSION_SCHEMA, None, &[oid.into()])?
         .first()
         .get_one::<String>()?
         .ok_or_else(|| ChatError::Internal(format!("no schema for extension oid {oid:?}")))?;
@@ -66,6 +66,7 @@ fn connect<R>(operation: impl FnOnce(&mut SpiClient<'_>) -> ChatResult<R>) -> Ch
 
 /// A statement's text as it runs in this database, the extension's schema in place (for
 /// EXPLAIN in tests).
+#[cfg(any(test, feature = "pg_test"))]
 pub fn resolved_sql(stmt: &'static Statement) -> ChatResult<String> {
     Spi::connect_mut(|client| {
         let schema = home(client)?.ok_or_else(|| ChatError::Internal("not installed".into()))?;
@@ -218,6 +219,7 @@ fn holder(chat: &LockedChat) -> Option<Uuid> {
         .flatten()
 }
 
+/// A new chat waiting in the queue with its first message; announces `chat_started`.
 pub fn start_chat(real_user_id: Uuid, content: &str) -> ChatResult<Uuid> {
     connect(|client| {
         let chat = returned(
@@ -232,6 +234,8 @@ pub fn start_chat(real_user_id: Uuid, content: &str) -> ChatResult<Uuid> {
     })
 }
 
+/// Stores the user's message under the chat lock; a chat not already waiting goes back to
+/// the queue (announced as `real_user_message`).
 pub fn real_user_send_message(chat_id: Uuid, content: &str) -> ChatResult<i64> {
     connect(|client| {
         let chat = lock_chat(client, chat_id)?;
@@ -257,6 +261,8 @@ pub fn real_user_send_message(chat_id: Uuid, content: &str) -> ChatResult<i64> {
     })
 }
 
+/// Stores the assigned operator's reply (announced as `operator_replied`) or a follow-up by
+/// the operator who answered (no state change); anyone else is refused.
 pub fn operator_send_message(chat_id: Uuid, operator_id: Uuid, content: &str) -> ChatResult<i64> {
     connect(|client| {
         let chat = lock_chat_for_operator(client, chat_id, operator_id)?;
@@ -297,6 +303,8 @@ pub fn operator_send_message(chat_id: Uuid, operator_id: Uuid, content: &str) ->
     })
 }
 
+/// Locks the operator, then claims the next free chat in queue order (announced as
+/// `assigned`); refuses an inactive operator or one at capacity.
 pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<Option<Uuid>> {
     connect(|client| {
         let op = exec(client, &LOCK_OPERATOR, &[operator_id.into()])?;
@@ -366,6 +374,7 @@ fn release_locked(
     Ok(count)
 }
 
+/// Puts an assigned chat back in the queue with `reason`; false for any other state.
 pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool> {
     connect(|client| {
         let chat = lock_chat(client, chat_id)?;
@@ -376,6 +385,7 @@ pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool
     })
 }
 
+/// Refreshes the heartbeat of the operator holding the chat; false if they do not hold it.
 pub fn touch_operator_activity(operator_id: Uuid, chat_id: Uuid) -> ChatResult<bool> {
     connect(|client| {
         let chat = lock_chat_for_operator(client, chat_id, operator_id)?;
@@ -394,6 +404,8 @@ pub fn touch_operator_activity(operator_id: Uuid, chat_id: Uuid) -> ChatResult<b
 /// A chat released for idleness: (chat, operator, seconds since its last heartbeat).
 pub type IdleRelease = (Uuid, Uuid, f64);
 
+/// Releases every assigned chat whose heartbeat is older than `idle_seconds`, passing over
+/// rows others hold; announced as `idle_timeout`.
 pub fn release_idle_assignments(idle_seconds: f64) -> ChatResult<Vec<IdleRelease>> {
     connect(|client| {
         let mut idle = Vec::new();
@@ -410,6 +422,7 @@ pub fn release_idle_assignments(idle_seconds: f64) -> ChatResult<Vec<IdleRelease
     })
 }
 
+/// Ends a chat (announced as `completed`); false when it already was.
 pub fn complete_chat(chat_id: Uuid) -> ChatResult<bool> {
     connect(|client| {
         let chat = lock_chat(client, chat_id)?;
@@ -429,6 +442,7 @@ pub fn complete_chat(chat_id: Uuid) -> ChatResult<bool> {
     })
 }
 
+/// A new operator with room for `max_concurrent_chats` chats.
 pub fn create_operator(name: &str, max_concurrent_chats: i32) -> ChatResult<Uuid> {
     connect(|client| {
         returned(
@@ -442,6 +456,8 @@ pub fn create_operator(name: &str, max_concurrent_chats: i32) -> ChatResult<Uuid
     })
 }
 
+/// (De)activates an operator under its lock; deactivation releases its chats (announced as
+/// `operator_inactive`).
 pub fn set_operator_active(operator_id: Uuid, is_active: bool) -> ChatResult<bool> {
     connect(|client| {
         if exec(client, &LOCK_OPERATOR, &[operator_id.into()])?.is_empty() {
@@ -478,6 +494,7 @@ pub struct QueueStatus {
     pub available_operators: i64,
 }
 
+/// The row of `get_assignment_queue_status()`, from the running totals.
 pub fn queue_status() -> ChatResult<QueueStatus> {
     connect(|client| {
         let row = exec(client, &QUEUE_STATUS, &[])?.first();
@@ -507,6 +524,7 @@ pub struct StuckChat {
     pub operator_name: Option<String>,
 }
 
+/// Active chats stuck in the queue or with an operator for more than `hours`.
 pub fn stuck_chats(hours: f64) -> ChatResult<Vec<StuckChat>> {
     connect(|client| {
         let mut out = Vec::new();
@@ -539,6 +557,7 @@ pub fn stuck_chats(hours: f64) -> ChatResult<Vec<StuckChat>> {
 /// installed in this database, else what `release_idle_assignments()` released.
 pub fn worker_release_idle() -> ChatResult<Option<Vec<IdleRelease>>> {
     Spi::connect_mut(|client| {
+        client.update(WORKER_SEARCH_PATH, None, &[])?;
         if home(client)?.is_none() {
             return Ok(None);
         }

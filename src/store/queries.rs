@@ -4,8 +4,8 @@
 //! `SET search_path = pg_catalog, pg_temp`, and every statement names the extension's own
 //! objects as `@extschema@.name`; [`crate::store`] puts the schema in (quoted) when it
 //! prepares the statement. So no name here is looked up in a schema anyone else can write
-//! to: not in the caller's schemas (the search_path is fixed), not in `pg_temp` (searched
-//! for tables only, after `pg_catalog`, and our tables are qualified), and not in the
+//! to: not in the caller's schemas (the search_path is fixed), not in `pg_temp` (never
+//! searched for functions or operators, and our tables and type are qualified), and not in the
 //! extension's own schema either. That last one matters: a role that may CREATE in that
 //! schema (the database owner can, in `public`) could otherwise add an `=` for
 //! `chat_state` or a `count(uuid)` that beats the built-in by a closer type match, and it
@@ -57,7 +57,6 @@ const INT4: Oid = pg_sys::INT4OID;
 const BOOL: Oid = pg_sys::BOOLOID;
 const FLOAT8: Oid = pg_sys::FLOAT8OID;
 const UUID_ARRAY: Oid = pg_sys::UUIDARRAYOID;
-const OID: Oid = pg_sys::OIDOID;
 
 // ---------------------------------------------------------------- locks (steps 1 and 2)
 
@@ -297,13 +296,13 @@ pub static TOUCH_ACTIVITY: Statement = Statement {
 
 /// `NOTIFY chat_assign` once per chat in `$1`, with the operator each change concerns in
 /// `$2` (NULL: none), the old state `$3` (NULL for a new chat), the new state `$4` and the
-/// reason `$5`. Notifications wait for commit and vanish on rollback, like any NOTIFY.
+/// reason `$5`, cut to 1,000 characters: a payload over 8,000 bytes would fail the call. Notifications wait for commit and vanish on rollback, like any NOTIFY.
 /// `clock_timestamp()` keeps two changes of one chat in one transaction apart: Postgres
 /// delivers identical payloads of a transaction only once.
 pub static NOTIFY_STATE_CHANGES: Statement = Statement {
     sql: "SELECT pg_notify('chat_assign', json_build_object( \
                      'chat_id', c.chat_id, 'old_state', $3, 'new_state', $4, \
-                     'operator_id', c.operator_id, 'reason', $5, \
+                     'operator_id', c.operator_id, 'reason', left($5, 1000), \
                      'at', clock_timestamp())::text) \
           FROM unnest($1, $2) WITH ORDINALITY AS c(chat_id, operator_id, n) \
           ORDER BY c.n",
@@ -313,14 +312,20 @@ pub static NOTIFY_STATE_CHANGES: Statement = Statement {
 
 // ---------------------------------------------------------------- where we live
 
-/// The extension's schema, quoted for SQL text, by the extension's oid.
-pub static EXTENSION_SCHEMA: Statement = Statement {
-    sql: "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e \
-          JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
-          WHERE e.oid = $1",
-    args: &[OID],
-    read_only: true,
-};
+/// The extension's schema, quoted for SQL text, by the extension's oid. Run before any plan
+/// exists (it tells [`crate::store`] what to put in them), so it is plain text, not a
+/// [`Statement`]. The idle worker runs it as a superuser under its database's own
+/// search_path, hence the operators spelled out.
+pub const EXTENSION_SCHEMA: &str = "SELECT pg_catalog.quote_ident(n.nspname) \
+     FROM pg_catalog.pg_extension e \
+     JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace \
+     WHERE e.oid OPERATOR(pg_catalog.=) $1";
+
+/// The idle worker's own search_path, set before it reads anything: it runs as a superuser,
+/// and its database's settings (which the database owner controls) chose the one it
+/// started with.
+pub const WORKER_SEARCH_PATH: &str =
+    "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)";
 
 /// One pass of the worker: the SQL function, so that it runs exactly as a client's call
 /// would (its settings, its events), with the `chat_assign.idle_timeout` the worker sees.
