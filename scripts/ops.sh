@@ -211,6 +211,16 @@ part_worker() {
     "chat_assign.databases = 'ops_a,ops_b'" "chat_assign.idle_check_interval = 1" \
     "chat_assign.idle_timeout = 2" || return
   wsql postgres -c "CREATE DATABASE ops_a" -c "CREATE DATABASE ops_b"
+  # ops_b belongs to a non-superuser, who plants an '=' for oid in public and puts public
+  # first on the database's search_path: the worker, a superuser, must never run it.
+  setup "ops_b owned by a non-superuser with a trap '=' for oid first on its search_path" \
+    wsql ops_b -c "CREATE ROLE ops_b_owner NOLOGIN" -c "ALTER DATABASE ops_b OWNER TO ops_b_owner" \
+      -c "SET ROLE ops_b_owner" -c "CREATE TABLE public.ops_trap (pid int, run_as name)" \
+      -c "CREATE FUNCTION public.ops_trap_eq(oid, oid) RETURNS boolean LANGUAGE plpgsql AS
+          \$\$BEGIN INSERT INTO public.ops_trap VALUES (pg_backend_pid(), current_user);
+                 RETURN \$1 OPERATOR(pg_catalog.=) \$2; END\$\$" \
+      -c "CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.ops_trap_eq)" \
+      -c "ALTER DATABASE ops_b SET search_path = public, pg_catalog"
   setup "extension in ops_a" wsql ops_a -c "CREATE EXTENSION chat_assign"
   mapfile -t ops < <(wsql ops_a -c "SELECT create_operator('worker op ' || g)
                                      FROM generate_series(1, 3) AS g")
@@ -278,6 +288,12 @@ part_worker() {
       wlog | grep -cE "\[$(worker_pid ops_b)\] LOG:  chat_assign: released chat [0-9a-f-]+ from operator $b_op after")"
   check "log: 'not installed' was logged once, not on every pass" 1 \
     "$(wlog | grep -cF "$not_installed")"
+  check "ops_b: the worker never ran the database owner's '=' for oid" 0 \
+    "$(wsql ops_b -c "SELECT count(*) FROM public.ops_trap WHERE pid = $(worker_pid ops_b)" 2>&1)"
+  check "ops_b: the trap does catch a session that looks '=' up on the database's search_path" \
+    "$(printf 't\n1')" \
+    "$(wsql ops_b -c "SELECT 1::oid = 1::oid" \
+                 -c "SELECT count(*) FROM public.ops_trap WHERE pid = pg_backend_pid()" 2>&1)"
   while kill -0 "$listener" 2>/dev/null; do  # the heartbeat chat must stay alive until below
     wsql ops_a -c "SELECT touch_operator_activity('${ops[2]}', '$c_hb')" >/dev/null
     sleep 0.5
