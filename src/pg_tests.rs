@@ -1078,7 +1078,7 @@ $$;
         );
         let cases: Vec<Case> = vec![
             (
-                None,
+                s("   "),
                 "SELECT assign_chat_to_operator($1::uuid)",
                 vec![s(&op_s)],
                 Some("42501"),
