@@ -404,16 +404,22 @@ pub fn touch_operator_activity(operator_id: Uuid, chat_id: Uuid) -> ChatResult<b
 /// A chat released for idleness: (chat, operator, seconds since its last heartbeat).
 pub type IdleRelease = (Uuid, Uuid, f64);
 
+/// Rows of (chat, operator, idle seconds), as the idle statement and the SQL function return them.
+fn idle_releases(rows: SpiTupleTable<'_>) -> ChatResult<Vec<IdleRelease>> {
+    let mut idle = Vec::new();
+    for row in rows {
+        if let (Some(chat), Some(op)) = (row.get::<Uuid>(1)?, row.get::<Uuid>(2)?) {
+            idle.push((chat, op, row.get::<f64>(3)?.unwrap_or(0.0)));
+        }
+    }
+    Ok(idle)
+}
+
 /// Releases every assigned chat whose heartbeat is older than `idle_seconds`, passing over
 /// rows others hold; announced as `idle_timeout`.
 pub fn release_idle_assignments(idle_seconds: f64) -> ChatResult<Vec<IdleRelease>> {
     connect(|client| {
-        let mut idle = Vec::new();
-        for row in exec(client, &LOCK_IDLE_CHATS, &[idle_seconds.into()])? {
-            if let (Some(chat), Some(op)) = (row.get::<Uuid>(1)?, row.get::<Uuid>(2)?) {
-                idle.push((chat, op, row.get::<f64>(3)?.unwrap_or(0.0)));
-            }
-        }
+        let idle = idle_releases(exec(client, &LOCK_IDLE_CHATS, &[idle_seconds.into()])?)?;
         if !idle.is_empty() {
             let ids: Vec<Uuid> = idle.iter().map(|(chat, _, _)| *chat).collect();
             release_locked(client, &ids, "idle_timeout")?;
@@ -561,12 +567,10 @@ pub fn worker_release_idle() -> ChatResult<Option<Vec<IdleRelease>>> {
         if home(client)?.is_none() {
             return Ok(None);
         }
-        let mut released = Vec::new();
-        for row in exec(client, &WORKER_RELEASE_IDLE, &[])? {
-            if let (Some(chat), Some(op)) = (row.get::<Uuid>(1)?, row.get::<Uuid>(2)?) {
-                released.push((chat, op, row.get::<f64>(3)?.unwrap_or(0.0)));
-            }
-        }
-        Ok(Some(released))
+        Ok(Some(idle_releases(exec(
+            client,
+            &WORKER_RELEASE_IDLE,
+            &[],
+        )?)?))
     })
 }

@@ -8,23 +8,7 @@ CREATE DATABASE chat_assign_sec_grants;
 CREATE EXTENSION chat_assign;
 
 -- README's block, verbatim.
--- the app's backend acting for real users
-CREATE ROLE chat_app NOLOGIN;
-GRANT EXECUTE ON FUNCTION start_chat(uuid, text), real_user_send_message(uuid, text),
-                          complete_chat(uuid) TO chat_app;
--- operators (a support-desk UI)
-CREATE ROLE chat_operator NOLOGIN;
-GRANT EXECUTE ON FUNCTION assign_chat_to_operator(uuid), operator_send_message(uuid, uuid, text),
-                          touch_operator_activity(uuid, uuid) TO chat_operator;
-GRANT SELECT ON chats, messages TO chat_operator;
--- admins / supervisors
-CREATE ROLE chat_admin NOLOGIN;
-GRANT EXECUTE ON FUNCTION release_and_reassign_chat(uuid, text), complete_chat(uuid),
-                          create_operator(text, integer), set_operator_active(uuid, boolean),
-                          release_idle_assignments(interval), get_assignment_queue_status(),
-                          detect_stuck_chats(numeric) TO chat_admin;
-GRANT SELECT ON operators, chats, messages, chat_assignments, operator_activity,
-                chat_state_summary, operator_assignment_stats TO chat_admin;
+\i tests/rpc/grants.sql
 
 -- A role nobody granted anything.
 CREATE ROLE nobody NOLOGIN;
