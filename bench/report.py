@@ -2,27 +2,34 @@
 """Turns the raw material of scripts/bench.sh into bench/results/results.md and cycles.png.
 
 Input (--raw DIR): machine.tsv, runs.tsv (one line per pgbench run: N, clients, impl, log
-prefix, load average, wall seconds), load.tsv, monitoring.tsv, logs/<prefix>.<pid>[.<thread>]
-(pgbench --log: client, transaction number, latency us, script, end epoch s, end us) and
-explain_*.txt.
+prefix, load average, seconds, wall seconds, round, WAL LSN before and after), load.tsv,
+monitoring.tsv, waldump.tsv (+ the pg_waldump --stats=record outputs it names), snapshot.tsv
+(slow case (i): impl, N, clients, log prefix, epoch the old snapshot was taken, seconds held),
+logs/<prefix>.<pid>[.<thread>] (pgbench --log: client, transaction number, latency us,
+script, end epoch s, end us) and explain_*.txt.
 
 Each pgbench transaction is one step of a cycle; a client's transaction t is step (t-1) mod 3
 (0 assign, 1 operator reply, 2 user reply). A run is measured over the window from its first
 transaction's start plus --warmup seconds to its last transaction's end: cycles/s = user
 replies (step 2, the end of a cycle) completed in the window / window length; assign p50/p99
-= nearest-rank percentiles of the step-0 latencies completed in the window.
+= nearest-rank percentiles of the step-0 latencies completed in the window. WAL bytes per
+cycle = the run's LSN difference / every cycle the run completed (warm-up included).
 """
 import argparse
 import glob
 import math
 import os
+import re
 import sys
 
 IMPL_NAMES = {
     "a": "(a) chat_assign",
+    "a0": "(a0) chat_assign, events off",
+    "d": "(d) PL/pgSQL peer",
     "b": "(b) seed PL/pgSQL",
     "c": "(c) floor",
 }
+IMPL_ORDER = ["a", "a0", "d", "b", "c"]
 TARGET_CLIENTS = 16
 
 
@@ -40,8 +47,13 @@ def read_tsv(path):
         return [line.rstrip("\n").split("\t") for line in f if line.strip()]
 
 
-def analyse_run(prefix, warmup, seconds):
-    files = [p for p in glob.glob(prefix + ".*") if not p.endswith(".out")]
+def lsn_bytes(lsn):
+    hi, lo = lsn.split("/")
+    return (int(hi, 16) << 32) + int(lo, 16)
+
+
+def read_events(prefix):
+    files = [p for p in glob.glob(prefix + ".*") if re.search(r"\.\d+(\.\d+)?$", p)]
     events = []  # (end time s, latency us, step)
     for path in files:
         with open(path) as f:
@@ -53,6 +65,11 @@ def analyse_run(prefix, warmup, seconds):
                 lat = float(parts[2])
                 end = int(parts[4]) + int(parts[5]) / 1e6
                 events.append((end, lat, (t - 1) % 3))
+    return events
+
+
+def analyse_run(prefix, warmup, seconds):
+    events = read_events(prefix)
     if not events:
         return None
     start = min(e - lat / 1e6 for e, lat, _ in events)
@@ -65,7 +82,8 @@ def analyse_run(prefix, warmup, seconds):
     cycles = sum(1 for ev in events if ev[2] == 2 and w_start <= ev[0] <= w_end)
     # Every assign that finished after the warm-up counts, the late ones included.
     assigns = [ev[1] / 1000.0 for ev in events if ev[2] == 0 and ev[0] >= w_start]
-    return {"cycles": cycles, "seconds": window, "assigns": assigns}
+    all_cycles = sum(1 for ev in events if ev[2] == 2)
+    return {"cycles": cycles, "seconds": window, "assigns": assigns, "all_cycles": all_cycles}
 
 
 def pool(runs):
@@ -74,6 +92,8 @@ def pool(runs):
     cycles = sum(r["cycles"] for r in runs)
     seconds = sum(r["seconds"] for r in runs)
     assigns = sorted(a for r in runs for a in r["assigns"])
+    wal = sum(r.get("wal", 0) for r in runs)
+    wal_cycles = sum(r.get("all_cycles", 0) for r in runs)
     return {
         "cycles": cycles,
         "seconds": seconds,
@@ -84,6 +104,9 @@ def pool(runs):
         "p99": percentile(assigns, 99),
         "p_max": assigns[-1] if assigns else float("nan"),
         "load1": " / ".join(r["load1"] for r in runs),
+        "wal": wal,
+        "wal_cycles": wal_cycles,
+        "wal_per_cycle": wal / wal_cycles if wal_cycles else float("nan"),
     }
 
 
@@ -114,6 +137,85 @@ def fmt_n(n):
     return str(n)
 
 
+WALDUMP_LINE = re.compile(r"^(\S+)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)"
+                          r"\s+\(\s*[\d.]+\)\s+(\d+)\s+\(\s*[\d.]+\)")
+
+
+def wal_records(raw, runs):
+    """Per-record-type WAL of the runs pg_waldump was run on, per cycle of that run:
+    {(impl, n, c): (cycles, [(type, records, record_bytes, fpi_bytes, combined_bytes)])}.
+    Kept in wal_records.tsv for re-rendering without the logs."""
+    path = os.path.join(raw, "wal_records.tsv")
+    out = {}
+    if runs:
+        for impl, n, c, rnd, name in read_tsv(os.path.join(raw, "waldump.tsv")):
+            n, c, rnd = int(n), int(c), int(rnd)
+            rs = [r for r in runs.get((n, c, impl), []) if r.get("round") == rnd]
+            cycles = rs[0]["all_cycles"] if rs else 0
+            rows = []
+            try:
+                with open(os.path.join(raw, name)) as f:
+                    for line in f:
+                        m = WALDUMP_LINE.match(line)
+                        if m and m.group(1) != "Total":
+                            rows.append((m.group(1),) + tuple(int(m.group(i)) for i in range(2, 6)))
+            except OSError:
+                continue
+            out[(impl, n, c)] = (cycles, rows)
+        with open(path, "w") as f:
+            f.write("impl\tn\tclients\tcycles\ttype\trecords\trecord_bytes\tfpi_bytes\tcombined_bytes\n")
+            for (impl, n, c), (cycles, rows) in sorted(out.items()):
+                for row in rows:
+                    f.write(f"{impl}\t{n}\t{c}\t{cycles}\t" + "\t".join(str(x) for x in row) + "\n")
+    else:
+        for row in read_tsv(path)[1:]:
+            key = (row[0], int(row[1]), int(row[2]))
+            out.setdefault(key, (int(row[3]), []))[1].append((row[4],) + tuple(int(x) for x in row[5:9]))
+    return out
+
+
+def snapshot_windows(seconds):
+    wins = []
+    for a, b in ((0, 5), (15, 20), (seconds - 5, seconds)):
+        if a >= 0 and b <= seconds and (a, b) not in wins:
+            wins.append((a, b))
+    return wins
+
+
+def snapshot_case(raw, warmup, have_logs):
+    """Slow case (i): assign p50 in windows after an old snapshot was taken, against the
+    window before it. {(impl, n, c): [(label, assigns, p50, ratio)]}, kept in
+    snapshot_summary.tsv for re-rendering without the logs."""
+    path = os.path.join(raw, "snapshot_summary.tsv")
+    out = {}
+    if have_logs:
+        for impl, n, c, prefix, t_open, secs in read_tsv(os.path.join(raw, "snapshot.tsv")):
+            events = read_events(prefix)
+            if not events or not t_open:
+                continue
+            t_open, secs = float(t_open), int(secs)
+            start = min(e - lat / 1e6 for e, lat, _ in events)
+            assigns = [(e, lat / 1000.0) for e, lat, step in events if step == 0]
+            base = sorted(lat for e, lat in assigns if start + warmup <= e < t_open)
+            p_base = percentile(base, 50)
+            rows = [(f"before the snapshot [{warmup:g}-{t_open - start:.0f} s of the run]", len(base), p_base, 1.0)]
+            for a, b in snapshot_windows(secs):
+                w = sorted(lat for e, lat in assigns if t_open + a <= e < t_open + b)
+                p = percentile(w, 50)
+                rows.append((f"snapshot open [{a}-{b} s]", len(w), p, p / p_base if p_base > 0 else float("nan")))
+            out[(impl, int(n), int(c))] = rows
+        with open(path, "w") as f:
+            f.write("impl\tn\tclients\twindow\tassigns\tassign_p50_ms\tratio\n")
+            for (impl, n, c), rows in sorted(out.items()):
+                for label, cnt, p, x in rows:
+                    f.write(f"{impl}\t{n}\t{c}\t{label}\t{cnt}\t{p}\t{x}\n")
+    else:
+        for row in read_tsv(path)[1:]:
+            out.setdefault((row[0], int(row[1]), int(row[2])), []).append(
+                (row[3], int(row[4]), float(row[5]), float(row[6])))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--raw", required=True)
@@ -123,9 +225,12 @@ def main():
 
     machine = {}
     checks = []
+    notes = []
     for row in read_tsv(os.path.join(args.raw, "machine.tsv")):
         if row[0] == "check":
             checks.append(row[1])
+        elif row[0] == "note":
+            notes.append(row[1])
         else:
             machine[row[0]] = row[1] if len(row) > 1 else ""
 
@@ -141,7 +246,10 @@ def main():
                 "cycles": int(row[3]), "seconds": float(row[4]), "cps": float(row[5]),
                 "rounds": [float(x) for x in row[6].split(",")], "assign_n": int(row[7]),
                 "p50": float(row[8]), "p99": float(row[9]), "p_max": float(row[10]),
-                "load1": row[11]}
+                "load1": row[11], "wal": int(row[12]) if len(row) > 12 else 0,
+                "wal_cycles": int(row[13]) if len(row) > 13 else 0}
+            r = results[(int(row[0]), int(row[1]), row[2])]
+            r["wal_per_cycle"] = r["wal"] / r["wal_cycles"] if r["wal_cycles"] else float("nan")
     else:
         results = None
     for row in ([] if results is not None else read_tsv(os.path.join(args.raw, "runs.tsv"))):
@@ -149,32 +257,35 @@ def main():
         seconds = float(row[5])
         r = analyse_run(prefix, args.warmup, seconds)
         if r is None:
-            r = {"cycles": 0, "seconds": seconds, "assigns": []}
+            r = {"cycles": 0, "seconds": seconds, "assigns": [], "all_cycles": 0}
         r["load1"] = load1
+        r["wal"] = lsn_bytes(row[9]) - lsn_bytes(row[8]) if len(row) > 9 else 0
+        r["round"] = int(row[7]) if len(row) > 7 else 0
         runs.setdefault((n, c, impl), []).append(r)
     if results is None:
         results = {key: pool(rs) for key, rs in runs.items()}
         with open(pooled_path, "w") as f:
             f.write("n\tclients\timpl\tcycles\tseconds\tcycles_per_s\trounds\tassigns"
-                    "\tassign_p50_ms\tassign_p99_ms\tassign_max_ms\tload1\n")
+                    "\tassign_p50_ms\tassign_p99_ms\tassign_max_ms\tload1\twal_bytes\twal_cycles\n")
             for (n, c, impl), r in sorted(results.items()):
                 f.write(f"{n}\t{c}\t{impl}\t{r['cycles']}\t{r['seconds']}\t{r['cps']}\t"
                         f"{','.join(str(x) for x in r['rounds'])}\t{r['assign_n']}\t{r['p50']}\t"
-                        f"{r['p99']}\t{r['p_max']}\t{r['load1']}\n")
+                        f"{r['p99']}\t{r['p_max']}\t{r['load1']}\t{r['wal']}\t{r['wal_cycles']}\n")
     # Per-run figures, kept when the per-transaction logs are deleted (they are large).
     with open(os.path.join(args.raw, "runs_summary.tsv") if runs else os.devnull, "w") as f:
         f.write("n\tclients\timpl\tround\tcycles\tseconds\tcycles_per_s\tassigns"
-                "\tassign_p50_ms\tassign_p99_ms\tload1\n")
+                "\tassign_p50_ms\tassign_p99_ms\tload1\twal_bytes\tall_cycles\twal_bytes_per_cycle\n")
         for (n, c, impl), rs in sorted(runs.items()):
             for i, r in enumerate(rs, 1):
                 a = sorted(r["assigns"])
                 f.write(f"{n}\t{c}\t{impl}\t{i}\t{r['cycles']}\t{r['seconds']:.2f}\t"
                         f"{r['cycles'] / r['seconds'] if r['seconds'] > 0 else 0:.1f}\t{len(a)}\t"
-                        f"{percentile(a, 50):.3f}\t{percentile(a, 99):.3f}\t{r['load1']}\n")
+                        f"{percentile(a, 50):.3f}\t{percentile(a, 99):.3f}\t{r['load1']}\t{r['wal']}\t"
+                        f"{r['all_cycles']}\t{r['wal'] / r['all_cycles'] if r['all_cycles'] else float('nan'):.0f}\n")
 
     sizes = sorted({k[0] for k in results})
     clients = sorted({k[1] for k in results})
-    impls = [i for i in "abc" if any(k[2] == i for k in results)]
+    impls = [i for i in IMPL_ORDER if any(k[2] == i for k in results)]
 
     def get(n, c, impl):
         return results.get((n, c, impl))
@@ -186,13 +297,16 @@ def main():
         return r["cps"] / b["cps"]
 
     md = []
-    md.append("# chat_assign benchmark (issue 4)")
+    md.append("# chat_assign benchmark (issues 4 and 10)")
     md.append("")
     md.append(f"Run {machine.get('date', '?')}, `bash scripts/bench.sh` ({machine.get('run', '')}), "
               f"wall time {machine.get('wall', '?')}.")
     md.append("")
     if machine.get("warning"):
         md.append(f"**WARNING: {machine['warning']}**")
+        md.append("")
+    for note in notes:
+        md.append(f"**Note: {note}**")
         md.append("")
     md.append("## Machine and server")
     md.append("")
@@ -203,19 +317,23 @@ def main():
     md.append(f"- {machine.get('server', '?')}, {machine.get('pgbench', '?')}; {machine.get('extension', '?')}; "
               f"work tree {machine.get('tree', '?')}")
     md.append(f"- settings: {machine.get('settings', '?')}")
-    md.append("- a throw-away cluster started by the script; all three implementations run in it "
-              "under the same settings, one database each (bench_a, bench_b, bench_c).")
+    md.append("- a throw-away cluster started by the script; every implementation runs in it "
+              "under the same settings, one database each (" + ", ".join(f"bench_{i}" for i in impls) + ").")
     if "fsync=off" in machine.get("settings", ""):
-        md.append("- **fsync is off** (commits do not wait for the disk): the benchmark measures CPU "
-                  "and locking cost, not this VM's flush latency, which would add the same three "
-                  "flushes per cycle to (a), (b) and (c) alike. `BENCH_FSYNC=on` runs it durable.")
+        md.append("- **fsync is off** (commits do not wait for the disk): the run measures CPU "
+                  "and locking cost, not this VM's flush latency. The default (`BENCH_FSYNC=on`) "
+                  "is durable.")
+    else:
+        md.append("- durable: fsync, synchronous_commit and full_page_writes on (each of a cycle's "
+                  "three commits waits for the WAL flush). Each run starts right after a CHECKPOINT, "
+                  "so its WAL includes the full-page images of the first change to each page.")
     md.append("- pgbench runs on the same 2 cores as the server (`-j 2` threads above one client), "
               "so at 16 and 64 clients the clients compete with the server for CPU.")
     md.append("")
     md.append("## What is measured")
     md.append("")
     md.append("- Data: N chats waiting (`waiting_assignment`), K operators, one message per chat, "
-              "identical ids and timestamps in the three databases, loaded with "
+              "identical ids and timestamps in every database, loaded with "
               "`INSERT ... SELECT generate_series`, then `VACUUM ANALYZE`.")
     md.append("- Cycle: pgbench client *i* is operator *i*: (1) `assign_chat_to_operator`, (2) "
               "`operator_send_message` on that chat, (3) `real_user_send_message` (the user answers, "
@@ -228,18 +346,22 @@ def main():
               "latency: includes the round trip and, at 16/64 clients on 2 cores, waiting for CPU).")
     md.append(f"- **cycles/s** = cycles completed (user replies) per second between {args.warmup:g} s "
               f"after a run's start and its nominal end, pooled over the rounds (each round runs "
-              f"(a), (b), (c) one after the other, in alternating order; *each round* shows them "
-              f"apart, as a measure of the noise). Every (N, clients) group starts from a fresh "
-              f"load of the three databases, every run from a reset, vacuumed queue. *load avg*: "
-              f"the machine's 1-minute load average as each round began.")
-    md.append("- vs (b), vs (c): this row's cycles/s divided by (b)'s / (c)'s at the same N and "
-              "clients.")
+              f"every implementation one after the other, in alternating order; *each round* shows "
+              f"them apart, as a measure of the noise). Every (N, clients) group starts from a fresh "
+              f"load of every database, every run from a reset, vacuumed queue and a checkpoint. "
+              f"*load avg*: the machine's 1-minute load average as each round began.")
+    md.append("- **WAL B/cycle**: `pg_current_wal_lsn()` after the pgbench run minus before, divided "
+              "by every cycle the run completed (pooled over the rounds); it includes whatever "
+              "autovacuum wrote during the run.")
+    md.append("- vs (d), vs (c): this row's cycles/s divided by the PL/pgSQL peer's (d) / the "
+              "floor's (c) at the same N and clients; for (a) these are (a)/(d) (target >= 1.5×) "
+              "and (a)/(c).")
     md.append("")
     md.append("## Cycles")
     md.append("")
-    md.append("| waiting N | clients | implementation | cycles/s | each round | cycles | assign p50 ms "
-              "| assign p99 ms | vs (b) | vs (c) | load avg |")
-    md.append("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    md.append("| waiting N | clients | implementation | cycles/s | each round | cycles | WAL B/cycle "
+              "| assign p50 ms | assign p99 ms | vs (d) | vs (c) | load avg |")
+    md.append("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
         for c in clients:
             for impl in impls:
@@ -249,9 +371,9 @@ def main():
                 md.append(
                     f"| {fmt_n(n)} | {c} | {IMPL_NAMES[impl]} | {fmt_num(r['cps'])} "
                     f"| {' / '.join(fmt_num(x) if x >= 10 else fmt_num(x, 1) for x in r['rounds'])} "
-                    f"| {r['cycles']:,} "
+                    f"| {r['cycles']:,} | {fmt_num(r.get('wal_per_cycle'))} "
                     f"| {fmt_num(r['p50'], 2)} | {fmt_num(r['p99'], 2)} "
-                    f"| {fmt_ratio(ratio(n, c, impl, 'b'))} | {fmt_ratio(ratio(n, c, impl, 'c'))} "
+                    f"| {fmt_ratio(ratio(n, c, impl, 'd'))} | {fmt_ratio(ratio(n, c, impl, 'c'))} "
                     f"| {r['load1']} |")
     few = [(n, c, i) for (n, c, i), r in results.items() if r["cycles"] < 50]
     if few:
@@ -269,6 +391,21 @@ def main():
         lines.append(f"n/a         {what} (not part of this run)")
 
     C = TARGET_CLIENTS
+    # (a) >= 1.5x the PL/pgSQL peer (d), every size and client count
+    any_d = False
+    for n in sizes:
+        for c in clients:
+            for impl in ("a", "a0"):
+                if get(n, c, impl) and get(n, c, "d"):
+                    any_d = True
+                    x = ratio(n, c, impl, "d")
+                    lines.append(f"{verdict(x >= 1.5) if impl == 'a' else '(info)':<11} {c} client(s), "
+                                 f"{fmt_n(n)} waiting: ({impl}) = {fmt_ratio(x)} (d) (target >= 1.5×; "
+                                 f"{fmt_num(get(n, c, impl)['cps'])} vs {fmt_num(get(n, c, 'd')['cps'])} cycles/s; "
+                                 f"WAL {fmt_num(get(n, c, impl)['wal_per_cycle'])} vs "
+                                 f"{fmt_num(get(n, c, 'd')['wal_per_cycle'])} B/cycle)")
+    if not any_d:
+        na("(a) >= 1.5× the PL/pgSQL peer (d)")
     # 1.5x (b) at 1k
     if get(1000, C, "a") and get(1000, C, "b"):
         x = ratio(1000, C, "a", "b")
@@ -318,12 +455,23 @@ def main():
     if not any_p99:
         na(f"{C} clients: assign p99 < 5 ms")
 
+    snap = snapshot_case(args.raw, args.warmup, have_logs)
+    for (impl, n, c), rows in sorted(snap.items()):
+        for label, cnt, p, x in rows[1:]:
+            lines.append(f"{verdict(x <= 1.5) if impl == 'a' else '(info)':<11} slow case (i) ({impl}), "
+                         f"{fmt_n(n)} waiting, {c} clients, {label}: assign p50 {fmt_num(p, 2)} ms = "
+                         f"{fmt_ratio(x)} the p50 before it ({fmt_num(rows[0][2], 2)} ms) (target <= 1.5×)")
     mon = read_tsv(os.path.join(args.raw, "monitoring.tsv"))
-    mon_a = [m for m in mon if m[0] == "a"]
+    mon_a = [m for m in mon if m[0] in ("a", "d")]
     for impl, phase, call, med, mn, mx, rows in mon_a:
         med = float(med)
         if call.startswith("assign_chat_to_operator"):
-            lines.append(f"{'(info)':<11} {phase}: {call} {med:,.1f} ms median of 5 (max {float(mx):,.1f} ms)")
+            tgt = "avoid_same_operator=on" in call
+            lines.append(f"{(verdict(med < 1.0) if impl == 'a' and tgt else '(info)'):<11} slow case (ii) ({impl}), "
+                         f"{phase}: {call} {med:,.2f} ms median of 5 (max {float(mx):,.2f} ms)"
+                         + (" (target < 1 ms)" if tgt else ""))
+        elif impl != "a":
+            continue
         elif call.startswith("release_idle_assignments"):
             lines.append(f"{verdict(med < 1000):<11} {phase}: {call} released {int(rows):,} chats in "
                          f"{med:,.1f} ms (target < 1 s)")
@@ -356,6 +504,45 @@ def main():
             md.append(f"| {IMPL_NAMES.get(impl, impl)} | {phase} | `{call}` | {float(med):,.1f} "
                       f"| {float(mn):,.1f} | {float(mx):,.1f} | {int(rows):,} |")
 
+    if snap:
+        md.append("")
+        md.append("## Slow case (i): an old snapshot held open")
+        md.append("")
+        md.append("16 clients run the cycle continuously at the largest N; 5 s after the start another "
+                  "session runs `BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1 FROM chats LIMIT 1;` "
+                  "and keeps the transaction open (`BENCH_SNAPSHOT_SECONDS`), so vacuum can remove "
+                  "nothing the cycles leave behind. Assign p50 per window (by completion time, "
+                  "counted from the moment the snapshot was taken) against the window before it.")
+        md.append("")
+        md.append("| implementation | N | clients | window | assigns | assign p50 ms | vs before |")
+        md.append("|---|---:|---:|---|---:|---:|---:|")
+        for (impl, n, c), rows in sorted(snap.items(), key=lambda kv: IMPL_ORDER.index(kv[0][0])):
+            for label, cnt, p, x in rows:
+                md.append(f"| {IMPL_NAMES.get(impl, impl)} | {fmt_n(n)} | {c} | {label} | {cnt:,} "
+                          f"| {fmt_num(p, 2)} | {fmt_ratio(x)} |")
+
+    walrec = wal_records(args.raw, runs)
+    if walrec:
+        md.append("")
+        md.append("## WAL by record type")
+        md.append("")
+        md.append("`pg_waldump --stats=record` over one run per implementation (raw/waldump_*.txt), "
+                  "divided by the cycles that run completed; the ten record types with the most "
+                  "bytes (record + full-page images).")
+        for (impl, n, c), (cycles, rows) in sorted(walrec.items(), key=lambda kv: IMPL_ORDER.index(kv[0][0])):
+            if not cycles:
+                continue
+            tot_rec = sum(r[1] for r in rows)
+            tot_b = sum(r[4] for r in rows)
+            md.append("")
+            md.append(f"**{IMPL_NAMES.get(impl, impl)}**, N={fmt_n(n)}, {c} clients, {cycles:,} cycles: "
+                      f"{tot_rec / cycles:.1f} records, {tot_b / cycles:,.0f} bytes per cycle")
+            md.append("")
+            md.append("| record type | records/cycle | bytes/cycle | of which FPI |")
+            md.append("|---|---:|---:|---:|")
+            for typ, nrec, rb, fb, cb in sorted(rows, key=lambda r: -r[4])[:10]:
+                md.append(f"| {typ} | {nrec / cycles:.2f} | {cb / cycles:,.0f} | {fb / cycles:,.0f} |")
+
     load_rows = read_tsv(os.path.join(args.raw, "load.tsv"))
     if load_rows:
         loads = {}
@@ -367,13 +554,13 @@ def main():
         md.append("| N | implementation | seconds (each load) |")
         md.append("|---:|---|---:|")
         for (n, impl), secs in sorted(loads.items()):
-            md.append(f"| {fmt_n(n)} | {IMPL_NAMES[impl]} | {' / '.join(f'{x:.1f}' for x in secs)} |")
+            md.append(f"| {fmt_n(n)} | {IMPL_NAMES.get(impl, impl)} | {' / '.join(f'{x:.1f}' for x in secs)} |")
 
     md.append("")
     md.append("Raw material: `bench/results/raw/` (per-run figures in `runs_summary.tsv`, pgbench "
               "outputs in `logs/*.out`, the per-transaction logs only with `BENCH_KEEP_LOGS=1`, "
-              "monitoring TSV, auto_explain plans of (a)'s statements and (b)'s queue query at the "
-              "largest N in `explain_a.txt`, `explain_b.txt`).")
+              "monitoring TSV, pg_waldump statistics in `waldump_*.txt`, auto_explain plans of the "
+              "claim statements at the largest N in `explain_{a,b,d}.txt`); not committed to git.")
 
     # ------------------------------------------------------------ plot
     os.makedirs(args.out, exist_ok=True)
@@ -385,7 +572,8 @@ def main():
 
         fig, axes = plt.subplots(1, len(clients), figsize=(5 * len(clients), 4.6), squeeze=False,
                                  sharey=True)
-        styles = {"a": ("tab:blue", "o", "-"), "b": ("tab:red", "s", "-"), "c": ("tab:gray", "^", "--")}
+        styles = {"a": ("tab:blue", "o", "-"), "a0": ("tab:cyan", "o", ":"), "d": ("tab:green", "D", "-"),
+                  "b": ("tab:red", "s", "-"), "c": ("tab:gray", "^", "--")}
         for ax, c in zip(axes[0], clients):
             for impl in impls:
                 xs = [n for n in sizes if get(n, c, impl)]
@@ -406,7 +594,8 @@ def main():
         axes[0][0].set_ylim(lo, hi * 2)  # room for the labels above the top line
         axes[0][0].set_ylabel("cycles/s (assign + operator reply + user reply)")
         axes[0][0].legend(loc="lower left", fontsize=8)
-        fig.suptitle("chat_assign (a) vs the seed's PL/pgSQL design (b) vs three bare UPDATE commits (c)",
+        fig.suptitle("chat_assign (a), events off (a0) vs a PL/pgSQL peer (d), the seed's design (b) "
+                     "and three bare UPDATE commits (c)",
                      fontsize=10)
         fig.tight_layout()
         fig.savefig(png, dpi=120)

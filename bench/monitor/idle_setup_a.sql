@@ -9,7 +9,7 @@ SELECT count(assign_chat_to_operator(o.id)) AS assigned
 FROM operators o CROSS JOIN generate_series(1, :cap) AS g
 WHERE o.name LIKE 'Idle operator %';
 BEGIN;
-UPDATE operator_activity SET last_activity_at = last_activity_at - interval '10 minutes';
+UPDATE chat_assignments SET last_activity_at = last_activity_at - interval '10 minutes' WHERE released_at IS NULL;
 UPDATE chat_assignments SET assigned_at = assigned_at - interval '10 minutes' WHERE released_at IS NULL;
 UPDATE chats SET assigned_at = assigned_at - interval '10 minutes',
                  state_changed_at = state_changed_at - interval '10 minutes'

@@ -30,18 +30,24 @@ BEGIN
     IF p_chat_id IS NULL OR p_content IS NULL THEN
         RAISE EXCEPTION 'p_chat_id and p_content are required' USING ERRCODE = '22004'; END IF;
     IF btrim(p_content) = '' THEN RAISE EXCEPTION 'p_content is blank' USING ERRCODE = '22023'; END IF;
-    SELECT chat_state INTO v_state FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN RAISE EXCEPTION 'chat % not found', p_chat_id USING ERRCODE = 'P0002'; END IF;
+    -- The common case first, in one statement: no open assignment to release.
+    UPDATE chats SET chat_state = 'waiting_assignment', is_active = true, waiting_since = now(),
+                     state_changed_at = now(), last_message_at = now()
+     WHERE id = p_chat_id AND chat_state IN ('waiting_real_user_reply', 'completed');
+    IF NOT FOUND THEN
+        SELECT chat_state INTO v_state FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE;
+        IF NOT FOUND THEN RAISE EXCEPTION 'chat % not found', p_chat_id USING ERRCODE = 'P0002'; END IF;
+        IF v_state = 'waiting_assignment' THEN          -- keeps its place in the queue
+            UPDATE chats SET last_message_at = now() WHERE id = p_chat_id;
+        ELSE                                            -- assigned, or changed since the UPDATE
+            PERFORM _release_open(p_chat_id, 'real_user_message');
+            UPDATE chats SET chat_state = 'waiting_assignment', assigned_operator_id = NULL, is_active = true,
+                             waiting_since = now(), state_changed_at = now(), last_message_at = now()
+             WHERE id = p_chat_id;
+        END IF;
+    END IF;
     INSERT INTO messages (chat_id, sender_type, content) VALUES (p_chat_id, 'real_user', p_content)
     RETURNING id INTO v_msg;
-    IF v_state = 'waiting_assignment' THEN          -- keeps its place in the queue
-        UPDATE chats SET last_message_at = now() WHERE id = p_chat_id;
-    ELSE
-        IF v_state = 'assigned' THEN PERFORM _release_open(p_chat_id, 'real_user_message'); END IF;
-        UPDATE chats SET chat_state = 'waiting_assignment', assigned_operator_id = NULL, is_active = true,
-                         waiting_since = now(), state_changed_at = now(), last_message_at = now()
-         WHERE id = p_chat_id;
-    END IF;
     RETURN v_msg;
 END $$;
 
@@ -52,29 +58,29 @@ BEGIN
     IF p_chat_id IS NULL OR p_operator_id IS NULL OR p_content IS NULL THEN
         RAISE EXCEPTION 'p_chat_id, p_operator_id and p_content are required' USING ERRCODE = '22004'; END IF;
     IF btrim(p_content) = '' THEN RAISE EXCEPTION 'p_content is blank' USING ERRCODE = '22023'; END IF;
-    SELECT chat_state, assigned_operator_id, last_operator_id INTO c
-      FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN RAISE EXCEPTION 'chat % not found', p_chat_id USING ERRCODE = 'P0002'; END IF;
-    IF c.chat_state = 'assigned' AND c.assigned_operator_id = p_operator_id THEN
-        INSERT INTO messages (chat_id, sender_type, operator_id, content)
-        VALUES (p_chat_id, 'operator', p_operator_id, p_content) RETURNING id INTO v_msg;
-        UPDATE chats SET chat_state = 'waiting_real_user_reply', assigned_operator_id = NULL,
-                         last_operator_id = p_operator_id, operator_replied_at = now(),
-                         state_changed_at = now(), last_message_at = now()
-         WHERE id = p_chat_id;
+    -- The assigned operator answers: one UPDATE checks and changes the chat.
+    UPDATE chats SET chat_state = 'waiting_real_user_reply', assigned_operator_id = NULL,
+                     last_operator_id = p_operator_id, operator_replied_at = now(),
+                     state_changed_at = now(), last_message_at = now()
+     WHERE id = p_chat_id AND chat_state = 'assigned' AND assigned_operator_id = p_operator_id;
+    IF FOUND THEN
         UPDATE chat_assignments SET released_at = now(), release_reason = 'operator_replied'
          WHERE chat_id = p_chat_id AND released_at IS NULL;
         DELETE FROM operator_activity WHERE chat_id = p_chat_id AND operator_id = p_operator_id;
-    ELSIF c.chat_state = 'waiting_real_user_reply' AND c.last_operator_id = p_operator_id THEN
-        INSERT INTO messages (chat_id, sender_type, operator_id, content)   -- a follow-up
-        VALUES (p_chat_id, 'operator', p_operator_id, p_content) RETURNING id INTO v_msg;
-        UPDATE chats SET last_message_at = now() WHERE id = p_chat_id;
-    ELSIF NOT EXISTS (SELECT 1 FROM operators WHERE id = p_operator_id) THEN
-        RAISE EXCEPTION 'operator % not found', p_operator_id USING ERRCODE = 'P0002';
     ELSE
-        RAISE EXCEPTION 'chat % is not assigned to operator %', p_chat_id, p_operator_id
-            USING ERRCODE = '55000';
+        SELECT chat_state, last_operator_id INTO c FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE;
+        IF NOT FOUND THEN RAISE EXCEPTION 'chat % not found', p_chat_id USING ERRCODE = 'P0002'; END IF;
+        IF c.chat_state = 'waiting_real_user_reply' AND c.last_operator_id = p_operator_id THEN
+            UPDATE chats SET last_message_at = now() WHERE id = p_chat_id;     -- a follow-up
+        ELSIF NOT EXISTS (SELECT 1 FROM operators WHERE id = p_operator_id) THEN
+            RAISE EXCEPTION 'operator % not found', p_operator_id USING ERRCODE = 'P0002';
+        ELSE
+            RAISE EXCEPTION 'chat % is not assigned to operator %', p_chat_id, p_operator_id
+                USING ERRCODE = '55000';
+        END IF;
     END IF;
+    INSERT INTO messages (chat_id, sender_type, operator_id, content)
+    VALUES (p_chat_id, 'operator', p_operator_id, p_content) RETURNING id INTO v_msg;
     RETURN v_msg;
 END $$;
 
