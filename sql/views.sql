@@ -20,18 +20,40 @@ ORDER BY t.ord;
 
 -- Per operator over the last 24 hours (plus any assignment still open, however old):
 -- assignments taken, released, still active, and the average time from assignment to release.
+-- The last 24 hours come through the BRIN index on assigned_at; the open assignments older
+-- than that through the assigned chats (a handful), not a scan of the whole history.
 CREATE VIEW operator_assignment_stats AS
+WITH recent AS (
+    SELECT ca.operator_id, ca.assigned_at, ca.released_at
+    FROM chat_assignments ca
+    WHERE ca.assigned_at > now() - interval '24 hours'
+    UNION ALL
+    SELECT ca.operator_id, ca.assigned_at, ca.released_at
+    FROM chats c
+    JOIN chat_assignments ca ON ca.chat_id = c.id AND ca.released_at IS NULL
+    WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL
+      AND ca.assigned_at <= now() - interval '24 hours'
+)
 SELECT o.id                                                         AS operator_id,
        o.name                                                       AS operator_name,
        o.is_active,
        o.max_concurrent_chats,
-       count(ca.id)                                                 AS total_assignments,
-       count(ca.released_at)                                        AS released_assignments,
-       count(ca.id) FILTER (WHERE ca.released_at IS NULL)           AS active_assignments,
-       round(avg(extract(epoch FROM ca.released_at - ca.assigned_at)), 1)
+       count(r.operator_id)                                         AS total_assignments,
+       count(r.released_at)                                         AS released_assignments,
+       count(r.operator_id) FILTER (WHERE r.released_at IS NULL)    AS active_assignments,
+       round(avg(extract(epoch FROM r.released_at - r.assigned_at)), 1)
                                                                     AS avg_handling_seconds
 FROM operators o
-LEFT JOIN chat_assignments ca
-       ON ca.operator_id = o.id
-      AND (ca.assigned_at > now() - interval '24 hours' OR ca.released_at IS NULL)
+LEFT JOIN recent r ON r.operator_id = o.id
 GROUP BY o.id, o.name, o.is_active, o.max_concurrent_chats;
+
+-- The heartbeats of the assigned operators: one row per open assignment. Until 0.3 this was
+-- a table whose rows were inserted and deleted with every assignment; the heartbeat now
+-- lives on the open assignment row (chat_assignments.last_activity_at). Found through the
+-- assigned chats (no index covers released_at, so that releases stay HOT updates). Read
+-- only: a heartbeat is touch_operator_activity(), or an UPDATE of chat_assignments.
+CREATE VIEW operator_activity AS
+SELECT ca.operator_id, ca.chat_id, ca.last_activity_at
+FROM chats c
+JOIN chat_assignments ca ON ca.chat_id = c.id AND ca.released_at IS NULL
+WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL;

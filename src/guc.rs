@@ -16,8 +16,18 @@ pub static IDLE_TIMEOUT_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(300);
 /// nothing else waits.
 pub static AVOID_SAME_OPERATOR: GucSetting<bool> = GucSetting::<bool>::new(true);
 
-/// Send `NOTIFY chat_assign` for every state change.
+/// 0.2's per-change `NOTIFY`; accepted and ignored since 0.3 (events are rows of
+/// `chat_events`), so that a `SET` or `ALTER DATABASE` made for 0.2 keeps working.
 pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// Write a `chat_events` row for every state change.
+pub static EVENTS: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// Milliseconds between two wake-up `NOTIFY chat_assign` of the worker (0: none).
+pub static NOTIFY_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
+
+/// Seconds an event is kept before the worker or `prune_chat_events()` deletes it.
+pub static EVENT_RETENTION_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 
 /// Name of the JWT claim (in `request.jwt.claims`) that must equal `p_operator_id` in the
 /// operator-facing functions; empty: no check.
@@ -52,11 +62,41 @@ pub fn register() {
     );
     GucRegistry::define_bool_guc(
         c"chat_assign.notify",
-        c"Send NOTIFY chat_assign with a JSON payload for every chat state change.",
-        c"Notifications are delivered when the transaction commits, in the order the changes were made.",
+        c"Ignored since 0.3: change events are rows of chat_events (see chat_assign.events).",
+        c"Kept so that settings made for 0.2 still load; it changes nothing.",
         &NOTIFY,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    // SUSET: the events are an audit trail that consumers rely on; the role an app or an
+    // RPC layer runs as must not be able to switch them off for its own calls.
+    GucRegistry::define_bool_guc(
+        c"chat_assign.events",
+        c"Write a chat_events row for every chat state change.",
+        c"Off: no events are written (for databases where nothing reads them). Only superusers may change it.",
+        &EVENTS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"chat_assign.notify_interval",
+        c"Milliseconds between two wake-up NOTIFY chat_assign sent by the background worker.",
+        c"At most one wake-up per database per interval, payload the newest event id; 0 turns wake-ups off. Needs the worker (shared_preload_libraries).",
+        &NOTIFY_INTERVAL_MS,
+        0,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"chat_assign.event_retention",
+        c"How long chat_events rows are kept.",
+        c"Older events are deleted in bounded batches by the background worker, or by prune_chat_events(). Accepts units, e.g. '7d'.",
+        &EVENT_RETENTION_SECONDS,
+        1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_string_guc(
         c"chat_assign.operator_id_claim",

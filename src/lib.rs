@@ -29,10 +29,11 @@ extension_sql_file!(
     name = "state_totals",
     requires = ["schema"]
 );
+extension_sql_file!("../sql/events.sql", name = "events", requires = ["schema"]);
 extension_sql_file!(
     "../sql/views.sql",
     name = "views",
-    requires = ["state_totals"]
+    requires = ["state_totals", "events"]
 );
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 

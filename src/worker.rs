@@ -1,7 +1,14 @@
-//! Idle detection inside the database: with `chat_assign` in `shared_preload_libraries`,
-//! one background worker per database listed in `chat_assign.databases` runs
-//! `release_idle_assignments()` every `chat_assign.idle_check_interval` seconds, so that no
-//! external cron has to call it.
+//! The background worker: with `chat_assign` in `shared_preload_libraries`, one worker per
+//! database listed in `chat_assign.databases` does what would otherwise need a cron job or
+//! would slow the calls down:
+//!
+//! - every `chat_assign.idle_check_interval` seconds it runs `release_idle_assignments()`
+//!   and deletes expired change events in bounded batches (`chat_assign.event_retention`);
+//! - every `chat_assign.notify_interval` milliseconds it looks at the newest event id and,
+//!   when it moved, sends one `NOTIFY chat_assign, '<id>'`: a coalesced wake-up for LISTEN
+//!   clients, who then call `read_chat_events`. Only this worker notifies, in its own
+//!   transaction: a call never takes PostgreSQL's cluster-wide notify lock at commit, and a
+//!   full notification queue fails this worker's wake-up, never a call.
 //!
 //! Each pass is its own transaction. A pass that fails (a lock timeout, a user trigger
 //! raising, the extension being dropped under it, an error at commit) is rolled back and
@@ -17,10 +24,13 @@ use crate::{guc, store};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `backend_type` of the workers in `pg_stat_activity`.
 const WORKER_TYPE: &str = "chat_assign idle worker";
+
+/// Batches of expired events deleted per idle pass, at most (each its own transaction).
+const PRUNE_BATCHES_PER_PASS: usize = 100;
 
 /// How many released chats a pass names one by one in the log.
 const LOGGED_CHATS: usize = 20;
@@ -74,38 +84,117 @@ pub extern "C-unwind" fn chat_assign_idle_worker_main(_arg: pg_sys::Datum) {
     );
 
     let mut waiting_for_extension = false;
+    let mut next_idle_pass = Instant::now();
+    let mut notified: Option<i64> = None;
     loop {
-        match run_pass() {
-            Ok(Some(released)) => {
-                waiting_for_extension = false;
-                log_released(&database, &released);
-            }
-            Ok(None) => {
-                if !waiting_for_extension {
-                    log!(
-                        "chat_assign: extension chat_assign is not installed in database \"{database}\"; idle worker waiting"
-                    );
+        if Instant::now() >= next_idle_pass {
+            match run_pass(store::worker_release_idle) {
+                Ok(Some(released)) => {
+                    waiting_for_extension = false;
+                    log_released(&database, &released);
+                    prune_events(&database);
                 }
-                waiting_for_extension = true;
+                Ok(None) => {
+                    if !waiting_for_extension {
+                        log!(
+                            "chat_assign: extension chat_assign is not installed in database \"{database}\"; idle worker waiting"
+                        );
+                    }
+                    waiting_for_extension = true;
+                }
+                Err(message) => {
+                    warning!(
+                        "chat_assign: idle release in database \"{database}\" failed: {message}"
+                    )
+                }
             }
-            Err(message) => {
-                warning!("chat_assign: idle release in database \"{database}\" failed: {message}")
-            }
+            next_idle_pass = Instant::now() + idle_interval();
         }
-        let interval = guc::IDLE_CHECK_INTERVAL_SECONDS.get().max(1) as u64;
-        if !BackgroundWorker::wait_latch(Some(Duration::from_secs(interval))) {
+        if !waiting_for_extension && notify_interval().is_some() {
+            notified = wake_listeners(&database, notified);
+        }
+        let now = Instant::now();
+        let sleep = match notify_interval() {
+            Some(notify) if !waiting_for_extension => {
+                notify.min(next_idle_pass - now.min(next_idle_pass))
+            }
+            _ => next_idle_pass - now.min(next_idle_pass),
+        };
+        if !BackgroundWorker::wait_latch(Some(sleep.max(Duration::from_millis(1)))) {
             break;
         }
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            // A reload applies the new intervals and runs an idle pass at once.
+            next_idle_pass = Instant::now();
         }
     }
     log!("chat_assign: idle worker in database \"{database}\" stopped");
 }
 
-/// One pass in its own transaction, commit included. An ERROR anywhere in it is caught, the
-/// transaction rolled back and the message returned, so the loop survives it.
-fn run_pass() -> Result<Option<Vec<store::IdleRelease>>, String> {
+fn idle_interval() -> Duration {
+    Duration::from_secs(guc::IDLE_CHECK_INTERVAL_SECONDS.get().max(1) as u64)
+}
+
+/// `None` when wake-ups are off (`chat_assign.notify_interval = 0`).
+fn notify_interval() -> Option<Duration> {
+    let ms = guc::NOTIFY_INTERVAL_MS.get();
+    (ms > 0).then(|| Duration::from_millis(ms as u64))
+}
+
+/// Sends one wake-up when the newest event id moved past the last one announced; returns
+/// the id announced now. The first look after start announces nothing: it only learns
+/// where the log stands.
+fn wake_listeners(database: &str, notified: Option<i64>) -> Option<i64> {
+    match run_pass(store::newest_event) {
+        Ok(Some(newest)) if notified.is_some_and(|seen| newest > seen) => {
+            match run_pass(|| store::wake_up(newest)) {
+                Ok(()) => Some(newest),
+                Err(message) => {
+                    warning!(
+                        "chat_assign: wake-up NOTIFY in database \"{database}\" failed: {message}"
+                    );
+                    notified
+                }
+            }
+        }
+        Ok(Some(newest)) => Some(notified.unwrap_or(newest)),
+        Ok(None) => notified,
+        Err(message) => {
+            warning!("chat_assign: reading the newest event in database \"{database}\" failed: {message}");
+            notified
+        }
+    }
+}
+
+/// Deletes expired events, a bounded batch per transaction, until a batch comes back short.
+fn prune_events(database: &str) {
+    let retention = f64::from(guc::EVENT_RETENTION_SECONDS.get());
+    let mut total = 0;
+    for _ in 0..PRUNE_BATCHES_PER_PASS {
+        match run_pass(|| store::prune_chat_events(retention, crate::api::events::PRUNE_BATCH)) {
+            Ok(deleted) => {
+                total += deleted;
+                if deleted < crate::api::events::PRUNE_BATCH {
+                    break;
+                }
+            }
+            Err(message) => {
+                warning!("chat_assign: deleting expired events in database \"{database}\" failed: {message}");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        log!("chat_assign: deleted {total} expired event(s) in database \"{database}\"");
+    }
+}
+
+/// One unit of work in its own transaction, commit included. An ERROR anywhere in it is
+/// caught, the transaction rolled back and the message returned, so the loop survives it.
+fn run_pass<T>(
+    work: impl FnOnce() -> crate::error::ChatResult<T> + std::panic::UnwindSafe,
+) -> Result<T, String> {
     let outcome = PgTryBuilder::new(|| {
         unsafe {
             pg_sys::SetCurrentStatementStartTimestamp();
@@ -113,10 +202,14 @@ fn run_pass() -> Result<Option<Vec<store::IdleRelease>>, String> {
             pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
             pg_sys::pgstat_report_activity(
                 pg_sys::BackendState::STATE_RUNNING,
-                c"SELECT release_idle_assignments()".as_ptr(),
+                c"chat_assign worker: release_idle_assignments(), prune, wake-up".as_ptr(),
             );
         }
-        let released = store::worker_release_idle().map_err(|e| e.to_string());
+        // Every unit pins the search_path first: its database's settings (which the database
+        // owner controls) chose the one the worker started with.
+        let released = store::pin_worker_search_path()
+            .and_then(|()| work())
+            .map_err(|e| e.to_string());
         unsafe {
             if released.is_ok() {
                 pg_sys::PopActiveSnapshot();

@@ -7,6 +7,7 @@
 
 pub mod assignment;
 pub mod chats;
+pub mod events;
 pub mod monitoring;
 pub mod operators;
 

@@ -191,16 +191,18 @@ impl<'a> Changes<'a> {
     }
 }
 
-/// Sends the change events (`chat_assign.notify`), in the same transaction as the change so
-/// that they are delivered exactly when it commits.
+/// Writes the change events (`chat_events`), in the same transaction as the change, so
+/// that an event exists exactly when its change committed. Nothing is sent: LISTEN clients
+/// are woken by the worker (see [`crate::worker`]), never by the call's own commit.
 fn announce(client: &mut SpiClient<'_>, changes: Changes<'_>) -> ChatResult<()> {
-    if changes.chats.is_empty() || !crate::guc::NOTIFY.get() {
+    if changes.chats.is_empty() || !crate::guc::EVENTS.get() {
         return Ok(());
     }
+    hold_event_id_floor(client)?;
     let (chats, operators): (Vec<Uuid>, Vec<Option<Uuid>>) = changes.chats.into_iter().unzip();
     exec(
         client,
-        &NOTIFY_STATE_CHANGES,
+        &INSERT_EVENTS,
         &[
             chats.into(),
             operators.into(),
@@ -209,6 +211,53 @@ fn announce(client: &mut SpiClient<'_>, changes: Changes<'_>) -> ChatResult<()> 
             changes.reason.into(),
         ],
     )?;
+    Ok(())
+}
+
+/// `objsubid` of the advisory locks that publish event-id floors in `pg_locks`. The SQL
+/// advisory-lock functions only ever use 1 and 2 there, so no application lock can be
+/// mistaken for one of ours.
+pub const EVENT_FLOOR_LOCK_MARK: u16 = 0x6361;
+
+thread_local! {
+    /// The transaction (top-level xid) that already published its event-id floor.
+    static FLOOR_HELD_BY: RefCell<pg_sys::TransactionId> = const { RefCell::new(pg_sys::InvalidTransactionId) };
+}
+
+/// Publishes, before this transaction takes its first event id, a number below every id it
+/// can take: a shared advisory lock whose key is that number, held until the transaction
+/// ends (commit, abort, crash). `read_chat_events` reads the sequence, then these locks,
+/// then the events: it returns no id above the smallest floor of a transaction still
+/// running, so an id that commits late can never land behind what a consumer has seen.
+/// One lock per transaction; later events of the same transaction are above its floor.
+fn hold_event_id_floor(client: &mut SpiClient<'_>) -> ChatResult<()> {
+    // SAFETY: plain reads of the current transaction's state.
+    let xid = unsafe { pg_sys::GetTopTransactionIdIfAny() };
+    if xid != pg_sys::InvalidTransactionId && FLOOR_HELD_BY.with(|held| *held.borrow() == xid) {
+        return Ok(());
+    }
+    let floor = exec(client, &EVENT_ID_FLOOR, &[])?
+        .first()
+        .get_one::<i64>()?
+        .unwrap_or(0)
+        .max(0) as u64;
+    let tag = pg_sys::LOCKTAG {
+        // SAFETY: MyDatabaseId is set for any backend connected to a database.
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: (floor >> 32) as u32,
+        locktag_field3: floor as u32,
+        locktag_field4: EVENT_FLOOR_LOCK_MARK,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    };
+    // SAFETY: a transaction-scoped shared lock (sessionLock = false), which nothing takes in
+    // a conflicting mode, so it is granted at once; released by the lock manager at
+    // transaction end.
+    unsafe {
+        pg_sys::LockAcquire(&tag, pg_sys::ShareLock as pg_sys::LOCKMODE, false, false);
+    }
+    let xid = unsafe { pg_sys::GetTopTransactionIdIfAny() };
+    FLOOR_HELD_BY.with(|held| *held.borrow_mut() = xid);
     Ok(())
 }
 
@@ -556,6 +605,46 @@ pub fn stuck_chats(hours: f64) -> ChatResult<Vec<StuckChat>> {
             });
         }
         Ok(out)
+    })
+}
+
+/// Deletes at most `batch` events older than `retention_seconds` (oldest first); returns
+/// how many it deleted.
+pub fn prune_chat_events(retention_seconds: f64, batch: i64) -> ChatResult<i64> {
+    connect(|client| {
+        let deleted = exec(
+            client,
+            &PRUNE_EVENTS,
+            &[retention_seconds.into(), batch.into()],
+        )?;
+        Ok(deleted.len() as i64)
+    })
+}
+
+/// Sets the worker's own search_path for the rest of its transaction's statements.
+pub fn pin_worker_search_path() -> ChatResult<()> {
+    Spi::connect_mut(|client| {
+        client.update(WORKER_SEARCH_PATH, None, &[])?;
+        Ok(())
+    })
+}
+
+/// The newest event id in this database, or `None` when the extension is not installed
+/// here or there is no event yet (the worker's wake-up check).
+pub fn newest_event() -> ChatResult<Option<i64>> {
+    Spi::connect_mut(|client| {
+        if home(client)?.is_none() {
+            return Ok(None);
+        }
+        Ok(exec(client, &NEWEST_EVENT, &[])?.first().get_one::<i64>()?)
+    })
+}
+
+/// Sends the wake-up `NOTIFY chat_assign, '<newest id>'` (worker only).
+pub fn wake_up(newest: i64) -> ChatResult<()> {
+    Spi::connect_mut(|client| {
+        client.update(WAKE_UP, None, &[newest.to_string().into()])?;
+        Ok(())
     })
 }
 

@@ -21,12 +21,13 @@
 //! 2. `chats` row(s), `FOR NO KEY UPDATE`. A function that waits locks one chat, except
 //!    deactivation, which locks its operator's chats in id order; every chat lock that could
 //!    be taken out of order (assignment, idle release) uses `SKIP LOCKED` and so never waits.
-//! 3. `chat_assignments` and `operator_activity` rows of chats already locked in step 2.
+//! 3. `chat_assignments` rows of chats already locked in step 2 (the open one also holds
+//!    the heartbeat).
 //!
 //! Every chat lock is `FOR NO KEY UPDATE`, the mode an `UPDATE` of the row takes anyway, so a
 //! transaction never upgrades a lock it holds (two sessions upgrading shared locks on one
-//! row deadlock). The heartbeat takes the chat lock too before it touches its activity row;
-//! idle release locks chats and activity rows with `SKIP LOCKED`, so a heartbeat in flight
+//! row deadlock). The heartbeat takes the chat lock too before it touches the assignment row;
+//! idle release locks chats and assignment rows with `SKIP LOCKED`, so a heartbeat in flight
 //! makes idle release pass the chat by rather than release it under the operator's feet.
 //!
 //! The promise covers each call in its own transaction, which is how apps and RPC layers
@@ -56,6 +57,7 @@ const TEXT: Oid = pg_sys::TEXTOID;
 const INT4: Oid = pg_sys::INT4OID;
 const BOOL: Oid = pg_sys::BOOLOID;
 const FLOAT8: Oid = pg_sys::FLOAT8OID;
+const INT8: Oid = pg_sys::INT8OID;
 const UUID_ARRAY: Oid = pg_sys::UUIDARRAYOID;
 
 // ---------------------------------------------------------------- locks (steps 1 and 2)
@@ -88,7 +90,8 @@ pub static LOCK_CHAT_FOR_OPERATOR: Statement = Statement {
 
 /// Step 2 for deactivation: every chat the operator holds, in id order.
 pub static LOCK_OPERATOR_CHATS: Statement = Statement {
-    sql: "SELECT id FROM @extschema@.chats WHERE assigned_operator_id = $1 ORDER BY id FOR NO KEY UPDATE",
+    sql: "SELECT id FROM @extschema@.chats WHERE assigned_operator_id = $1 AND chat_state = 'assigned' \
+          ORDER BY id FOR NO KEY UPDATE",
     args: &[UUID],
     read_only: false,
 };
@@ -118,8 +121,6 @@ pub static REAL_USER_MESSAGE: Statement = Statement {
           released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'real_user_message' \
               WHERE chat_id = $1 AND released_at IS NULL RETURNING id), \
-          activity AS ( \
-              DELETE FROM @extschema@.operator_activity WHERE chat_id = $1 RETURNING chat_id), \
           chat AS ( \
               UPDATE @extschema@.chats SET \
                   chat_state = 'waiting_assignment', \
@@ -145,8 +146,6 @@ pub static OPERATOR_REPLY: Statement = Statement {
           released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'operator_replied' \
               WHERE chat_id = $1 AND released_at IS NULL RETURNING id), \
-          activity AS ( \
-              DELETE FROM @extschema@.operator_activity WHERE chat_id = $1 RETURNING chat_id), \
           chat AS ( \
               UPDATE @extschema@.chats SET \
                   chat_state = 'waiting_real_user_reply', \
@@ -179,9 +178,7 @@ pub static OPERATOR_FOLLOW_UP: Statement = Statement {
 pub static COMPLETE_CHAT: Statement = Statement {
     sql: "WITH released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'completed' \
-              WHERE chat_id = $1 AND released_at IS NULL RETURNING id), \
-          activity AS ( \
-              DELETE FROM @extschema@.operator_activity WHERE chat_id = $1 RETURNING chat_id) \
+              WHERE chat_id = $1 AND released_at IS NULL RETURNING id) \
           UPDATE @extschema@.chats SET chat_state = 'completed', is_active = false, \
                            assigned_operator_id = NULL, state_changed_at = now() \
           WHERE id = $1",
@@ -193,25 +190,39 @@ pub static COMPLETE_CHAT: Statement = Statement {
 
 /// Claims the next chat for an operator whose row is already locked (step 1).
 ///
-/// `$1` operator, `$2` its capacity, `$3` avoid_same_operator. Returns one row: the open
-/// assignments the operator had before this call, and the chat it got (NULL when at
-/// capacity or when nothing is free).
+/// `$1` operator, `$2` its capacity, `$3` avoid_same_operator. Returns one row: the chats
+/// the operator held before this call, and the chat it got (NULL when at capacity or when
+/// nothing is free).
 ///
 /// The queue is read through `idx_chats_waiting_assignment` in its own order, so the scan
 /// stops at the first row no one else holds (`SKIP LOCKED`): no sort, no cost that grows
 /// with the queue. The preference for another operator's chats is a first branch with an
 /// extra filter; the `LIMIT 1` above the `UNION ALL` stops before the second branch (any
-/// chat, the operator's own included) runs unless the first found nothing.
+/// chat, the operator's own included) runs unless the first found nothing. Whether any
+/// waiting chat is someone else's at all is asked first, in three probes of
+/// `idx_chats_last_operator` (no last operator, a smaller id, a larger id): when every
+/// waiting chat is the caller's own, the first branch is skipped instead of walking the
+/// whole queue to find nothing.
+///
+/// The assignment row starts the heartbeat (`last_activity_at`).
 pub static CLAIM_NEXT_CHAT: Statement = Statement {
     sql: "WITH open_count AS ( \
-              SELECT count(*) AS n FROM @extschema@.chat_assignments \
-              WHERE operator_id = $1 AND released_at IS NULL), \
+              SELECT count(*) AS n FROM @extschema@.chats \
+              WHERE assigned_operator_id = $1 AND chat_state = 'assigned'), \
+          others_wait AS ( \
+              SELECT $3 AND ( \
+                  EXISTS (SELECT 1 FROM @extschema@.chats \
+                          WHERE chat_state = 'waiting_assignment' AND is_active AND last_operator_id IS NULL) \
+                  OR EXISTS (SELECT 1 FROM @extschema@.chats \
+                             WHERE chat_state = 'waiting_assignment' AND is_active AND last_operator_id < $1) \
+                  OR EXISTS (SELECT 1 FROM @extschema@.chats \
+                             WHERE chat_state = 'waiting_assignment' AND is_active AND last_operator_id > $1)) AS yes), \
           next AS ( \
               SELECT id FROM ( \
                   SELECT id FROM @extschema@.chats \
                   WHERE chat_state = 'waiting_assignment' AND is_active \
                     AND last_operator_id IS DISTINCT FROM $1 \
-                    AND $3 AND (SELECT n FROM open_count) < $2 \
+                    AND (SELECT yes FROM others_wait) AND (SELECT n FROM open_count) < $2 \
                   ORDER BY priority DESC, waiting_since, id \
                   LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED) AS others \
               UNION ALL \
@@ -228,13 +239,8 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
                                  state_changed_at = now() \
               FROM next WHERE c.id = next.id RETURNING c.id), \
           assignment AS ( \
-              INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at) \
-              SELECT id, $1, now() FROM chat RETURNING id), \
-          activity AS ( \
-              INSERT INTO @extschema@.operator_activity (chat_id, operator_id, last_activity_at) \
-              SELECT id, $1, now() FROM chat \
-              ON CONFLICT (chat_id, operator_id) DO UPDATE SET last_activity_at = EXCLUDED.last_activity_at \
-              RETURNING chat_id), \
+              INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at, last_activity_at) \
+              SELECT id, $1, now(), now() FROM chat RETURNING id), \
           operator AS ( \
               UPDATE @extschema@.operators SET last_assigned_at = now() \
               WHERE id = $1 AND EXISTS (SELECT 1 FROM chat) RETURNING id) \
@@ -244,9 +250,9 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
 };
 
 /// Releases the assignments of chats already locked (step 2) that are still `assigned`:
-/// back to the queue keeping `waiting_since`, assignment closed with reason `$2`, heartbeat
-/// removed. Returns the chats released and the operator each was taken from. Shared by the
-/// admin release, idle detection and operator deactivation.
+/// back to the queue keeping `waiting_since`, assignment closed with reason `$2` (which
+/// ends its heartbeat). Returns the chats released and the operator each was taken from.
+/// Shared by the admin release, idle detection and operator deactivation.
 pub static RELEASE_TO_QUEUE: Statement = Statement {
     sql: "WITH chat AS ( \
               UPDATE @extschema@.chats SET chat_state = 'waiting_assignment', assigned_operator_id = NULL, \
@@ -256,9 +262,7 @@ pub static RELEASE_TO_QUEUE: Statement = Statement {
           released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = $2 \
               WHERE chat_id IN (SELECT id FROM chat) AND released_at IS NULL \
-              RETURNING chat_id, operator_id), \
-          activity AS ( \
-              DELETE FROM @extschema@.operator_activity WHERE chat_id IN (SELECT id FROM chat) RETURNING chat_id) \
+              RETURNING chat_id, operator_id) \
           SELECT c.id, r.operator_id FROM chat c LEFT JOIN released r ON r.chat_id = c.id \
           ORDER BY c.id",
     args: &[UUID_ARRAY, TEXT],
@@ -266,49 +270,79 @@ pub static RELEASE_TO_QUEUE: Statement = Statement {
 };
 
 /// Idle detection, step 2 with `SKIP LOCKED` only: assigned chats whose heartbeat is older
-/// than `$1` seconds. Locking the activity row too means a heartbeat that commits after
+/// than `$1` seconds. Locking the assignment row too means a heartbeat that commits after
 /// this statement's snapshot is re-checked (and the chat passed by), and one in flight
-/// makes us skip the chat instead of waiting.
+/// makes us skip the chat instead of waiting. Assigned chats are few (at most the
+/// operators' capacity), found through `idx_chats_assigned_operator`.
 pub static LOCK_IDLE_CHATS: Statement = Statement {
     sql: "SELECT c.id, a.operator_id, \
                  extract(epoch FROM now() - a.last_activity_at)::float8 \
-          FROM @extschema@.operator_activity a \
-          JOIN @extschema@.chats c ON c.id = a.chat_id AND c.assigned_operator_id = a.operator_id \
-          WHERE c.chat_state = 'assigned' \
+          FROM @extschema@.chats c \
+          JOIN @extschema@.chat_assignments a \
+            ON a.chat_id = c.id AND a.operator_id = c.assigned_operator_id AND a.released_at IS NULL \
+          WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL \
             AND a.last_activity_at < now() - make_interval(secs => $1) \
           ORDER BY a.last_activity_at \
           FOR NO KEY UPDATE OF c SKIP LOCKED \
-          FOR UPDATE OF a SKIP LOCKED",
+          FOR NO KEY UPDATE OF a SKIP LOCKED",
     args: &[FLOAT8],
     read_only: false,
 };
 
-/// Heartbeat on a locked chat: true when the activity row of this assigned operator and chat
-/// exists.
+/// Heartbeat on a locked chat: true when this operator holds its open assignment.
 pub static TOUCH_ACTIVITY: Statement = Statement {
-    sql: "UPDATE @extschema@.operator_activity SET last_activity_at = now() \
-          WHERE chat_id = $2 AND operator_id = $1 RETURNING chat_id",
+    sql: "UPDATE @extschema@.chat_assignments SET last_activity_at = now() \
+          WHERE chat_id = $2 AND operator_id = $1 AND released_at IS NULL RETURNING chat_id",
     args: &[UUID, UUID],
     read_only: false,
 };
 
 // ---------------------------------------------------------------- change events
 
-/// `NOTIFY chat_assign` once per chat in `$1`, with the operator each change concerns in
-/// `$2` (NULL: none), the old state `$3` (NULL for a new chat), the new state `$4` and the
-/// reason `$5`, cut to 1,000 characters: a payload over 8,000 bytes would fail the call. Notifications wait for commit and vanish on rollback, like any NOTIFY.
-/// `clock_timestamp()` keeps two changes of one chat in one transaction apart: Postgres
-/// delivers identical payloads of a transaction only once.
-pub static NOTIFY_STATE_CHANGES: Statement = Statement {
-    sql: "SELECT pg_notify('chat_assign', json_build_object( \
-                     'chat_id', c.chat_id, 'old_state', $3, 'new_state', $4, \
-                     'operator_id', c.operator_id, 'reason', left($5, 1000), \
-                     'at', clock_timestamp())::text) \
+/// One `chat_events` row per chat in `$1`, in that order, with the operator each change
+/// concerns in `$2` (NULL: none), the old state `$3` (NULL for a new chat), the new state
+/// `$4` and the reason `$5`. Written in the changing transaction: an event exists exactly
+/// when its change committed. Ids come from the identity sequence; see [`EVENT_ID_FLOOR`].
+pub static INSERT_EVENTS: Statement = Statement {
+    sql: "INSERT INTO @extschema@.chat_events (chat_id, old_state, new_state, operator_id, reason, at) \
+          SELECT c.chat_id, $3::@extschema@.chat_state, $4::@extschema@.chat_state, c.operator_id, $5, now() \
           FROM unnest($1, $2) WITH ORDINALITY AS c(chat_id, operator_id, n) \
           ORDER BY c.n",
     args: &[UUID_ARRAY, UUID_ARRAY, TEXT, TEXT, TEXT],
     read_only: false,
 };
+
+/// A lower bound of every event id this transaction can still take: the sequence's last
+/// value, minus one when it was never called (its first `nextval` returns `last_value`).
+/// The identity sequence has no cache (`CACHE 1`), so no backend holds ids below it.
+/// Read outside any snapshot: a sequence's value is not transactional.
+pub static EVENT_ID_FLOOR: Statement = Statement {
+    sql: "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END \
+          FROM @extschema@.chat_events_id_seq",
+    args: &[],
+    read_only: false,
+};
+
+/// Events older than `chat_assign.event_retention` (`$1` seconds), at most `$2` of them,
+/// oldest ids first. The candidates are the `$2` lowest ids, so a batch reads a bounded
+/// part of the primary key whatever the table holds.
+pub static PRUNE_EVENTS: Statement = Statement {
+    sql: "DELETE FROM @extschema@.chat_events \
+          WHERE id IN (SELECT id FROM (SELECT id, at FROM @extschema@.chat_events ORDER BY id LIMIT $2) AS head \
+                       WHERE at < now() - make_interval(secs => $1))",
+    args: &[FLOAT8, INT8],
+    read_only: false,
+};
+
+/// The newest event id, for the worker's wake-up `NOTIFY` (a hint, never data).
+pub static NEWEST_EVENT: Statement = Statement {
+    sql: "SELECT max(id) FROM @extschema@.chat_events",
+    args: &[],
+    read_only: false,
+};
+
+/// The wake-up itself: sent by the worker in its own transaction, never by a call.
+pub const WAKE_UP: &str = "SELECT pg_catalog.pg_notify('chat_assign', $1)";
 
 // ---------------------------------------------------------------- where we live
 
@@ -396,8 +430,8 @@ pub static QUEUE_STATUS: Statement = Statement {
                      count(*) FILTER (WHERE op.is_active \
                                       AND coalesce(a.n, 0) < op.max_concurrent_chats) AS available \
               FROM @extschema@.operators op \
-              LEFT JOIN (SELECT operator_id, count(*) AS n FROM @extschema@.chat_assignments \
-                         WHERE released_at IS NULL GROUP BY operator_id) AS a \
+              LEFT JOIN (SELECT assigned_operator_id AS operator_id, count(*) AS n FROM @extschema@.chats \
+                         WHERE chat_state = 'assigned' GROUP BY assigned_operator_id) AS a \
                      ON a.operator_id = op.id) AS o",
     args: &[],
     read_only: true,

@@ -34,7 +34,7 @@ SELECT assign_chat_to_operator(:'bob') = :'chat1' AS bob_gets_it;
 SELECT * FROM v;
 
 -- Test 3: idle detection. Bob goes quiet on chat1 for 6 minutes.
-UPDATE operator_activity SET last_activity_at = now() - interval '6 minutes' WHERE chat_id = :'chat1';
+UPDATE chat_assignments SET last_activity_at = now() - interval '6 minutes' WHERE chat_id = :'chat1' AND released_at IS NULL;
 SELECT chat_id = :'chat1' AS released_chat1, operator_id = :'bob' AS from_bob, idle_seconds >= 360 AS idle_6min
 FROM release_idle_assignments();
 SELECT * FROM v WHERE chat = 'chat1';

@@ -21,7 +21,7 @@ CREATE ROLE mallory NOLOGIN;
 CREATE SCHEMA attacker;
 GRANT USAGE, CREATE ON SCHEMA attacker TO mallory;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA :ext TO mallory;
-GRANT SELECT ON :ext.chat_state_summary, :ext.operator_assignment_stats TO mallory;
+GRANT SELECT ON :ext.chat_state_summary, :ext.operator_assignment_stats, :ext.operator_activity TO mallory;
 
 SET ROLE mallory;
 CREATE TABLE attacker.calls (what text NOT NULL);
@@ -137,7 +137,7 @@ CREATE SCHEMA :ext;
 CREATE EXTENSION chat_assign SCHEMA :ext;
 GRANT USAGE ON SCHEMA :ext TO mallory;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA :ext TO mallory;
-GRANT SELECT ON :ext.chat_state_summary, :ext.operator_assignment_stats TO mallory;
+GRANT SELECT ON :ext.chat_state_summary, :ext.operator_assignment_stats, :ext.operator_activity TO mallory;
 SET ROLE mallory;
 CREATE FUNCTION attacker.eq(:ext.chat_state, :ext.chat_state) RETURNS boolean LANGUAGE sql
 AS $$ INSERT INTO attacker.calls VALUES ('chat_state = chat_state'); SELECT $1 OPERATOR(pg_catalog.=) $2 $$;

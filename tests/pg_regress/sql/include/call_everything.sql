@@ -14,6 +14,7 @@ SELECT start_chat('00000000-0000-0000-0000-0000000000a1', 'first') AS c1 \gset
 SELECT start_chat('00000000-0000-0000-0000-0000000000a2', 'second') AS c2 \gset
 SELECT assign_chat_to_operator(:'op') AS took_1 \gset
 SELECT touch_operator_activity(:'op', :'c1') AS touched \gset
+CREATE TEMP TABLE r_activity AS SELECT * FROM :ext.operator_activity;
 SELECT operator_send_message(:'c1', :'op', 'reply') AS reply_id \gset
 SELECT real_user_send_message(:'c1', 'thanks') AS user_msg_id \gset
 SELECT assign_chat_to_operator(:'op') AS took_2 \gset
@@ -29,6 +30,8 @@ CREATE TEMP TABLE r_stuck AS SELECT * FROM detect_stuck_chats(1);
 CREATE TEMP TABLE r_status AS SELECT * FROM get_assignment_queue_status();
 CREATE TEMP TABLE r_summary AS SELECT * FROM chat_state_summary;
 CREATE TEMP TABLE r_stats AS SELECT * FROM operator_assignment_stats;
+CREATE TEMP TABLE r_events AS SELECT * FROM read_chat_events(0, 1000);
+SELECT prune_chat_events() AS pruned \gset
 SELECT complete_chat(:'c1') AS done_1, complete_chat(:'c2') AS done_2,
        complete_chat(:'c_old') AS done_old \gset
 RESET ROLE;
@@ -57,6 +60,15 @@ SELECT waiting_count, assigned_count, waiting_reply_count, oldest_waiting_second
 FROM r_status;
 SELECT chat_state, chat_count FROM r_summary ORDER BY chat_state;
 SELECT total_assignments, released_assignments, active_assignments FROM r_stats WHERE operator_id = :'op';
+SELECT chat_id = :'c1' AS c1, operator_id = :'op' AS by_op, last_activity_at > now() - interval '1 minute' AS fresh
+FROM r_activity;
+-- every event of c1 and c2, in id order, exactly as the table has them; none pruned
+SELECT CASE e.chat_id WHEN :'c1' THEN 'c1' WHEN :'c2' THEN 'c2' END AS chat, e.old_state, e.new_state,
+       e.operator_id = :'op' AS by_op, e.reason
+FROM r_events e WHERE e.chat_id IN (:'c1', :'c2') ORDER BY e.id;
+SELECT (SELECT array_agg(id ORDER BY id) FROM r_events)
+       = (SELECT array_agg(id ORDER BY id) FROM :ext.chat_events WHERE id <= (SELECT max(id) FROM r_events))
+       AS events_match_table, :pruned AS pruned;
 SELECT (SELECT count(*) FROM attacker.calls) AS trap_calls, sum(row_count) AS lookalike_rows
 FROM lookalike_rows;
-DROP TABLE r_idle, r_stuck, r_status, r_summary, r_stats;
+DROP TABLE r_idle, r_stuck, r_status, r_summary, r_stats, r_activity, r_events;
