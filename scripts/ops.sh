@@ -486,8 +486,14 @@ upgrade_from() {
   export PGOPTIONS="-c search_path=$schema"
   check_cmd "$label: CREATE EXTENSION chat_assign VERSION '$v' SCHEMA $schema (the released script)" \
     msql "$db" -c "CREATE EXTENSION chat_assign VERSION '$v' SCHEMA $schema"
-  setup "$label: fill with $v's functions" msql "$db" -f "$SQL_DIR/fill.sql"
+  setup "$label: fill $v's tables (tests/ops/fill_direct.sql)" msql "$db" -f "$SQL_DIR/fill_direct.sql"
+  msql "$db" -c "DO \$\$ BEGIN CREATE ROLE ops_reader; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" \
+    -c "GRANT SELECT ON operator_activity TO ops_reader"
   md5=$(msql "$db" -f "$SQL_DIR/table_md5.sql" 2>&1)
+  check "$label: before the update, a call refuses with 0A000 and names the command to run" \
+    "0A000 ALTER EXTENSION chat_assign UPDATE" \
+    "$(msql "$db" -v VERBOSITY=verbose -c "SELECT create_operator('too early')" 2>&1 |
+       grep -oE '0A000|ALTER EXTENSION chat_assign UPDATE' | tr '\n' ' ' | sed 's/ $//')"
   check_cmd "$label: ALTER EXTENSION chat_assign UPDATE" msql "$db" -c "ALTER EXTENSION chat_assign UPDATE"
   check "$label: the installed version is $current" "$current" \
     "$(msql "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'chat_assign'" 2>&1)"
@@ -495,6 +501,9 @@ upgrade_from() {
     "$md5" "$(msql "$db" -f "$SQL_DIR/table_md5.sql" 2>&1)"
   check "$label: the monitoring agrees with the tables, every invariant holds" "" \
     "$(msql "$db" -f "$SQL_DIR/invariants.sql" 2>&1)"
+  check "$label: a SELECT grant on operator_activity is kept across the update" t \
+    "$(msql "$db" -c "SELECT has_table_privilege('ops_reader', 'operator_activity', 'SELECT')" 2>&1)"
+  msql "$db" -c "REVOKE SELECT ON operator_activity FROM ops_reader"
   check "$label: the extension's objects equal a fresh install of $current (tests/ops/catalog.sql)" \
     "$(catalog "ops_fresh_$schema" "$schema")" "$(catalog "$db" "$schema")"
   works "$label" "$db"

@@ -31,14 +31,16 @@ UPDATE chat_assignments a
            a.assigned_at)
  WHERE a.released_at IS NULL;
 
--- The SELECT grants on the old table, to give again on the view.
-CREATE TEMPORARY TABLE chat_assign_activity_grants ON COMMIT DROP AS
-SELECT a.grantee, a.is_grantable
-FROM pg_catalog.pg_class c
-CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
-WHERE c.oid OPERATOR(pg_catalog.=) '@extschema@.operator_activity'::pg_catalog.regclass
-  AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
-  AND a.grantee OPERATOR(pg_catalog.<>) c.relowner;
+-- The old table goes; the view that replaces it is created below, and then given the SELECT
+-- grants the table had. They wait in a setting local to this transaction, not in a
+-- temporary table (that would leave a temporary schema behind in the database).
+SELECT pg_catalog.set_config('chat_assign_upgrade.activity_grants', (
+        SELECT coalesce(pg_catalog.string_agg(a.grantee::pg_catalog.text || ':' || a.is_grantable::pg_catalog.text, ','), '')
+        FROM pg_catalog.pg_class c
+        CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+        WHERE c.oid OPERATOR(pg_catalog.=) '@extschema@.operator_activity'::pg_catalog.regclass
+          AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
+          AND a.grantee OPERATOR(pg_catalog.<>) c.relowner), true);
 
 ALTER EXTENSION chat_assign DROP TABLE operator_activity;
 DROP TABLE operator_activity;
@@ -73,3 +75,135 @@ ALTER TABLE chat_events SET (autovacuum_vacuum_threshold = 10000,
                              autovacuum_vacuum_insert_scale_factor = 0);
 SELECT pg_catalog.pg_extension_config_dump('chat_events', '');
 SELECT pg_catalog.pg_extension_config_dump('chat_events_id_seq', '');
+
+-- Reads them (the comments of sql/events.sql explain the three steps).
+CREATE FUNCTION read_chat_events(p_after_id bigint DEFAULT 0, p_limit integer DEFAULT 1000)
+RETURNS SETOF chat_events
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    newest  bigint;
+    floor   bigint;
+BEGIN
+    IF p_after_id IS NULL THEN
+        RAISE EXCEPTION 'p_after_id must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF p_limit IS NULL THEN
+        RAISE EXCEPTION 'p_limit must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF p_limit < 1 THEN
+        RAISE EXCEPTION 'p_limit must be at least 1, not %', p_limit USING ERRCODE = '22023';
+    END IF;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'read_chat_events needs READ COMMITTED, not %',
+            upper(current_setting('transaction_isolation'))
+            USING ERRCODE = '0A000',
+                  HINT = 'Call it in its own transaction, or in a READ COMMITTED one.';
+    END IF;
+
+    SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END
+      INTO newest FROM @extschema@.chat_events_id_seq s;
+
+    SELECT min((l.classid::bigint << 32) | l.objid::bigint)
+      INTO floor
+      FROM pg_locks l
+     WHERE l.locktype = 'advisory'
+       AND l.objsubid = 25441
+       AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database());
+
+    RETURN QUERY
+        SELECT e.* FROM @extschema@.chat_events e
+         WHERE e.id > p_after_id AND e.id <= least(newest, floor)
+         ORDER BY e.id
+         LIMIT p_limit;
+END
+$$;
+
+CREATE FUNCTION prune_chat_events() RETURNS bigint
+STRICT VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'prune_chat_events_wrapper';
+
+-- ------------------------------------------------------------ views
+CREATE OR REPLACE VIEW operator_assignment_stats AS
+WITH recent AS (
+    SELECT ca.operator_id, ca.assigned_at, ca.released_at
+    FROM chat_assignments ca
+    WHERE ca.assigned_at > now() - interval '24 hours'
+    UNION ALL
+    SELECT ca.operator_id, ca.assigned_at, ca.released_at
+    FROM chats c
+    JOIN chat_assignments ca ON ca.chat_id = c.id AND ca.released_at IS NULL
+    WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL
+      AND ca.assigned_at <= now() - interval '24 hours'
+)
+SELECT o.id                                                         AS operator_id,
+       o.name                                                       AS operator_name,
+       o.is_active,
+       o.max_concurrent_chats,
+       count(r.operator_id)                                         AS total_assignments,
+       count(r.released_at)                                         AS released_assignments,
+       count(r.operator_id) FILTER (WHERE r.released_at IS NULL)    AS active_assignments,
+       round(avg(extract(epoch FROM r.released_at - r.assigned_at)), 1)
+                                                                    AS avg_handling_seconds
+FROM operators o
+LEFT JOIN recent r ON r.operator_id = o.id
+GROUP BY o.id, o.name, o.is_active, o.max_concurrent_chats;
+
+CREATE VIEW operator_activity AS
+SELECT ca.operator_id, ca.chat_id, ca.last_activity_at
+FROM chats c
+JOIN chat_assignments ca ON ca.chat_id = c.id AND ca.released_at IS NULL
+WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL;
+
+-- ------------------------------------------------------------ privileges
+-- The new objects: nothing for anyone but the owner (PUBLIC's EXECUTE on the functions,
+-- and whatever default privileges handed out when they were created), as a fresh install
+-- has it. Then the old table's SELECT grants on the view that replaces it.
+DO $$
+DECLARE
+    grant_row record;
+BEGIN
+    FOR grant_row IN
+        SELECT pg_catalog.format('FUNCTION %s', p.oid::pg_catalog.regprocedure) AS object, a.grantee
+        FROM pg_catalog.pg_proc p
+        CROSS JOIN LATERAL pg_catalog.aclexplode(
+            coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) a
+        WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY[
+                  '@extschema@.read_chat_events(bigint, integer)'::pg_catalog.regprocedure,
+                  '@extschema@.prune_chat_events()'::pg_catalog.regprocedure]::pg_catalog.oid[])
+          AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+        UNION
+        SELECT pg_catalog.format(CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'S'
+                                      THEN 'SEQUENCE %s' ELSE 'TABLE %s' END,
+                                 c.oid::pg_catalog.regclass), a.grantee
+        FROM pg_catalog.pg_class c
+        CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+        WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY[
+                  '@extschema@.chat_events'::pg_catalog.regclass,
+                  '@extschema@.chat_events_id_seq'::pg_catalog.regclass,
+                  '@extschema@.operator_activity'::pg_catalog.regclass]::pg_catalog.oid[])
+          AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', grant_row.object,
+            CASE WHEN grant_row.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(grant_row.grantee)) END);
+    END LOOP;
+    FOR grant_row IN
+        SELECT pg_catalog.split_part(g, ':', 1)::pg_catalog.oid AS grantee,
+               pg_catalog.split_part(g, ':', 2)::pg_catalog.bool AS is_grantable
+        FROM pg_catalog.unnest(pg_catalog.string_to_array(
+                 pg_catalog.current_setting('chat_assign_upgrade.activity_grants'), ',')) AS g
+        WHERE g OPERATOR(pg_catalog.<>) ''
+    LOOP
+        EXECUTE pg_catalog.format('GRANT SELECT ON @extschema@.operator_activity TO %s%s',
+            CASE WHEN grant_row.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(grant_row.grantee)) END,
+            CASE WHEN grant_row.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END
+$$;

@@ -45,6 +45,11 @@ pub enum ChatError {
         operator_id: Uuid,
         reason: String,
     },
+    /// The library was replaced by a newer one, but `ALTER EXTENSION chat_assign UPDATE`
+    /// has not run in this database yet: the tables still have the old version's shape.
+    UpdatePending {
+        installed: String,
+    },
     /// An SPI failure or a statement that returned no row where it must: a bug.
     Internal(String),
 }
@@ -63,6 +68,7 @@ impl ChatError {
             | ChatError::OperatorInactive(_)
             | ChatError::NotAssignedOperator { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             ChatError::NotClaimedOperator { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            ChatError::UpdatePending { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
             ChatError::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -86,6 +92,11 @@ impl fmt::Display for ChatError {
             ChatError::NotClaimedOperator { operator_id, reason } => {
                 write!(f, "may not act as operator {operator_id}: {reason}")
             }
+            ChatError::UpdatePending { installed } => write!(
+                f,
+                "chat_assign {installed} is installed in this database but the library is {}: run ALTER EXTENSION chat_assign UPDATE",
+                env!("CARGO_PKG_VERSION")
+            ),
             ChatError::Internal(what) => write!(f, "chat_assign internal error: {what}"),
         }
     }

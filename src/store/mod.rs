@@ -42,11 +42,18 @@ fn home(client: &SpiClient<'_>) -> ChatResult<Option<String>> {
         return Ok(Some(schema));
     }
     PLANS.with(|plans| plans.borrow_mut().clear());
-    let schema = client
+    let (schema, version) = client
         .select(EXTENSION_SCHEMA, None, &[oid.into()])?
         .first()
-        .get_one::<String>()?
+        .get_two::<String, String>()?;
+    let schema = schema
         .ok_or_else(|| ChatError::Internal(format!("no schema for extension oid {oid:?}")))?;
+    // The statements name this version's tables and columns: with the previous version's
+    // schema still in place they would fail half-way, or write the wrong thing.
+    let version = version.unwrap_or_default();
+    if version != env!("CARGO_PKG_VERSION") {
+        return Err(ChatError::UpdatePending { installed: version });
+    }
     HOME.with(|home| *home.borrow_mut() = Some((oid, schema.clone())));
     Ok(Some(schema))
 }

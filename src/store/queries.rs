@@ -346,11 +346,12 @@ pub const WAKE_UP: &str = "SELECT pg_catalog.pg_notify('chat_assign', $1)";
 
 // ---------------------------------------------------------------- where we live
 
-/// The extension's schema, quoted for SQL text, by the extension's oid. Run before any plan
+/// The extension's schema, quoted for SQL text, and its installed version, by the
+/// extension's oid. Run before any plan
 /// exists (it tells [`crate::store`] what to put in them), so it is plain text, not a
 /// [`Statement`]. The idle worker runs it as a superuser under its database's own
 /// search_path, hence the operators spelled out.
-pub const EXTENSION_SCHEMA: &str = "SELECT pg_catalog.quote_ident(n.nspname) \
+pub const EXTENSION_SCHEMA: &str = "SELECT pg_catalog.quote_ident(n.nspname), e.extversion \
      FROM pg_catalog.pg_extension e \
      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace \
      WHERE e.oid OPERATOR(pg_catalog.=) $1";

@@ -54,7 +54,7 @@ SELECT entry FROM (
     SELECT format('relation %s: kind %s, persistence %s, row security %s (forced %s), options %s, '
                   'owner %s, privileges %s',
                   c.oid::regclass, c.relkind, c.relpersistence, c.relrowsecurity,
-                  c.relforcerowsecurity, c.reloptions, c.relowner::regrole, c.relacl)
+                  c.relforcerowsecurity, (SELECT array_agg(o ORDER BY o) FROM unnest(c.reloptions) AS o), c.relowner::regrole, c.relacl)
     FROM rel c
   UNION ALL
     SELECT format('column %s.%s (position %s): %s%s%s%s%s%s%s',
