@@ -207,3 +207,10 @@ BEGIN
     END LOOP;
 END
 $$;
+-- A GRANT inside an extension script is recorded as one of the extension's initial
+-- privileges, which pg_dump leaves out (a restore would lose it). These are the DBA's
+-- grants, not ours: forget the record, so that pg_dump dumps them like any grant and the
+-- catalog equals a fresh install's (which has no initial privileges on this view).
+DELETE FROM pg_catalog.pg_init_privs
+ WHERE objoid OPERATOR(pg_catalog.=) '@extschema@.operator_activity'::pg_catalog.regclass
+   AND classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass;

@@ -54,7 +54,8 @@ SELECT entry FROM (
     SELECT format('relation %s: kind %s, persistence %s, row security %s (forced %s), options %s, '
                   'owner %s, privileges %s',
                   c.oid::regclass, c.relkind, c.relpersistence, c.relrowsecurity,
-                  c.relforcerowsecurity, (SELECT array_agg(o ORDER BY o) FROM unnest(c.reloptions) AS o), c.relowner::regrole, c.relacl)
+                  c.relforcerowsecurity, (SELECT array_agg(o ORDER BY o) FROM unnest(c.reloptions) AS o), c.relowner::regrole,
+                  coalesce(c.relacl, acldefault('r', c.relowner)))  -- an empty ACL is the default
     FROM rel c
   UNION ALL
     SELECT format('column %s.%s (position %s): %s%s%s%s%s%s%s',
