@@ -582,7 +582,8 @@ def main():
                 ax.plot(xs, ys, marker=marker, linestyle=ls, color=color, label=IMPL_NAMES[impl])
                 for x, y in zip(xs, ys):
                     ax.annotate(f"{y:,.0f}" if y >= 10 else f"{y:.1f}", (x, y), textcoords="offset points",
-                                xytext=(0, -12 if impl == "b" else 6), ha="center", fontsize=7, color=color)
+                                xytext=(0, {"a0": -12, "b": -12, "d": 12}.get(impl, 4)), ha="center",
+                                fontsize=7, color=color)
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xticks(sizes)
@@ -594,8 +595,8 @@ def main():
         axes[0][0].set_ylim(lo, hi * 2)  # room for the labels above the top line
         axes[0][0].set_ylabel("cycles/s (assign + operator reply + user reply)")
         axes[0][0].legend(loc="lower left", fontsize=8)
-        fig.suptitle("chat_assign (a), events off (a0) vs a PL/pgSQL peer (d), the seed's design (b) "
-                     "and three bare UPDATE commits (c)",
+        fig.suptitle("chat_assign (a), events off (a0) vs a PL/pgSQL peer (d),\n"
+                     "the seed's design (b) and three bare UPDATE commits (c)",
                      fontsize=10)
         fig.tight_layout()
         fig.savefig(png, dpi=120)
