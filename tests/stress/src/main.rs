@@ -213,15 +213,14 @@ SELECT
       AND EXISTS (SELECT 1 FROM chat_assignments a
                    WHERE a.chat_id = c.id AND a.released_at IS NULL))
     AS "inv4: completed => no open assignment",
-  (SELECT count(*) FROM operator_activity oa LEFT JOIN chats c ON c.id = oa.chat_id
-    WHERE c.chat_state IS DISTINCT FROM 'assigned'
-       OR c.assigned_operator_id IS DISTINCT FROM oa.operator_id)
-    AS "activity rows only for assigned chats, same operator",
   (SELECT count(*) FROM chats c
-    WHERE c.chat_state = 'assigned'
-      AND NOT EXISTS (SELECT 1 FROM operator_activity oa
-                       WHERE oa.chat_id = c.id AND oa.operator_id = c.assigned_operator_id))
-    AS "assigned chat has its operator's activity row",
+    JOIN (SELECT DISTINCT ON (e.chat_id) e.chat_id, e.new_state FROM chat_events e
+          ORDER BY e.chat_id, e.id DESC) AS last_event ON last_event.chat_id = c.id
+    WHERE last_event.new_state <> c.chat_state)
+    AS "a chat's newest event names its current state",
+  (SELECT count(*) FROM chat_assignments
+    WHERE released_at IS NULL AND last_activity_at < assigned_at)
+    AS "an open assignment's heartbeat is not older than the assignment",
   (SELECT count(*) FROM operators o
     WHERE NOT o.is_active
       AND EXISTS (SELECT 1 FROM chat_assignments a
