@@ -227,8 +227,12 @@ fn announce(client: &mut SpiClient<'_>, changes: Changes<'_>) -> ChatResult<()> 
 pub const EVENT_FLOOR_LOCK_MARK: u16 = 0x6361;
 
 thread_local! {
-    /// The transaction (top-level xid) that already published its event-id floor.
-    static FLOOR_HELD_BY: RefCell<pg_sys::TransactionId> = const { RefCell::new(pg_sys::InvalidTransactionId) };
+    /// The (sub)transaction that already published its event-id floor: top-level xid and
+    /// subtransaction id. A lock taken in a subtransaction that aborts is released with it,
+    /// so the cache is per subtransaction (a committed one hands its lock to the parent,
+    /// which then takes one more, harmlessly).
+    static FLOOR_HELD_BY: RefCell<(pg_sys::TransactionId, pg_sys::SubTransactionId)> =
+        const { RefCell::new((pg_sys::InvalidTransactionId, 0)) };
 }
 
 /// Publishes, before this transaction takes its first event id, a number below every id it
@@ -236,11 +240,17 @@ thread_local! {
 /// ends (commit, abort, crash). `read_chat_events` reads the sequence, then these locks,
 /// then the events: it returns no id above the smallest floor of a transaction still
 /// running, so an id that commits late can never land behind what a consumer has seen.
-/// One lock per transaction; later events of the same transaction are above its floor.
+/// One lock per (sub)transaction; later events of it are above its floor.
 fn hold_event_id_floor(client: &mut SpiClient<'_>) -> ChatResult<()> {
-    // SAFETY: plain reads of the current transaction's state.
-    let xid = unsafe { pg_sys::GetTopTransactionIdIfAny() };
-    if xid != pg_sys::InvalidTransactionId && FLOOR_HELD_BY.with(|held| *held.borrow() == xid) {
+    // SAFETY: plain reads of the current transaction's state. The change before the event
+    // has assigned the top-level xid.
+    let held = unsafe {
+        (
+            pg_sys::GetTopTransactionIdIfAny(),
+            pg_sys::GetCurrentSubTransactionId(),
+        )
+    };
+    if held.0 != pg_sys::InvalidTransactionId && FLOOR_HELD_BY.with(|h| *h.borrow() == held) {
         return Ok(());
     }
     let floor = exec(client, &EVENT_ID_FLOOR, &[])?
@@ -263,8 +273,7 @@ fn hold_event_id_floor(client: &mut SpiClient<'_>) -> ChatResult<()> {
     unsafe {
         pg_sys::LockAcquire(&tag, pg_sys::ShareLock as pg_sys::LOCKMODE, false, false);
     }
-    let xid = unsafe { pg_sys::GetTopTransactionIdIfAny() };
-    FLOOR_HELD_BY.with(|held| *held.borrow_mut() = xid);
+    FLOOR_HELD_BY.with(|h| *h.borrow_mut() = held);
     Ok(())
 }
 
