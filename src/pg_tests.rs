@@ -1200,7 +1200,7 @@ $$;
                AND p.prorettype <> 'trigger'::regtype";
         assert_eq!(
             count(&format!("SELECT count(*) FROM ({api_functions}) f"), &[]),
-            12
+            14
         );
         let not_definer = format!(
             "SELECT count(*) FROM pg_proc WHERE oid IN ({api_functions}) \
