@@ -8,18 +8,25 @@
 # Parts, in this order:
 #   worker   1. the idle-release background worker (shared_preload_libraries), and no
 #               worker without preload
-#   events   2. change events (NOTIFY chat_assign), checked by the chat_assign_events binary
-#               of tests/stress (src/bin/events.rs)
+#   events   2. change events (chat_events, read_chat_events, the worker's coalesced wake-up
+#               NOTIFY), checked by the chat_assign_events binary of tests/stress
+#               (src/bin/events.rs) in the preloaded events cluster
 #   dump     3. pg_dump -Fc / pg_restore and plain pg_dump / psql keep every row, the
 #               sequences, the grants and a working extension
 #   upgrade  4. the released scripts are unchanged (sql/released/SHA256SUMS); an upgrade from
 #               every older released version keeps the data and ends in the schema of a fresh
 #               install; DROP EXTENSION leaves nothing, also in a non-public schema
+#   replication 5. logical replication: a second cluster subscribes to the publication
+#               chat_events_pub of the events cluster's chat_events (publish = 'insert'),
+#               has exactly its rows after a burst of calls, and keeps them when the
+#               publisher prunes
 #
 # Throw-away clusters (scripts/cluster.sh): /tmp/ca_ops_main on port 54370 (no preload),
-# /tmp/ca_ops_worker on 54371 (part 1); scratch files in /tmp/ca_ops_work. All are stopped
-# or removed on exit, and so is any released install script this run copied into the
-# server's extension directory (part 4).
+# /tmp/ca_ops_worker on 54371 (part 1), /tmp/ca_ops_events on 54372 (preloaded, wal_level =
+# logical; parts 2 and 5), /tmp/ca_ops_sub on 54373 (the subscriber, part 5); scratch files
+# in /tmp/ca_ops_work. OPS_TMP=/tmp/x OPS_PORT=N move them all to /tmp/x_main ... on ports
+# N..N+3. All are stopped or removed on exit, and so is any released install script this
+# run copied into the server's extension directory (part 4).
 #
 # Prints `ok - ...` / `not ok - ...` per check (diagnostics on `#` lines), a line per part,
 # and ends with `ops: N passed, M failed`; exit status 0 only when M is 0.
@@ -27,10 +34,13 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
-OPS_PARTS=${OPS_PARTS:-worker events dump upgrade}
-MAIN_DIR=/tmp/ca_ops_main MAIN_PORT=54370
-WORKER_DIR=/tmp/ca_ops_worker WORKER_PORT=54371
-WORK=/tmp/ca_ops_work
+OPS_PARTS=${OPS_PARTS:-worker events dump upgrade replication}
+OPS_TMP=${OPS_TMP:-/tmp/ca_ops} OPS_PORT=${OPS_PORT:-54370}
+MAIN_DIR=${OPS_TMP}_main MAIN_PORT=$OPS_PORT
+WORKER_DIR=${OPS_TMP}_worker WORKER_PORT=$((OPS_PORT + 1))
+EVENTS_DIR=${OPS_TMP}_events EVENTS_PORT=$((OPS_PORT + 2))
+SUB_DIR=${OPS_TMP}_sub SUB_PORT=$((OPS_PORT + 3))
+WORK=${OPS_TMP}_work
 SQL_DIR=$ROOT/tests/ops
 EXT_DIR=$(/usr/lib/postgresql/15/bin/pg_config --sharedir)/extension
 EVENTS_BIN=$ROOT/tests/stress/target/release/chat_assign_events
@@ -42,6 +52,8 @@ source "$ROOT/scripts/cluster.sh"
 # Released install scripts this run copied into $EXT_DIR (put back or removed on exit).
 COPIED=()
 cleanup() {
+  cluster_stop "$SUB_DIR"
+  cluster_stop "$EVENTS_DIR"
   cluster_stop "$WORKER_DIR"
   cluster_stop "$MAIN_DIR"
   local target
@@ -359,23 +371,59 @@ part_worker() {
 }
 
 # ------------------------------------------------------------------------------ 2. events
+# (change events: this section and part 5 below are one block, kept apart from the others)
+
+# esql DB [psql args...]: psql on the events cluster (the publisher of part 5).
+esql() { psql_at "$EVENTS_DIR" "$EVENTS_PORT" "$@"; }
+
+# events_cluster: starts the events cluster once (parts 2 and 5 share it): the worker
+# preloaded for ops_events (extension in public) and ops_pub (extension in schema chat),
+# max_prepared_transactions for the PREPARE TRANSACTION checks, wal_level = logical for the
+# publication. The databases and extensions exist before the restart with preload, so the
+# workers find them at once.
+events_workers() {
+  esql postgres -c "SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_stat_activity
+                    WHERE backend_type = '$WORKER_TYPE'" 2>&1
+}
+EVENTS_UP=0
+events_cluster() {
+  [ "$EVENTS_UP" = 0 ] || return "$((EVENTS_UP == 1 ? 0 : 1))"
+  EVENTS_UP=2
+  setup "events cluster" cluster_start "$EVENTS_DIR" "$EVENTS_PORT" "wal_level = logical" \
+    "max_prepared_transactions = 10" "chat_assign.databases = 'ops_events,ops_pub'" || return
+  setup "ops_events and ops_pub with the extension (ops_pub: in schema chat)" \
+    esql postgres -c "CREATE DATABASE ops_events" -c "CREATE DATABASE ops_pub" &&
+    setup "extension in ops_events" esql ops_events -c "CREATE EXTENSION chat_assign" &&
+    setup "extension in ops_pub" esql ops_pub -c "CREATE SCHEMA chat" \
+      -c "CREATE EXTENSION chat_assign SCHEMA chat" || return
+  esql postgres -c "ALTER SYSTEM SET shared_preload_libraries = 'chat_assign'"
+  setup "events cluster: restart with shared_preload_libraries = 'chat_assign'" as_postgres \
+    "$PG_BIN/pg_ctl" -D "$EVENTS_DIR/data" -l "$EVENTS_DIR/server.log" -w -t 60 -m fast restart || return
+  poll 15 eval '[ "$(events_workers)" = "ops_events ops_pub" ]'
+  check "events cluster: a '$WORKER_TYPE' runs in ops_events and in ops_pub" "ops_events ops_pub" \
+    "$(events_workers)"
+  EVENTS_UP=1
+}
 
 part_events() {
-  section "2. change events (NOTIFY chat_assign)"
+  section "2. change events (chat_events, read_chat_events, worker wake-ups)"
   local out rc
   setup "build tests/stress (chat_assign_events)" cargo build --release --quiet \
     --manifest-path "$ROOT/tests/stress/Cargo.toml" --target-dir "$ROOT/tests/stress/target" \
     --bin chat_assign_events || return
-  setup "ops_events" msql postgres -c "CREATE DATABASE ops_events" || return
-  setup "extension in ops_events" msql ops_events -c "CREATE EXTENSION chat_assign" || return
-  out=$("$EVENTS_BIN" --dsn "host=$MAIN_DIR port=$MAIN_PORT user=postgres dbname=ops_events" 2>&1)
+  events_cluster || return
+  out=$("$EVENTS_BIN" --dsn "host=$EVENTS_DIR port=$EVENTS_PORT user=postgres dbname=ops_events" 2>&1)
   rc=$?
-  printf '%s\n' "$out"
+  # Its closing `events: N passed, M failed` becomes a comment: the counts join this suite's.
+  printf '%s\n' "$out" | sed -E 's/^(events: [0-9]+ passed, [0-9]+ failed)$/# \1/'
   PASSED=$((PASSED + $(grep -c '^ok - ' <<<"$out")))
   FAILED=$((FAILED + $(grep -c '^not ok - ' <<<"$out")))
   if [ "$rc" -ne 0 ] && ! grep -q '^not ok - ' <<<"$out"; then
     fail "chat_assign_events exited with status $rc"
   fi
+  check "events cluster log: no wake-up or prune WARNING from the worker, no worker restarted" "" \
+    "$(grep -E 'chat_assign: (wake-up NOTIFY|reading the newest event|deleting expired events)|chat_assign.*(exited with exit code|terminated by signal)' \
+         "$EVENTS_DIR/server.log")"
 }
 
 # ------------------------------------------------------------------------------ 3. dump
@@ -568,6 +616,101 @@ part_upgrade() {
   done
 }
 
+# ------------------------------------------------------------------------------ 5. replication
+# (change events, continued: logical replication of chat_events)
+
+# ssql DB [psql args...]: psql on the subscriber cluster.
+ssql() { psql_at "$SUB_DIR" "$SUB_PORT" "$@"; }
+# event_rows_md5 [CONDITION]: SQL for "count md5" of the rows of chat.chat_events in id
+# order (run with TimeZone pinned: `at` is compared as text).
+event_rows_md5() {
+  echo "SELECT count(*) || ' ' || coalesce(md5(string_agg((id, chat_id, old_state::text,
+          new_state::text, operator_id, team_id, reason, at)::text, E'\n' ORDER BY id)), '-')
+        FROM chat.chat_events WHERE ${1:-true}"
+}
+pub_md5() { PGOPTIONS='-c TimeZone=UTC' esql ops_pub -c "$(event_rows_md5 "$@")" 2>&1; }
+sub_md5() { PGOPTIONS='-c TimeZone=UTC' ssql ops_sub -c "$(event_rows_md5 "$@")" 2>&1; }
+
+part_replication() {
+  section "5. logical replication of chat_events (publication chat_events_pub)"
+  local ops before pub sub out rc t0 kept pruned marker
+  events_cluster || return
+  setup "subscriber cluster (no extension)" cluster_start "$SUB_DIR" "$SUB_PORT" || return
+
+  # Events that exist before the subscription: the initial copy brings them.
+  ops=$(esql ops_pub -c "SELECT string_agg(chat.create_operator('pub op ' || g, 50)::text, ' ')
+                         FROM generate_series(1, 4) g")
+  esql ops_pub -c "SELECT chat.start_chat(gen_random_uuid(), 'before ' || g) FROM generate_series(1, 20) g" \
+    >/dev/null
+  check_cmd "publisher: CREATE PUBLICATION chat_events_pub FOR TABLE chat.chat_events WITH (publish = 'insert')" \
+    esql ops_pub -c "CREATE PUBLICATION chat_events_pub FOR TABLE chat.chat_events WITH (publish = 'insert')"
+  check "publisher: the publication has chat.chat_events, inserts only" "chat.chat_events t f f f" \
+    "$(esql ops_pub -c "SELECT t.schemaname || '.' || t.tablename, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate
+                         FROM pg_publication p JOIN pg_publication_tables t ON t.pubname = p.pubname
+                         WHERE p.pubname = 'chat_events_pub'" 2>&1 | tr '|' ' ')"
+  check_cmd "subscriber: a plain chat.chat_events of the same shape (no extension)" \
+    ssql postgres -c "CREATE DATABASE ops_sub" -c '\c ops_sub' -c "CREATE SCHEMA chat" \
+      -c "CREATE TABLE chat.chat_events (id bigint PRIMARY KEY, chat_id uuid NOT NULL, old_state text,
+            new_state text NOT NULL, operator_id uuid, team_id uuid, reason text NOT NULL,
+            at timestamptz NOT NULL)"
+  check_cmd "subscriber: CREATE SUBSCRIPTION chat_events_sub ... PUBLICATION chat_events_pub" \
+    ssql ops_sub -c "CREATE SUBSCRIPTION chat_events_sub
+                       CONNECTION 'host=$EVENTS_DIR port=$EVENTS_PORT user=postgres dbname=ops_pub'
+                       PUBLICATION chat_events_pub"
+
+  # A burst: 4 pgbench clients for 3 s, each transaction a new chat, an assignment and the
+  # reply (three events), autocommit per call.
+  cat >"$WORK/burst.pgbench" <<'PGB'
+SELECT id AS op FROM chat.operators ORDER BY random() LIMIT 1 \gset
+SELECT chat.start_chat(gen_random_uuid(), 'burst');
+SELECT coalesce(chat.assign_chat_to_operator(':op')::text, '') AS c \gset
+SELECT chat.operator_send_message(nullif(':c', '')::uuid, ':op', 'hi') WHERE ':c' <> '';
+PGB
+  chmod a+r "$WORK/burst.pgbench"
+  out=$("$PG_BIN/pgbench" -n -h "$EVENTS_DIR" -p "$EVENTS_PORT" -U postgres -c 4 -j 4 -T 3 \
+    -f "$WORK/burst.pgbench" ops_pub 2>&1)
+  rc=$?
+  check "publisher: pgbench burst (4 clients, 3 s) without a failed transaction" "0 yes" \
+    "$rc $(grep -qE '^number of failed transactions: 0 ' <<<"$out" && echo yes)$(
+      [ "$rc" -eq 0 ] || printf '\n%s' "$(grep -E 'error' <<<"$out" | head -3)")"
+  printf '# %s\n' "$(grep -E '^number of transactions actually processed' <<<"$out")"
+  pub=$(pub_md5)
+  t0=$SECONDS
+  poll 30 eval '[ "$(sub_md5)" = "$pub" ]'
+  sub=$(sub_md5)
+  check "subscriber: exactly the publisher's ${pub%% *} rows (count md5 of the ordered rows) within 30 s (took $((SECONDS - t0)) s)" \
+    "$pub" "$sub"
+  check "publisher: the burst made events (rows before it: 20)" yes \
+    "$([ "${pub%% *}" -gt 1000 ] 2>/dev/null && echo yes || echo "rows: ${pub%% *}")"
+
+  # Pruning on the publisher (retention 1 s, prune_chat_events() until a short batch; the
+  # worker prunes too) deletes nothing on the subscriber; replication goes on after it.
+  kept=$sub
+  esql ops_pub -c "ALTER SYSTEM SET chat_assign.event_retention = 1" -c "SELECT pg_reload_conf()" >/dev/null
+  sleep 1.5
+  pruned=0
+  for _ in $(seq 1 50); do
+    out=$(esql ops_pub -c "SELECT chat.prune_chat_events()" 2>&1) || { pruned="error: $out"; break; }
+    pruned=$((pruned + out))
+    [ "$out" -ge 10000 ] || break
+  done
+  check "publisher: pruned to no event older than 1 s (prune_chat_events() and the worker)" "0" \
+    "$(esql ops_pub -c "SELECT count(*) FROM chat.chat_events WHERE at < now() - interval '1 s'" 2>&1)"
+  printf '# prune_chat_events() deleted %s, the worker the rest; publisher rows now %s\n' "$pruned" \
+    "$(esql ops_pub -c "SELECT count(*) FROM chat.chat_events" 2>&1)"
+  marker=$(esql ops_pub -c "SELECT chat.start_chat(gen_random_uuid(), 'after the prune')")
+  poll 30 eval '[ "$(ssql ops_sub -c "SELECT count(*) FROM chat.chat_events WHERE chat_id = '"'$marker'"'")" = 1 ]'
+  check "subscriber: an event made after the prune arrives" 1 \
+    "$(ssql ops_sub -c "SELECT count(*) FROM chat.chat_events WHERE chat_id = '$marker'" 2>&1)"
+  check "subscriber: still every row it had before the prune (count md5 unchanged)" "$kept" \
+    "$(sub_md5 "chat_id <> '$marker'")"
+  esql ops_pub -c "ALTER SYSTEM RESET chat_assign.event_retention" -c "SELECT pg_reload_conf()" >/dev/null
+  check_cmd "subscriber: DROP SUBSCRIPTION (drops its slot on the publisher)" \
+    ssql ops_sub -c "DROP SUBSCRIPTION chat_events_sub"
+  check "publisher: no replication slot left" 0 \
+    "$(esql ops_pub -c "SELECT count(*) FROM pg_replication_slots" 2>&1)"
+}
+
 # ------------------------------------------------------------------------------ main
 
 started=$SECONDS
@@ -579,8 +722,8 @@ if ! cluster_start "$MAIN_DIR" "$MAIN_PORT" "chat_assign.databases = 'ops_nopre'
 else
   for part in $OPS_PARTS; do
     case $part in
-      worker | events | dump | upgrade) "part_$part" ;;
-      *) fail "unknown part '$part' in OPS_PARTS (worker, events, dump, upgrade)" ;;
+      worker | events | dump | upgrade | replication) "part_$part" ;;
+      *) fail "unknown part '$part' in OPS_PARTS (worker, events, dump, upgrade, replication)" ;;
     esac
   done
 fi
