@@ -158,7 +158,14 @@ build_start=$(ext_fingerprint)
   echo "pgbench	$("$PGBENCH" --version)"
   echo "tree	git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src sql Cargo.toml 2>/dev/null || echo ' (with uncommitted changes in src/sql)')"
   if [ -f "$ext_control" ]; then
-    echo "extension	chat_assign $(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$ext_control"), $(date -r "$("$PG_BIN/pg_config" --pkglibdir)/chat_assign.so" '+%Y-%m-%d %H:%M') build, fingerprint $build_start"
+    so="$("$PG_BIN/pg_config" --pkglibdir)/chat_assign.so"
+    so_mb=$(( $(stat -c %s "$so") / 1048576 ))
+    echo "extension	chat_assign $(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$ext_control"), $(date -r "$so" '+%Y-%m-%d %H:%M') build, ${so_mb} MB, fingerprint $build_start"
+    # A release build (cargo pgrx install --release) is a few MB; cargo pgrx install/test
+    # without --release installs an unoptimised build with debug info, many times larger.
+    if (( so_mb > 20 )); then
+      echo "note	the installed chat_assign.so is ${so_mb} MB ($(file -b "$so" 2>/dev/null | grep -o 'with debug_info' || echo 'large')): most likely a debug (unoptimised) build, which understates (a) and (a0); install with cargo pgrx install --release for figures that count"
+    fi
   else
     echo "extension	chat_assign not installed"
   fi
