@@ -311,9 +311,17 @@ part_worker() {
     sleep 0.5
   done
   wait "$listener"
-  check "a LISTEN client in ops_a gets the worker's change event (idle_timeout, sent by the worker)" 1 \
-    "$(grep -F "received from server process with PID $pid_a." "$WORK/listen_ops_a.txt" |
-       grep -F "$c_idle" | grep -cF 'idle_timeout')"
+  # 0.3: the release is an event row; LISTEN clients get the worker's wake-up, whose
+  # payload is the newest event id (a hint), never the event itself.
+  local idle_event woken
+  idle_event=$(wsql ops_a -c "SELECT max(id) FROM chat_events WHERE chat_id = '$c_idle'
+                                AND operator_id = '${ops[0]}' AND reason = 'idle_timeout'
+                                AND old_state = 'assigned' AND new_state = 'waiting_assignment'" 2>&1)
+  woken=$(grep -F "received from server process with PID $pid_a." "$WORK/listen_ops_a.txt" |
+    grep -oE 'payload "[0-9]+"' | grep -oE '[0-9]+' | sort -n | tail -n 1)
+  check "ops_a: the idle release has its event (assigned -> waiting_assignment, idle_timeout), and a LISTEN client gets a wake-up from the worker with a payload at or past its id" yes \
+    "$([[ "$idle_event" =~ ^[0-9]+$ && "$woken" =~ ^[0-9]+$ ]] && [ "$woken" -ge "$idle_event" ] &&
+       echo yes || echo "event id '$idle_event', largest wake-up payload '$woken'")"
 
   # A pass that fails: a user trigger refuses every update of chat_assignments. The
   # heartbeat chat, no longer touched, is the one the passes try to release.
