@@ -60,14 +60,19 @@ CREATE INDEX idx_chat_assignments_assigned_at ON chat_assignments USING brin (as
 
 -- ------------------------------------------------------------ change events
 CREATE TABLE chat_events (
+    -- CACHE 1 (the default): read_chat_events relies on no backend holding ids in reserve.
     id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     chat_id     uuid        NOT NULL,
-    old_state   chat_state,
+    old_state   chat_state,             -- NULL when the change started the chat
     new_state   chat_state  NOT NULL,
-    operator_id uuid,
-    team_id     uuid,
+    operator_id uuid,                   -- who takes, answers or loses the chat
+    team_id     uuid,                   -- the chat's team (teams arrive in a later release)
     reason      text        NOT NULL,
-    at          timestamptz NOT NULL DEFAULT now()
+    at          timestamptz NOT NULL DEFAULT now(),
+    -- For the monitoring totals (sql/state_totals.sql), not part of the event's meaning:
+    since         timestamptz,          -- when the chat had entered old_state
+    waiting_since timestamptz           -- its place in the queue, on the side of the change
+                                        -- that is in the queue (NULL: neither side is)
 );
 ALTER TABLE chat_events SET (autovacuum_vacuum_threshold = 10000,
                              autovacuum_vacuum_scale_factor = 0,
@@ -75,6 +80,172 @@ ALTER TABLE chat_events SET (autovacuum_vacuum_threshold = 10000,
                              autovacuum_vacuum_insert_scale_factor = 0);
 SELECT pg_catalog.pg_extension_config_dump('chat_events', '');
 SELECT pg_catalog.pg_extension_config_dump('chat_events_id_seq', '');
+
+
+-- ------------------------------------------------------------ monitoring totals from the events
+-- The functions' own changes are counted by their events (sql/state_totals.sql); the
+-- triggers keep counting every other write to chats. The deltas 0.2 wrote stay: no event
+-- exists yet, so the fold starts at position 0.
+-- How far the events are folded into chat_state_deltas: events with a larger id are added
+-- by the readers. One row, locked (SKIP LOCKED) by whoever folds.
+CREATE TABLE chat_state_fold (
+    position bigint NOT NULL
+);
+INSERT INTO chat_state_fold VALUES (0);
+
+CREATE OR REPLACE FUNCTION chats_track_state_totals() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- The functions' own writes are counted by their events.
+    IF current_setting('chat_assign.api_write', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'TRUNCATE' THEN
+        -- No chat is left, so no event up to now may count any more. TRUNCATE holds chats
+        -- exclusively: every transaction that wrote an event (and so a chat) has ended.
+        DELETE FROM @extschema@.chat_state_deltas;
+        UPDATE @extschema@.chat_state_fold
+           SET position = (SELECT coalesce(max(id), 0) FROM @extschema@.chat_events);
+        RETURN NULL;
+    END IF;
+
+    -- PL/pgSQL plans a statement when it first runs it, so each branch may name only the
+    -- transition tables its trigger defines.
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO @extschema@.chat_state_deltas
+        SELECT chat_state, count(*), sum(extract(epoch FROM state_changed_at)),
+               count(*) FILTER (WHERE in_queue),
+               coalesce(sum(extract(epoch FROM waiting_since)) FILTER (WHERE in_queue), 0)
+        FROM (SELECT n.*, n.chat_state = 'waiting_assignment' AND n.is_active AS in_queue
+              FROM new_rows n) AS d
+        GROUP BY chat_state;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO @extschema@.chat_state_deltas
+        SELECT chat_state, -count(*), -sum(extract(epoch FROM state_changed_at)),
+               -count(*) FILTER (WHERE in_queue),
+               -coalesce(sum(extract(epoch FROM waiting_since)) FILTER (WHERE in_queue), 0)
+        FROM (SELECT o.*, o.chat_state = 'waiting_assignment' AND o.is_active AS in_queue
+              FROM old_rows o) AS d
+        GROUP BY chat_state;
+    ELSE
+        -- An UPDATE: minus the old rows, plus the new ones; states whose totals did not
+        -- move (a follow-up message, a priority change) append nothing.
+        INSERT INTO @extschema@.chat_state_deltas
+        SELECT chat_state, sum(sign), sum(sign * extract(epoch FROM state_changed_at)),
+               coalesce(sum(sign) FILTER (WHERE in_queue), 0),
+               coalesce(sum(sign * extract(epoch FROM waiting_since)) FILTER (WHERE in_queue), 0)
+        FROM (SELECT o.chat_state, o.state_changed_at, o.waiting_since, -1 AS sign,
+                     o.chat_state = 'waiting_assignment' AND o.is_active AS in_queue
+              FROM old_rows o
+              UNION ALL
+              SELECT n.chat_state, n.state_changed_at, n.waiting_since, 1,
+                     n.chat_state = 'waiting_assignment' AND n.is_active
+              FROM new_rows n) AS d
+        GROUP BY chat_state
+        HAVING sum(sign) <> 0
+            OR sum(sign * extract(epoch FROM state_changed_at)) <> 0
+            OR coalesce(sum(sign) FILTER (WHERE in_queue), 0) <> 0
+            OR coalesce(sum(sign * extract(epoch FROM waiting_since)) FILTER (WHERE in_queue), 0) <> 0;
+    END IF;
+
+    -- About one write in five hundred folds the committed deltas into one row per state,
+    -- which keeps the table at a few hundred live rows whatever the write rate.
+    -- (Under the fold row's lock, which only the owner can take: an advisory lock anyone
+    -- can hold would let any role stop the folding.)
+    IF random() < 0.002 THEN
+        PERFORM 1 FROM @extschema@.chat_state_fold FOR UPDATE SKIP LOCKED;
+        IF FOUND THEN
+            WITH gone AS (DELETE FROM @extschema@.chat_state_deltas RETURNING *)
+            INSERT INTO @extschema@.chat_state_deltas
+            SELECT chat_state, sum(chat_count), sum(changed_epoch), sum(queue_count), sum(waiting_epoch)
+            FROM gone GROUP BY chat_state;
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- TRUNCATE of the events (not the chats): the events not folded yet are gone, so the totals
+-- are counted again from the chats themselves (a full scan, once).
+CREATE FUNCTION chat_events_recount_totals() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM @extschema@.chat_state_deltas;
+    INSERT INTO @extschema@.chat_state_deltas
+    SELECT chat_state, count(*), sum(extract(epoch FROM state_changed_at)),
+           count(*) FILTER (WHERE in_queue),
+           coalesce(sum(extract(epoch FROM waiting_since)) FILTER (WHERE in_queue), 0)
+    FROM (SELECT c.*, c.chat_state = 'waiting_assignment' AND c.is_active AS in_queue
+          FROM @extschema@.chats c) AS d
+    GROUP BY chat_state;
+    UPDATE @extschema@.chat_state_fold SET position = 0;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER chat_events_truncate_recount AFTER TRUNCATE ON chat_events
+    FOR EACH STATEMENT EXECUTE FUNCTION chat_events_recount_totals();
+
+-- Events written by anything but the functions (pg_restore copying the table back, a
+-- superuser's INSERT) describe changes the chats' own triggers have already counted (the
+-- restore of `chats` rebuilds the totals): the fold moves past them.
+CREATE FUNCTION chat_events_skip_foreign() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on' THEN
+        UPDATE @extschema@.chat_state_fold
+           SET position = greatest(position, (SELECT coalesce(max(id), 0) FROM @extschema@.chat_events));
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER chat_events_insert_skip_foreign AFTER INSERT ON chat_events
+    FOR EACH STATEMENT EXECUTE FUNCTION chat_events_skip_foreign();
+
+-- What each event adds to the totals: minus one chat in the state it left (with the time it
+-- had entered it), plus one in the state it entered (at the event's time), and the queue
+-- side likewise when it has a place in the queue.
+CREATE VIEW chat_state_event_deltas AS
+SELECT e.id, d.chat_state, d.chats, d.changed, d.queued, d.waiting
+FROM chat_events e
+CROSS JOIN LATERAL (
+    SELECT e.old_state, -1, -extract(epoch FROM e.since),
+           CASE WHEN e.old_state = 'waiting_assignment' AND e.waiting_since IS NOT NULL THEN -1 ELSE 0 END,
+           CASE WHEN e.old_state = 'waiting_assignment' THEN -coalesce(extract(epoch FROM e.waiting_since), 0) ELSE 0 END
+    WHERE e.old_state IS NOT NULL
+    UNION ALL
+    SELECT e.new_state, 1, extract(epoch FROM e.at),
+           CASE WHEN e.new_state = 'waiting_assignment' AND e.waiting_since IS NOT NULL THEN 1 ELSE 0 END,
+           CASE WHEN e.new_state = 'waiting_assignment' THEN coalesce(extract(epoch FROM e.waiting_since), 0) ELSE 0 END
+) AS d (chat_state, chats, changed, queued, waiting);
+
+-- The totals as one row per state (all four), for the monitoring functions and views.
+CREATE OR REPLACE VIEW chat_state_totals AS
+SELECT s.state                                AS chat_state,
+       s.ord,
+       coalesce(t.chat_count, 0)::bigint      AS chat_count,
+       t.changed_epoch,
+       coalesce(t.queue_count, 0)::bigint     AS queue_count,
+       t.waiting_epoch
+FROM unnest(enum_range(NULL::chat_state)) WITH ORDINALITY AS s (state, ord)
+LEFT JOIN (SELECT chat_state, sum(chat_count) AS chat_count, sum(changed_epoch) AS changed_epoch,
+                  sum(queue_count) AS queue_count, sum(waiting_epoch) AS waiting_epoch
+           FROM (SELECT chat_state, chat_count, changed_epoch, queue_count, waiting_epoch
+                 FROM chat_state_deltas
+                 UNION ALL  -- the events not folded yet
+                 SELECT d.chat_state, d.chats, d.changed, d.queued, d.waiting
+                 FROM chat_state_fold f
+                 JOIN chat_state_event_deltas d ON d.id > f.position) AS parts
+           GROUP BY chat_state) AS t
+       ON t.chat_state = s.state;
 
 -- Reads them (the comments of sql/events.sql explain the three steps).
 CREATE FUNCTION read_chat_events(p_after_id bigint DEFAULT 0, p_limit integer DEFAULT 1000)
@@ -96,6 +267,12 @@ BEGIN
     END IF;
     IF p_limit < 1 THEN
         RAISE EXCEPTION 'p_limit must be at least 1, not %', p_limit USING ERRCODE = '22023';
+    END IF;
+    -- On a hot standby the primary's floor locks are not in pg_locks, and the sequence may
+    -- be ahead of what was written: the horizon would not hold there.
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'read_chat_events runs on the primary, not on a standby'
+            USING ERRCODE = '0A000';
     END IF;
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'read_chat_events needs READ COMMITTED, not %',
@@ -175,7 +352,9 @@ BEGIN
             coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) a
         WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY[
                   '@extschema@.read_chat_events(bigint, integer)'::pg_catalog.regprocedure,
-                  '@extschema@.prune_chat_events()'::pg_catalog.regprocedure]::pg_catalog.oid[])
+                  '@extschema@.prune_chat_events()'::pg_catalog.regprocedure,
+                  '@extschema@.chat_events_recount_totals()'::pg_catalog.regprocedure,
+                  '@extschema@.chat_events_skip_foreign()'::pg_catalog.regprocedure]::pg_catalog.oid[])
           AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
         UNION
         SELECT pg_catalog.format(CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'S'
@@ -186,7 +365,9 @@ BEGIN
         WHERE c.oid OPERATOR(pg_catalog.=) ANY (ARRAY[
                   '@extschema@.chat_events'::pg_catalog.regclass,
                   '@extschema@.chat_events_id_seq'::pg_catalog.regclass,
-                  '@extschema@.operator_activity'::pg_catalog.regclass]::pg_catalog.oid[])
+                  '@extschema@.operator_activity'::pg_catalog.regclass,
+                  '@extschema@.chat_state_fold'::pg_catalog.regclass,
+                  '@extschema@.chat_state_event_deltas'::pg_catalog.regclass]::pg_catalog.oid[])
           AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', grant_row.object,

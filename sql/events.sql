@@ -18,7 +18,11 @@ CREATE TABLE chat_events (
     operator_id uuid,                   -- who takes, answers or loses the chat
     team_id     uuid,                   -- the chat's team (teams arrive in a later release)
     reason      text        NOT NULL,
-    at          timestamptz NOT NULL DEFAULT now()
+    at          timestamptz NOT NULL DEFAULT now(),
+    -- For the monitoring totals (sql/state_totals.sql), not part of the event's meaning:
+    since         timestamptz,          -- when the chat had entered old_state
+    waiting_since timestamptz           -- its place in the queue, on the side of the change
+                                        -- that is in the queue (NULL: neither side is)
 );
 -- Append-only, deleted from the head in batches: vacuum by row count.
 ALTER TABLE chat_events SET (autovacuum_vacuum_threshold = 10000,
@@ -66,6 +70,12 @@ BEGIN
     END IF;
     IF p_limit < 1 THEN
         RAISE EXCEPTION 'p_limit must be at least 1, not %', p_limit USING ERRCODE = '22023';
+    END IF;
+    -- On a hot standby the primary's floor locks are not in pg_locks, and the sequence may
+    -- be ahead of what was written: the horizon would not hold there.
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'read_chat_events runs on the primary, not on a standby'
+            USING ERRCODE = '0A000';
     END IF;
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'read_chat_events needs READ COMMITTED, not %',

@@ -23,6 +23,10 @@ pub static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// Write a `chat_events` row for every state change.
 pub static EVENTS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// On for the length of a call that writes events: the totals triggers on `chats` skip its
+/// writes, which its events count (sql/state_totals.sql). Internal: no SET can change it.
+pub static API_WRITE: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 /// Milliseconds between two wake-up `NOTIFY chat_assign` of the worker (0: none).
 pub static NOTIFY_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
 
@@ -78,6 +82,14 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"chat_assign.api_write",
+        c"Set by chat_assign while one of its calls writes change events (read-only).",
+        c"The monitoring totals triggers skip the writes of such a call: its events count them.",
+        &API_WRITE,
+        GucContext::Internal,
+        GucFlags::NO_SHOW_ALL | GucFlags::DISALLOW_IN_FILE,
+    );
     GucRegistry::define_int_guc(
         c"chat_assign.notify_interval",
         c"Milliseconds between two wake-up NOTIFY chat_assign sent by the background worker.",
@@ -126,6 +138,28 @@ pub fn register() {
             &DATABASES,
             GucContext::Postmaster,
             GucFlags::default(),
+        );
+    }
+}
+
+/// Sets `chat_assign.api_write` for the rest of the current function call: the setting
+/// goes back when the call returns (every API function has its own `SET search_path`, so
+/// PostgreSQL restores the settings the call changed) or fails.
+pub fn mark_api_write() {
+    // SAFETY: a registered internal setting, saved the way a function's own SET clause is
+    // (GUC_ACTION_SAVE: restored when the call returns; SET LOCAL would outlive it); elevel 0 and a
+    // valid value, so it cannot fail. Source SESSION, as SET: an OVERRIDE would also become
+    // the reset value, and then survive the restore.
+    unsafe {
+        pg_sys::set_config_option(
+            c"chat_assign.api_write".as_ptr(),
+            c"on".as_ptr(),
+            pg_sys::GucContext::PGC_INTERNAL,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
         );
     }
 }

@@ -24,16 +24,17 @@ mod pg_tests;
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/events.sql", name = "events", requires = ["schema"]);
+// The totals read the events.
 extension_sql_file!(
     "../sql/state_totals.sql",
     name = "state_totals",
-    requires = ["schema"]
+    requires = ["events"]
 );
-extension_sql_file!("../sql/events.sql", name = "events", requires = ["schema"]);
 extension_sql_file!(
     "../sql/views.sql",
     name = "views",
-    requires = ["state_totals", "events"]
+    requires = ["state_totals"]
 );
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 

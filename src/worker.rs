@@ -4,8 +4,9 @@
 //!
 //! - every `chat_assign.idle_check_interval` seconds it runs `release_idle_assignments()`
 //!   and deletes expired change events in bounded batches (`chat_assign.event_retention`);
-//! - every `chat_assign.notify_interval` milliseconds it looks at the newest event id and,
-//!   when it moved, sends one `NOTIFY chat_assign, '<id>'`: a coalesced wake-up for LISTEN
+//! - every `chat_assign.notify_interval` milliseconds (every second when that is 0) it folds
+//!   the change events into the monitoring totals, and when the newest event a reader can
+//!   get moved, sends one `NOTIFY chat_assign, '<id>'`: a coalesced wake-up for LISTEN
 //!   clients, who then call `read_chat_events`. Only this worker notifies, in its own
 //!   transaction: a call never takes PostgreSQL's cluster-wide notify lock at commit, and a
 //!   full notification queue fails this worker's wake-up, never a call.
@@ -85,7 +86,7 @@ pub extern "C-unwind" fn chat_assign_idle_worker_main(_arg: pg_sys::Datum) {
 
     let mut waiting_for_extension = false;
     let mut next_idle_pass = Instant::now();
-    let mut notified: Option<i64> = None;
+    let mut announced: Option<i64> = None;
     loop {
         if Instant::now() >= next_idle_pass {
             match run_pass(store::worker_release_idle) {
@@ -110,15 +111,15 @@ pub extern "C-unwind" fn chat_assign_idle_worker_main(_arg: pg_sys::Datum) {
             }
             next_idle_pass = Instant::now() + idle_interval();
         }
-        if !waiting_for_extension && notify_interval().is_some() {
-            notified = wake_listeners(&database, notified);
+        if !waiting_for_extension {
+            announced = tick(&database, announced);
         }
         let now = Instant::now();
-        let sleep = match notify_interval() {
-            Some(notify) if !waiting_for_extension => {
-                notify.min(next_idle_pass - now.min(next_idle_pass))
-            }
-            _ => next_idle_pass - now.min(next_idle_pass),
+        let until_idle_pass = next_idle_pass - now.min(next_idle_pass);
+        let sleep = if waiting_for_extension {
+            until_idle_pass
+        } else {
+            tick_interval().min(until_idle_pass)
         };
         if !BackgroundWorker::wait_latch(Some(sleep.max(Duration::from_millis(1)))) {
             break;
@@ -142,28 +143,41 @@ fn notify_interval() -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms as u64))
 }
 
-/// Sends one wake-up when the newest event id moved past the last one announced; returns
-/// the id announced now. The first look after start announces nothing: it only learns
-/// where the log stands.
-fn wake_listeners(database: &str, notified: Option<i64>) -> Option<i64> {
-    match run_pass(store::newest_event) {
-        Ok(Some(newest)) if notified.is_some_and(|seen| newest > seen) => {
-            match run_pass(|| store::wake_up(newest)) {
-                Ok(()) => Some(newest),
+/// How often the worker folds the events into the monitoring totals and looks whether to
+/// wake listeners: every `chat_assign.notify_interval`, or every second when wake-ups are off.
+fn tick_interval() -> Duration {
+    notify_interval().unwrap_or(Duration::from_secs(1))
+}
+
+/// One tick: folds the events into the totals, and when the horizon of `read_chat_events`
+/// (the newest event a reader can get now) moved since the last wake-up, sends one. The
+/// payload is that horizon, so a woken reader finds what it was woken for; it announces
+/// any change, not only a larger id (a recreated extension starts its ids again). The first
+/// tick after start announces nothing: it only learns where the log stands. Returns the
+/// horizon announced or learnt.
+fn tick(database: &str, announced: Option<i64>) -> Option<i64> {
+    let horizon = match run_pass(store::worker_fold_events) {
+        Ok(Some(horizon)) => horizon,
+        Ok(None) => return announced,
+        Err(message) => {
+            warning!("chat_assign: folding events in database \"{database}\" failed: {message}");
+            return announced;
+        }
+    };
+    match announced {
+        Some(seen) if seen != horizon && notify_interval().is_some() => {
+            match run_pass(|| store::wake_up(horizon)) {
+                Ok(()) => Some(horizon),
                 Err(message) => {
                     warning!(
                         "chat_assign: wake-up NOTIFY in database \"{database}\" failed: {message}"
                     );
-                    notified
+                    announced
                 }
             }
         }
-        Ok(Some(newest)) => Some(notified.unwrap_or(newest)),
-        Ok(None) => notified,
-        Err(message) => {
-            warning!("chat_assign: reading the newest event in database \"{database}\" failed: {message}");
-            notified
-        }
+        Some(_) if notify_interval().is_some() => announced,
+        _ => Some(horizon),
     }
 }
 

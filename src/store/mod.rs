@@ -67,6 +67,9 @@ fn connect<R>(operation: impl FnOnce(&mut SpiClient<'_>) -> ChatResult<R>) -> Ch
                 "extension chat_assign is not installed in this database".into(),
             ));
         }
+        if crate::guc::EVENTS.get() {
+            crate::guc::mark_api_write();
+        }
         operation(client)
     })
 }
@@ -125,6 +128,30 @@ struct LockedChat {
     state: String,
     assigned_operator_id: Option<Uuid>,
     last_operator_id: Option<Uuid>,
+    place: Place,
+}
+
+/// Since when a chat is in its state, and its place in the queue (`waiting_since`, when
+/// active): what its change event carries for the monitoring totals.
+#[derive(Clone, Copy)]
+struct Place {
+    since: Option<TimestampWithTimeZone>,
+    waiting_since: Option<TimestampWithTimeZone>,
+}
+
+impl Place {
+    const NEW: Place = Place {
+        since: None,
+        waiting_since: None,
+    };
+
+    /// From two columns of a row, `since` at `at` and `waiting_since` after it.
+    fn read(row: &SpiTupleTable<'_>, at: usize) -> ChatResult<Place> {
+        Ok(Place {
+            since: row.get::<TimestampWithTimeZone>(at)?,
+            waiting_since: row.get::<TimestampWithTimeZone>(at + 1)?,
+        })
+    }
 }
 
 fn locked_chat(row: &SpiTupleTable<'_>) -> ChatResult<LockedChat> {
@@ -132,6 +159,7 @@ fn locked_chat(row: &SpiTupleTable<'_>) -> ChatResult<LockedChat> {
         state: row.get::<String>(1)?.unwrap_or_default(),
         assigned_operator_id: row.get::<Uuid>(2)?,
         last_operator_id: row.get::<Uuid>(3)?,
+        place: Place::read(row, 4)?,
     })
 }
 
@@ -158,7 +186,7 @@ fn lock_chat_for_operator(
         return Err(ChatError::ChatNotFound(chat_id));
     }
     let row = row.first();
-    if row.get::<bool>(4)? != Some(true) {
+    if row.get::<bool>(6)? != Some(true) {
         return Err(ChatError::OperatorNotFound(operator_id));
     }
     locked_chat(&row)
@@ -173,18 +201,19 @@ fn returned<T: FromDatum + IntoDatum>(table: SpiTupleTable<'_>, what: &str) -> C
 }
 
 /// Chats whose state changed from `old` to `new` for one `reason`, each with the operator
-/// the change concerns (who takes, answers or loses it).
+/// the change concerns (who takes, answers or loses it) and where it was before.
 struct Changes<'a> {
     old: Option<&'a str>,
     new: &'a str,
     reason: &'a str,
-    chats: Vec<(Uuid, Option<Uuid>)>,
+    chats: Vec<(Uuid, Option<Uuid>, Place)>,
 }
 
 impl<'a> Changes<'a> {
     fn one(
         chat: Uuid,
         operator: Option<Uuid>,
+        place: Place,
         old: Option<&'a str>,
         new: &'a str,
         reason: &'a str,
@@ -193,7 +222,7 @@ impl<'a> Changes<'a> {
             old,
             new,
             reason,
-            chats: vec![(chat, operator)],
+            chats: vec![(chat, operator, place)],
         }
     }
 }
@@ -206,7 +235,16 @@ fn announce(client: &mut SpiClient<'_>, changes: Changes<'_>) -> ChatResult<()> 
         return Ok(());
     }
     hold_event_id_floor(client)?;
-    let (chats, operators): (Vec<Uuid>, Vec<Option<Uuid>>) = changes.chats.into_iter().unzip();
+    let mut chats = Vec::with_capacity(changes.chats.len());
+    let mut operators = Vec::with_capacity(changes.chats.len());
+    let mut since = Vec::with_capacity(changes.chats.len());
+    let mut waiting = Vec::with_capacity(changes.chats.len());
+    for (chat, operator, place) in changes.chats {
+        chats.push(chat);
+        operators.push(operator);
+        since.push(place.since);
+        waiting.push(place.waiting_since);
+    }
     exec(
         client,
         &INSERT_EVENTS,
@@ -216,9 +254,62 @@ fn announce(client: &mut SpiClient<'_>, changes: Changes<'_>) -> ChatResult<()> 
             changes.old.into(),
             changes.new.into(),
             changes.reason.into(),
+            since.into(),
+            waiting.into(),
         ],
     )?;
+    // Now and then, fold the events into the monitoring totals here; the worker does it
+    // every tick where it runs. Only in READ COMMITTED, where each statement sees what
+    // committed before it (the fold's horizon relies on that).
+    // SAFETY: the backend's own PRNG and isolation level.
+    if unsafe { pg_sys::pg_prng_uint64(std::ptr::addr_of_mut!(pg_sys::pg_global_prng_state)) }
+        % FOLD_ONE_CALL_IN
+        == 0
+        && unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32
+    {
+        fold_events(client)?;
+    }
     Ok(())
+}
+
+/// Calls that write events fold them into the totals once in this many, on average.
+const FOLD_ONE_CALL_IN: u64 = 256;
+
+/// Folds the events up to `read_chat_events`' horizon into `chat_state_deltas` (see
+/// sql/state_totals.sql), unless another transaction is folding right now. Returns the
+/// horizon: the newest event id `read_chat_events` would return now.
+fn fold_events(client: &mut SpiClient<'_>) -> ChatResult<i64> {
+    let newest = exec(client, &EVENT_ID_FLOOR, &[])?
+        .first()
+        .get_one::<i64>()?
+        .unwrap_or(0);
+    let floor = exec(client, &EVENT_FLOORS_HELD, &[])?
+        .first()
+        .get_one::<i64>()?;
+    let horizon = floor.map_or(newest, |floor| floor.min(newest));
+    let locked = exec(client, &FOLD_LOCK, &[])?;
+    if locked.is_empty() {
+        return Ok(horizon);
+    }
+    let position = locked.first().get_one::<i64>()?.unwrap_or(0);
+    if horizon <= position {
+        return Ok(horizon);
+    }
+    exec(client, &FOLD_EVENTS, &[horizon.into(), position.into()])?;
+    exec(client, &COMPACT_DELTAS, &[])?;
+    Ok(horizon)
+}
+
+/// The worker's tick, in its own transaction: folds the events into the totals and returns
+/// the horizon of `read_chat_events` (what a wake-up announces), or `None` when the extension
+/// is not installed in this database.
+pub fn worker_fold_events() -> ChatResult<Option<i64>> {
+    Spi::connect_mut(|client| {
+        if home(client)?.is_none() {
+            return Ok(None);
+        }
+        fold_events(client).map(Some)
+    })
 }
 
 /// `objsubid` of the advisory locks that publish event-id floors in `pg_locks`. The SQL
@@ -293,7 +384,14 @@ pub fn start_chat(real_user_id: Uuid, content: &str) -> ChatResult<Uuid> {
         )?;
         announce(
             client,
-            Changes::one(chat, None, None, "waiting_assignment", "chat_started"),
+            Changes::one(
+                chat,
+                None,
+                Place::NEW,
+                None,
+                "waiting_assignment",
+                "chat_started",
+            ),
         )?;
         Ok(chat)
     })
@@ -313,9 +411,15 @@ pub fn real_user_send_message(chat_id: Uuid, content: &str) -> ChatResult<i64> {
             "real_user_send_message",
         )?;
         if chat.state != "waiting_assignment" {
+            // The chat waits from now on (not from an old waiting_since it kept).
+            let place = Place {
+                waiting_since: None,
+                ..chat.place
+            };
             let change = Changes::one(
                 chat_id,
                 holder(&chat),
+                place,
                 Some(&chat.state),
                 "waiting_assignment",
                 "real_user_message",
@@ -358,6 +462,7 @@ pub fn operator_send_message(chat_id: Uuid, operator_id: Uuid, content: &str) ->
             let change = Changes::one(
                 chat_id,
                 Some(operator_id),
+                chat.place,
                 Some("assigned"),
                 "waiting_real_user_reply",
                 "operator_replied",
@@ -386,7 +491,9 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
             &CLAIM_NEXT_CHAT,
             &[operator_id.into(), max.into(), avoid_same_operator.into()],
         )?;
-        let (open, chat) = claimed.first().get_two::<i64, Uuid>()?;
+        let claimed = claimed.first();
+        let (open, chat) = claimed.get_two::<i64, Uuid>()?;
+        let place = Place::read(&claimed, 3)?;
         let open = open.unwrap_or(0);
         if open >= i64::from(max) {
             return Err(ChatError::OperatorAtCapacity {
@@ -399,6 +506,7 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
             let change = Changes::one(
                 chat_id,
                 Some(operator_id),
+                place,
                 Some("waiting_assignment"),
                 "assigned",
                 "assigned",
@@ -410,20 +518,21 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
 }
 
 /// Puts locked chats that are still assigned back in the queue and announces it; returns
-/// how many it released.
+/// how many it released. Each chat comes with where it was, as its lock read it.
 fn release_locked(
     client: &mut SpiClient<'_>,
-    chat_ids: &[Uuid],
+    locked: &[(Uuid, Place)],
     reason: &str,
 ) -> ChatResult<usize> {
-    let mut released = Vec::with_capacity(chat_ids.len());
-    for row in exec(
-        client,
-        &RELEASE_TO_QUEUE,
-        &[chat_ids.to_vec().into(), reason.into()],
-    )? {
+    let ids: Vec<Uuid> = locked.iter().map(|(chat, _)| *chat).collect();
+    let mut released = Vec::with_capacity(locked.len());
+    for row in exec(client, &RELEASE_TO_QUEUE, &[ids.into(), reason.into()])? {
         if let Some(chat) = row.get::<Uuid>(1)? {
-            released.push((chat, row.get::<Uuid>(2)?));
+            let place = locked
+                .iter()
+                .find(|(id, _)| *id == chat)
+                .map_or(Place::NEW, |(_, place)| *place);
+            released.push((chat, row.get::<Uuid>(2)?, place));
         }
     }
     let count = released.len();
@@ -446,7 +555,7 @@ pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool
         if chat.state != "assigned" {
             return Ok(false);
         }
-        Ok(release_locked(client, &[chat_id], reason)? == 1)
+        Ok(release_locked(client, &[(chat_id, chat.place)], reason)? == 1)
     })
 }
 
@@ -484,10 +593,20 @@ fn idle_releases(rows: SpiTupleTable<'_>) -> ChatResult<Vec<IdleRelease>> {
 /// rows others hold; announced as `idle_timeout`.
 pub fn release_idle_assignments(idle_seconds: f64) -> ChatResult<Vec<IdleRelease>> {
     connect(|client| {
-        let idle = idle_releases(exec(client, &LOCK_IDLE_CHATS, &[idle_seconds.into()])?)?;
-        if !idle.is_empty() {
-            let ids: Vec<Uuid> = idle.iter().map(|(chat, _, _)| *chat).collect();
-            release_locked(client, &ids, "idle_timeout")?;
+        let mut idle = Vec::new();
+        let mut locked = Vec::new();
+        for row in exec(client, &LOCK_IDLE_CHATS, &[idle_seconds.into()])? {
+            if let (Some(chat), Some(op)) = (row.get::<Uuid>(1)?, row.get::<Uuid>(2)?) {
+                idle.push((chat, op, row.get::<f64>(3)?.unwrap_or(0.0)));
+                let place = Place {
+                    since: row.get::<TimestampWithTimeZone>(4)?,
+                    waiting_since: row.get::<TimestampWithTimeZone>(5)?,
+                };
+                locked.push((chat, place));
+            }
+        }
+        if !locked.is_empty() {
+            release_locked(client, &locked, "idle_timeout")?;
         }
         Ok(idle)
     })
@@ -504,6 +623,7 @@ pub fn complete_chat(chat_id: Uuid) -> ChatResult<bool> {
         let change = Changes::one(
             chat_id,
             holder(&chat),
+            chat.place,
             Some(&chat.state),
             "completed",
             "completed",
@@ -543,7 +663,13 @@ pub fn set_operator_active(operator_id: Uuid, is_active: bool) -> ChatResult<boo
         if !is_active {
             let mut held = Vec::new();
             for row in exec(client, &LOCK_OPERATOR_CHATS, &[operator_id.into()])? {
-                held.extend(row.get::<Uuid>(1)?);
+                if let Some(chat) = row.get::<Uuid>(1)? {
+                    let place = Place {
+                        since: row.get::<TimestampWithTimeZone>(2)?,
+                        waiting_since: row.get::<TimestampWithTimeZone>(3)?,
+                    };
+                    held.push((chat, place));
+                }
             }
             if !held.is_empty() {
                 release_locked(client, &held, "operator_inactive")?;
@@ -642,17 +768,6 @@ pub fn pin_worker_search_path() -> ChatResult<()> {
     Spi::connect_mut(|client| {
         client.update(WORKER_SEARCH_PATH, None, &[])?;
         Ok(())
-    })
-}
-
-/// The newest event id in this database, or `None` when the extension is not installed
-/// here or there is no event yet (the worker's wake-up check).
-pub fn newest_event() -> ChatResult<Option<i64>> {
-    Spi::connect_mut(|client| {
-        if home(client)?.is_none() {
-            return Ok(None);
-        }
-        Ok(exec(client, &NEWEST_EVENT, &[])?.first().get_one::<i64>()?)
     })
 }
 

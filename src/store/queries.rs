@@ -59,6 +59,7 @@ const BOOL: Oid = pg_sys::BOOLOID;
 const FLOAT8: Oid = pg_sys::FLOAT8OID;
 const INT8: Oid = pg_sys::INT8OID;
 const UUID_ARRAY: Oid = pg_sys::UUIDARRAYOID;
+const TIMESTAMPTZ_ARRAY: Oid = pg_sys::TIMESTAMPTZARRAYOID;
 
 // ---------------------------------------------------------------- locks (steps 1 and 2)
 
@@ -70,9 +71,11 @@ pub static LOCK_OPERATOR: Statement = Statement {
     read_only: false,
 };
 
-/// Step 2 for one chat: its state and who holds or last held it.
+/// Step 2 for one chat: its state, who holds or last held it, since when it is in its state
+/// and its place in the queue (if active): what its change event needs.
 pub static LOCK_CHAT: Statement = Statement {
-    sql: "SELECT chat_state::text, assigned_operator_id, last_operator_id \
+    sql: "SELECT chat_state::text, assigned_operator_id, last_operator_id, state_changed_at, \
+                 CASE WHEN is_active THEN waiting_since END \
           FROM @extschema@.chats WHERE id = $1 FOR NO KEY UPDATE",
     args: &[UUID],
     read_only: false,
@@ -81,7 +84,8 @@ pub static LOCK_CHAT: Statement = Statement {
 /// Step 2 for one chat an operator acts on, with whether the operator exists (ids never
 /// disappear, so the statement's snapshot is good enough for that part).
 pub static LOCK_CHAT_FOR_OPERATOR: Statement = Statement {
-    sql: "SELECT c.chat_state::text, c.assigned_operator_id, c.last_operator_id, \
+    sql: "SELECT c.chat_state::text, c.assigned_operator_id, c.last_operator_id, c.state_changed_at, \
+                 CASE WHEN c.is_active THEN c.waiting_since END, \
                  EXISTS (SELECT 1 FROM @extschema@.operators WHERE id = $2) \
           FROM @extschema@.chats c WHERE c.id = $1 FOR NO KEY UPDATE OF c",
     args: &[UUID, UUID],
@@ -90,7 +94,8 @@ pub static LOCK_CHAT_FOR_OPERATOR: Statement = Statement {
 
 /// Step 2 for deactivation: every chat the operator holds, in id order.
 pub static LOCK_OPERATOR_CHATS: Statement = Statement {
-    sql: "SELECT id FROM @extschema@.chats WHERE assigned_operator_id = $1 AND chat_state = 'assigned' \
+    sql: "SELECT id, state_changed_at, CASE WHEN is_active THEN waiting_since END \
+          FROM @extschema@.chats WHERE assigned_operator_id = $1 AND chat_state = 'assigned' \
           ORDER BY id FOR NO KEY UPDATE",
     args: &[UUID],
     read_only: false,
@@ -191,8 +196,8 @@ pub static COMPLETE_CHAT: Statement = Statement {
 /// Claims the next chat for an operator whose row is already locked (step 1).
 ///
 /// `$1` operator, `$2` its capacity, `$3` avoid_same_operator. Returns one row: the chats
-/// the operator held before this call, and the chat it got (NULL when at capacity or when
-/// nothing is free).
+/// the operator held before this call, the chat it got (NULL when at capacity or when
+/// nothing is free), and since when that chat waited and its place (for its event).
 ///
 /// The queue is read through `idx_chats_waiting_assignment` in its own order, so the scan
 /// stops at the first row no one else holds (`SKIP LOCKED`): no sort, no cost that grows
@@ -218,16 +223,16 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
                   OR EXISTS (SELECT 1 FROM @extschema@.chats \
                              WHERE chat_state = 'waiting_assignment' AND is_active AND last_operator_id > $1)) AS yes), \
           next AS ( \
-              SELECT id FROM ( \
-                  SELECT id FROM @extschema@.chats \
+              SELECT id, state_changed_at, waiting_since FROM ( \
+                  SELECT id, state_changed_at, waiting_since FROM @extschema@.chats \
                   WHERE chat_state = 'waiting_assignment' AND is_active \
                     AND last_operator_id IS DISTINCT FROM $1 \
                     AND (SELECT yes FROM others_wait) AND (SELECT n FROM open_count) < $2 \
                   ORDER BY priority DESC, waiting_since, id \
                   LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED) AS others \
               UNION ALL \
-              SELECT id FROM ( \
-                  SELECT id FROM @extschema@.chats \
+              SELECT id, state_changed_at, waiting_since FROM ( \
+                  SELECT id, state_changed_at, waiting_since FROM @extschema@.chats \
                   WHERE chat_state = 'waiting_assignment' AND is_active \
                     AND (SELECT n FROM open_count) < $2 \
                   ORDER BY priority DESC, waiting_since, id \
@@ -244,7 +249,8 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
           operator AS ( \
               UPDATE @extschema@.operators SET last_assigned_at = now() \
               WHERE id = $1 AND EXISTS (SELECT 1 FROM chat) RETURNING id) \
-          SELECT (SELECT n FROM open_count), (SELECT id FROM chat)",
+          SELECT (SELECT n FROM open_count), (SELECT id FROM chat), \
+                 (SELECT state_changed_at FROM next), (SELECT waiting_since FROM next)",
     args: &[UUID, INT4, BOOL],
     read_only: false,
 };
@@ -276,7 +282,8 @@ pub static RELEASE_TO_QUEUE: Statement = Statement {
 /// operators' capacity), found through `idx_chats_assigned_operator`.
 pub static LOCK_IDLE_CHATS: Statement = Statement {
     sql: "SELECT c.id, a.operator_id, \
-                 extract(epoch FROM now() - a.last_activity_at)::float8 \
+                 extract(epoch FROM now() - a.last_activity_at)::float8, \
+                 c.state_changed_at, CASE WHEN c.is_active THEN c.waiting_since END \
           FROM @extschema@.chats c \
           JOIN @extschema@.chat_assignments a \
             ON a.chat_id = c.id AND a.operator_id = c.assigned_operator_id AND a.released_at IS NULL \
@@ -301,14 +308,68 @@ pub static TOUCH_ACTIVITY: Statement = Statement {
 
 /// One `chat_events` row per chat in `$1`, in that order, with the operator each change
 /// concerns in `$2` (NULL: none), the old state `$3` (NULL for a new chat), the new state
-/// `$4` and the reason `$5`. Written in the changing transaction: an event exists exactly
-/// when its change committed. Ids come from the identity sequence; see [`EVENT_ID_FLOOR`].
+/// `$4`, the reason `$5`, and for the monitoring totals when each chat had entered its old
+/// state (`$6`) and its place in the queue before the change (`$7`, NULL: not in it).
+/// Written in the changing transaction: an event exists exactly when its change committed.
+/// Ids come from the identity sequence; see [`EVENT_ID_FLOOR`].
+///
+/// `waiting_since` is the queue side's: a chat leaving the queue had `$7`; one entering it
+/// keeps `$7` (a release) or waits from now (a new chat, a user's message, a reopening).
 pub static INSERT_EVENTS: Statement = Statement {
-    sql: "INSERT INTO @extschema@.chat_events (chat_id, old_state, new_state, operator_id, reason, at) \
-          SELECT c.chat_id, $3::@extschema@.chat_state, $4::@extschema@.chat_state, c.operator_id, $5, now() \
-          FROM unnest($1, $2) WITH ORDINALITY AS c(chat_id, operator_id, n) \
+    sql: "INSERT INTO @extschema@.chat_events \
+              (chat_id, old_state, new_state, operator_id, reason, at, since, waiting_since) \
+          SELECT c.chat_id, $3::@extschema@.chat_state, $4::@extschema@.chat_state, c.operator_id, $5, now(), \
+                 c.since, \
+                 CASE WHEN $4 = 'waiting_assignment' THEN coalesce(c.waiting, now()) \
+                      WHEN $3 = 'waiting_assignment' THEN c.waiting END \
+          FROM unnest($1, $2, $6, $7) WITH ORDINALITY AS c(chat_id, operator_id, since, waiting, n) \
           ORDER BY c.n",
-    args: &[UUID_ARRAY, UUID_ARRAY, TEXT, TEXT, TEXT],
+    args: &[UUID_ARRAY, UUID_ARRAY, TEXT, TEXT, TEXT, TIMESTAMPTZ_ARRAY, TIMESTAMPTZ_ARRAY],
+    read_only: false,
+};
+
+/// Folding the events into the totals (sql/state_totals.sql), step 1: the fold row, or
+/// nothing when another transaction is folding (never wait for it).
+pub static FOLD_LOCK: Statement = Statement {
+    sql: "SELECT position FROM @extschema@.chat_state_fold FOR UPDATE SKIP LOCKED",
+    args: &[],
+    read_only: false,
+};
+
+/// Step 2: the events in (`$2`, `$1`] added to the deltas per state, the position moved to
+/// `$1`. `$1` is the horizon of `read_chat_events`, taken before this statement's snapshot:
+/// every event up to it is in the snapshot or will never exist.
+pub static FOLD_EVENTS: Statement = Statement {
+    sql: "WITH moved AS ( \
+              UPDATE @extschema@.chat_state_fold SET position = $1 RETURNING position) \
+          INSERT INTO @extschema@.chat_state_deltas \
+          SELECT chat_state, sum(chats), coalesce(sum(changed), 0), sum(queued), sum(waiting) \
+          FROM @extschema@.chat_state_event_deltas \
+          WHERE id > $2 AND id <= $1 \
+          GROUP BY chat_state",
+    args: &[INT8, INT8],
+    read_only: false,
+};
+
+/// Step 3: the deltas compacted to one row per state (under the fold row's lock).
+pub static COMPACT_DELTAS: Statement = Statement {
+    sql: "WITH gone AS (DELETE FROM @extschema@.chat_state_deltas RETURNING *) \
+          INSERT INTO @extschema@.chat_state_deltas \
+          SELECT chat_state, sum(chat_count), sum(changed_epoch), sum(queue_count), sum(waiting_epoch) \
+          FROM gone GROUP BY chat_state",
+    args: &[],
+    read_only: false,
+};
+
+/// The id of the newest event, and the smallest event-id floor of a transaction still
+/// running (in `pg_locks`; NULL when none): `read_chat_events`' horizon, for the fold. Two
+/// statements, in this order (see sql/events.sql).
+pub static EVENT_FLOORS_HELD: Statement = Statement {
+    sql: "SELECT min((l.classid::bigint << 32) | l.objid::bigint) FROM pg_catalog.pg_locks l \
+          WHERE l.locktype = 'advisory' AND l.objsubid = 25441 \
+            AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d \
+                              WHERE d.datname = pg_catalog.current_database())",
+    args: &[],
     read_only: false,
 };
 
@@ -324,20 +385,14 @@ pub static EVENT_ID_FLOOR: Statement = Statement {
 };
 
 /// Events older than `chat_assign.event_retention` (`$1` seconds), at most `$2` of them,
-/// oldest ids first. The candidates are the `$2` lowest ids, so a batch reads a bounded
+/// oldest ids first, and only events already folded into the monitoring totals. The candidates are the `$2` lowest ids, so a batch reads a bounded
 /// part of the primary key whatever the table holds.
 pub static PRUNE_EVENTS: Statement = Statement {
     sql: "DELETE FROM @extschema@.chat_events \
           WHERE id IN (SELECT id FROM (SELECT id, at FROM @extschema@.chat_events ORDER BY id LIMIT $2) AS head \
-                       WHERE at < now() - make_interval(secs => $1))",
+                       WHERE at < now() - make_interval(secs => $1) \
+                         AND id <= (SELECT position FROM @extschema@.chat_state_fold))",
     args: &[FLOAT8, INT8],
-    read_only: false,
-};
-
-/// The newest event id, for the worker's wake-up `NOTIFY` (a hint, never data).
-pub static NEWEST_EVENT: Statement = Statement {
-    sql: "SELECT max(id) FROM @extschema@.chat_events",
-    args: &[],
     read_only: false,
 };
 
