@@ -99,10 +99,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- The functions' own writes are counted by their events.
-    IF current_setting('chat_assign.api_write', true) = 'on' THEN
-        RETURN NULL;
-    END IF;
     IF TG_OP = 'TRUNCATE' THEN
         -- No chat is left, so no event up to now may count any more. TRUNCATE holds chats
         -- exclusively: every transaction that wrote an event (and so a chat) has ended.
@@ -168,6 +164,30 @@ BEGIN
 END
 $$;
 
+DROP TRIGGER chats_state_totals_insert ON chats;
+DROP TRIGGER chats_state_totals_update ON chats;
+DROP TRIGGER chats_state_totals_delete ON chats;
+DROP TRIGGER chats_state_totals_truncate ON chats;
+-- The functions' own writes are counted by their events: the triggers do not even run for
+-- them (the condition is checked once per statement, before the function is called).
+CREATE TRIGGER chats_state_totals_insert AFTER INSERT ON chats
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT
+    WHEN (pg_catalog.current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION chats_track_state_totals();
+CREATE TRIGGER chats_state_totals_update AFTER UPDATE ON chats
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT
+    WHEN (pg_catalog.current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION chats_track_state_totals();
+CREATE TRIGGER chats_state_totals_delete AFTER DELETE ON chats
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT
+    WHEN (pg_catalog.current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION chats_track_state_totals();
+CREATE TRIGGER chats_state_totals_truncate AFTER TRUNCATE ON chats
+    FOR EACH STATEMENT EXECUTE FUNCTION chats_track_state_totals();
+
 -- TRUNCATE of the events (not the chats): the events not folded yet are gone, so the totals
 -- are counted again from the chats themselves (a full scan, once).
 CREATE FUNCTION chat_events_recount_totals() RETURNS trigger
@@ -200,15 +220,15 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on' THEN
-        UPDATE @extschema@.chat_state_fold
-           SET position = greatest(position, (SELECT coalesce(max(id), 0) FROM @extschema@.chat_events));
-    END IF;
+    UPDATE @extschema@.chat_state_fold
+       SET position = greatest(position, (SELECT coalesce(max(id), 0) FROM @extschema@.chat_events));
     RETURN NULL;
 END
 $$;
 CREATE TRIGGER chat_events_insert_skip_foreign AFTER INSERT ON chat_events
-    FOR EACH STATEMENT EXECUTE FUNCTION chat_events_skip_foreign();
+    FOR EACH STATEMENT
+    WHEN (pg_catalog.current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION chat_events_skip_foreign();
 
 -- What each event adds to the totals: minus one chat in the state it left (with the time it
 -- had entered it), plus one in the state it entered (at the event's time), and the queue
@@ -246,6 +266,12 @@ LEFT JOIN (SELECT chat_state, sum(chat_count) AS chat_count, sum(changed_epoch) 
                  JOIN chat_state_event_deltas d ON d.id > f.position) AS parts
            GROUP BY chat_state) AS t
        ON t.chat_state = s.state;
+
+-- ------------------------------------------------------------ one key check per assignment
+-- assigned_operator_id always equals last_operator_id, whose key is checked.
+ALTER TABLE chats DROP CONSTRAINT chats_assigned_operator_id_fkey;
+ALTER TABLE chats ADD CONSTRAINT chats_assigned_is_last_operator
+    CHECK (assigned_operator_id IS NULL OR assigned_operator_id = last_operator_id);
 
 -- Reads them (the comments of sql/events.sql explain the three steps).
 CREATE FUNCTION read_chat_events(p_after_id bigint DEFAULT 0, p_limit integer DEFAULT 1000)

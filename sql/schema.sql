@@ -26,7 +26,10 @@ CREATE TABLE chats (
     id                   uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
     real_user_id         uuid        NOT NULL,
     chat_state           chat_state  NOT NULL DEFAULT 'waiting_assignment',
-    assigned_operator_id uuid        REFERENCES operators (id),
+    -- No foreign key of its own: it always equals last_operator_id (next constraint), whose
+    -- key is checked, so a second check (and row lock) of the same operator per assignment
+    -- would add nothing.
+    assigned_operator_id uuid,
     last_operator_id     uuid        REFERENCES operators (id),
     operator_replied_at  timestamptz,
     assigned_at          timestamptz,
@@ -39,6 +42,8 @@ CREATE TABLE chats (
     -- Invariant 1 (the half a row can say): assigned <=> an operator holds it.
     CONSTRAINT chats_assigned_has_operator
         CHECK ((chat_state = 'assigned') = (assigned_operator_id IS NOT NULL)),
+    CONSTRAINT chats_assigned_is_last_operator
+        CHECK (assigned_operator_id IS NULL OR assigned_operator_id = last_operator_id),
     CONSTRAINT chats_assigned_has_time
         CHECK (chat_state <> 'assigned' OR assigned_at IS NOT NULL),
     -- Invariant 2.

@@ -52,10 +52,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- The functions' own writes are counted by their events.
-    IF current_setting('chat_assign.api_write', true) = 'on' THEN
-        RETURN NULL;
-    END IF;
     IF TG_OP = 'TRUNCATE' THEN
         -- No chat is left, so no event up to now may count any more. TRUNCATE holds chats
         -- exclusively: every transaction that wrote an event (and so a chat) has ended.
@@ -121,15 +117,23 @@ BEGIN
 END
 $$;
 
+-- The functions' own writes are counted by their events: the triggers do not even run for
+-- them (the condition is checked once per statement, before the function is called).
 CREATE TRIGGER chats_state_totals_insert AFTER INSERT ON chats
     REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION chats_track_state_totals();
+    FOR EACH STATEMENT
+    WHEN (pg_catalog.current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION chats_track_state_totals();
 CREATE TRIGGER chats_state_totals_update AFTER UPDATE ON chats
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION chats_track_state_totals();
+    FOR EACH STATEMENT
+    WHEN (pg_catalog.current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION chats_track_state_totals();
 CREATE TRIGGER chats_state_totals_delete AFTER DELETE ON chats
     REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION chats_track_state_totals();
+    FOR EACH STATEMENT
+    WHEN (pg_catalog.current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION chats_track_state_totals();
 CREATE TRIGGER chats_state_totals_truncate AFTER TRUNCATE ON chats
     FOR EACH STATEMENT EXECUTE FUNCTION chats_track_state_totals();
 
@@ -165,15 +169,15 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on' THEN
-        UPDATE @extschema@.chat_state_fold
-           SET position = greatest(position, (SELECT coalesce(max(id), 0) FROM @extschema@.chat_events));
-    END IF;
+    UPDATE @extschema@.chat_state_fold
+       SET position = greatest(position, (SELECT coalesce(max(id), 0) FROM @extschema@.chat_events));
     RETURN NULL;
 END
 $$;
 CREATE TRIGGER chat_events_insert_skip_foreign AFTER INSERT ON chat_events
-    FOR EACH STATEMENT EXECUTE FUNCTION chat_events_skip_foreign();
+    FOR EACH STATEMENT
+    WHEN (pg_catalog.current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION chat_events_skip_foreign();
 
 -- What each event adds to the totals: minus one chat in the state it left (with the time it
 -- had entered it), plus one in the state it entered (at the event's time), and the queue

@@ -13,7 +13,7 @@ use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
 use pgrx::PgOid;
 use pgrx::Uuid;
 use queries::*;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -67,6 +67,7 @@ fn connect<R>(operation: impl FnOnce(&mut SpiClient<'_>) -> ChatResult<R>) -> Ch
                 "extension chat_assign is not installed in this database".into(),
             ));
         }
+        FLOOR_READ.with(|read| read.set(None));
         if crate::guc::EVENTS.get() {
             crate::guc::mark_api_write();
         }
@@ -155,6 +156,7 @@ impl Place {
 }
 
 fn locked_chat(row: &SpiTupleTable<'_>) -> ChatResult<LockedChat> {
+    note_event_id_floor(row.get::<i64>(6)?);
     Ok(LockedChat {
         state: row.get::<String>(1)?.unwrap_or_default(),
         assigned_operator_id: row.get::<Uuid>(2)?,
@@ -186,7 +188,7 @@ fn lock_chat_for_operator(
         return Err(ChatError::ChatNotFound(chat_id));
     }
     let row = row.first();
-    if row.get::<bool>(6)? != Some(true) {
+    if row.get::<bool>(7)? != Some(true) {
         return Err(ChatError::OperatorNotFound(operator_id));
     }
     locked_chat(&row)
@@ -318,6 +320,8 @@ pub fn worker_fold_events() -> ChatResult<Option<i64>> {
 pub const EVENT_FLOOR_LOCK_MARK: u16 = 0x6361;
 
 thread_local! {
+    /// An event-id floor read by this call's lock statement, before it took any id.
+    static FLOOR_READ: Cell<Option<i64>> = const { Cell::new(None) };
     /// The (sub)transaction that already published its event-id floor: top-level xid and
     /// subtransaction id. A lock taken in a subtransaction that aborts is released with it,
     /// so the cache is per subtransaction (a committed one hands its lock to the parent,
@@ -332,6 +336,14 @@ thread_local! {
 /// then the events: it returns no id above the smallest floor of a transaction still
 /// running, so an id that commits late can never land behind what a consumer has seen.
 /// One lock per (sub)transaction; later events of it are above its floor.
+///
+/// The floor comes from the call's lock statement when it read one ([`note_event_id_floor`]):
+/// read before the call took any id, it is still below every id the call takes.
+/// Remembers the event-id floor a lock statement read, for this call's events.
+fn note_event_id_floor(floor: Option<i64>) {
+    FLOOR_READ.with(|read| read.set(floor));
+}
+
 fn hold_event_id_floor(client: &mut SpiClient<'_>) -> ChatResult<()> {
     // SAFETY: plain reads of the current transaction's state. The change before the event
     // has assigned the top-level xid.
@@ -344,11 +356,14 @@ fn hold_event_id_floor(client: &mut SpiClient<'_>) -> ChatResult<()> {
     if held.0 != pg_sys::InvalidTransactionId && FLOOR_HELD_BY.with(|h| *h.borrow() == held) {
         return Ok(());
     }
-    let floor = exec(client, &EVENT_ID_FLOOR, &[])?
-        .first()
-        .get_one::<i64>()?
-        .unwrap_or(0)
-        .max(0) as u64;
+    let floor = match FLOOR_READ.with(Cell::take) {
+        Some(floor) => floor,
+        None => exec(client, &EVENT_ID_FLOOR, &[])?
+            .first()
+            .get_one::<i64>()?
+            .unwrap_or(0),
+    }
+    .max(0) as u64;
     let tag = pg_sys::LOCKTAG {
         // SAFETY: MyDatabaseId is set for any backend connected to a database.
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
@@ -481,7 +496,9 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
         if op.is_empty() {
             return Err(ChatError::OperatorNotFound(operator_id));
         }
-        let (is_active, max) = op.first().get_two::<bool, i32>()?;
+        let op = op.first();
+        let (is_active, max) = op.get_two::<bool, i32>()?;
+        note_event_id_floor(op.get::<i64>(3)?);
         let max = max.unwrap_or(1);
         if is_active != Some(true) {
             return Err(ChatError::OperatorInactive(operator_id));
