@@ -847,6 +847,30 @@ $$;
             !text.contains(r#""Node Type":"Sort""#),
             "no sort on the hot path: {text}"
         );
+        // The kept plan is the generic one: no part of it may scan the chats (the
+        // avoid-same-operator probes once did, planned as EXISTS).
+        let sql = crate::store::resolved_sql(&crate::store::queries::CLAIM_NEXT_CHAT).unwrap();
+        run("SET LOCAL plan_cache_mode = force_generic_plan", &[]);
+        run(
+            &format!("PREPARE claim_plan(uuid, int, bool) AS {sql}"),
+            &[],
+        );
+        let generic = Spi::get_one::<pgrx::datum::Json>(&format!(
+            "EXPLAIN (FORMAT JSON) EXECUTE claim_plan('{}', 1, true)",
+            Uuid::from_bytes([1; 16])
+        ))
+        .unwrap()
+        .unwrap()
+        .0
+        .to_string();
+        run("DEALLOCATE claim_plan", &[]);
+        for (at, _) in generic.match_indices(r#""Node Type":"Seq Scan""#) {
+            let node = &generic[at..generic.len().min(at + 300)];
+            assert!(
+                !node.contains(r#""Relation Name":"chats""#),
+                "the generic claim plan scans chats: {generic}"
+            );
+        }
     }
 
     // ------------------------------------------------------------------ the error table

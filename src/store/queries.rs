@@ -214,10 +214,11 @@ pub static COMPLETE_CHAT: Statement = Statement {
 /// with the queue. The preference for another operator's chats is a first branch with an
 /// extra filter; the `LIMIT 1` above the `UNION ALL` stops before the second branch (any
 /// chat, the operator's own included) runs unless the first found nothing. Whether any
-/// waiting chat is someone else's at all is asked first, in three probes of
-/// `idx_chats_last_operator` (no last operator, a smaller id, a larger id): when every
-/// waiting chat is the caller's own, the first branch is skipped instead of walking the
-/// whole queue to find nothing.
+/// waiting chat is someone else's at all is asked first, from both ends of
+/// `idx_chats_last_operator` (a chat nobody held sorts first from the top): when both ends
+/// are the caller's, every waiting chat is, and the first branch is skipped instead of
+/// walking the whole queue to find nothing. Written as ORDER BY ... LIMIT 1 so that the
+/// plan reads the index ends; an EXISTS was planned as a scan of `chats`.
 ///
 /// The assignment row starts the heartbeat (`last_activity_at`).
 pub static CLAIM_NEXT_CHAT: Statement = Statement {
@@ -226,12 +227,14 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
               WHERE assigned_operator_id = $1 AND chat_state = 'assigned'), \
           others_wait AS ( \
               SELECT $3 AND ( \
-                  EXISTS (SELECT 1 FROM @extschema@.chats \
-                          WHERE chat_state = 'waiting_assignment' AND is_active AND last_operator_id IS NULL) \
-                  OR EXISTS (SELECT 1 FROM @extschema@.chats \
-                             WHERE chat_state = 'waiting_assignment' AND is_active AND last_operator_id < $1) \
-                  OR EXISTS (SELECT 1 FROM @extschema@.chats \
-                             WHERE chat_state = 'waiting_assignment' AND is_active AND last_operator_id > $1)) AS yes), \
+                  coalesce((SELECT last_operator_id IS NULL OR last_operator_id <> $1 \
+                            FROM @extschema@.chats \
+                            WHERE chat_state = 'waiting_assignment' AND is_active \
+                            ORDER BY last_operator_id DESC NULLS FIRST LIMIT 1), false) \
+                  OR coalesce((SELECT last_operator_id <> $1 \
+                               FROM @extschema@.chats \
+                               WHERE chat_state = 'waiting_assignment' AND is_active \
+                               ORDER BY last_operator_id ASC NULLS LAST LIMIT 1), false)) AS yes), \
           next AS ( \
               SELECT id, state_changed_at, waiting_since FROM ( \
                   SELECT id, state_changed_at, waiting_since FROM @extschema@.chats \
