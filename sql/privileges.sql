@@ -1,3 +1,33 @@
+-- Every statement the functions run is written to walk an index (the queue, a chat by id,
+-- an operator by id, a chat's newest assignment); none is meant to read a table whole. But
+-- PostgreSQL keeps one generic plan per statement per connection, made from the statistics
+-- of the moment, and right after install (or in a benchmark's first minute) the tables are
+-- empty and unanalysed: a plan that scans chat_assignments or operators looks cheapest
+-- then and is kept until the next ANALYZE, while the table grows under it. So the API
+-- functions plan with seq scans off, always with the generic plan (made once per
+-- connection, not re-planned for the first five calls), and without JIT (the cost of a
+-- plan that must still read a small table whole, like the fold's, would otherwise cross
+-- jit_above_cost and compile code on every call). Function-level settings, restored when
+-- the call returns; trigger functions excluded.
+DO $$
+DECLARE
+    fn pg_catalog.regprocedure;
+BEGIN
+    FOR fn IN
+        SELECT p.oid::pg_catalog.regprocedure
+        FROM pg_catalog.pg_depend d
+        JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) d.objid
+        JOIN pg_catalog.pg_extension e ON e.oid OPERATOR(pg_catalog.=) d.refobjid
+        WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+          AND d.deptype OPERATOR(pg_catalog.=) 'e'
+          AND e.extname OPERATOR(pg_catalog.=) 'chat_assign'
+          AND p.prorettype OPERATOR(pg_catalog.<>) 'pg_catalog.trigger'::pg_catalog.regtype
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SET enable_seqscan = off SET plan_cache_mode = force_generic_plan SET jit = off', fn);
+    END LOOP;
+END
+$$;
+
 -- Nothing of the extension is usable by anyone but its owner until the DBA grants it
 -- (README "Roles and grants"). The functions are SECURITY DEFINER, so EXECUTE on one is
 -- the power to change chats; PostgreSQL grants EXECUTE on every new function to PUBLIC, and

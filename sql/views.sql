@@ -21,7 +21,8 @@ ORDER BY t.ord;
 -- Per operator over the last 24 hours (plus any assignment still open, however old):
 -- assignments taken, released, still active, and the average time from assignment to release.
 -- The last 24 hours come through the BRIN index on assigned_at; the open assignments older
--- than that through the assigned chats (a handful), not a scan of the whole history.
+-- than that through the assigned chats (a handful) and each one's newest assignment, not a
+-- scan of the whole history.
 CREATE VIEW operator_assignment_stats AS
 WITH recent AS (
     SELECT ca.operator_id, ca.assigned_at, ca.released_at
@@ -30,7 +31,9 @@ WITH recent AS (
     UNION ALL
     SELECT ca.operator_id, ca.assigned_at, ca.released_at
     FROM chats c
-    JOIN chat_assignments ca ON ca.chat_id = c.id AND ca.released_at IS NULL
+    JOIN chat_assignments ca
+      ON ca.id = (SELECT max(l.id) FROM chat_assignments l WHERE l.chat_id = c.id)
+     AND ca.released_at IS NULL
     WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL
       AND ca.assigned_at <= now() - interval '24 hours'
 )
@@ -55,5 +58,7 @@ GROUP BY o.id, o.name, o.is_active, o.max_concurrent_chats;
 CREATE VIEW operator_activity AS
 SELECT ca.operator_id, ca.chat_id, ca.last_activity_at
 FROM chats c
-JOIN chat_assignments ca ON ca.chat_id = c.id AND ca.released_at IS NULL
+JOIN chat_assignments ca
+  ON ca.id = (SELECT max(l.id) FROM chat_assignments l WHERE l.chat_id = c.id)
+ AND ca.released_at IS NULL
 WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL;

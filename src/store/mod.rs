@@ -23,6 +23,8 @@ thread_local! {
     static PLANS: RefCell<HashMap<usize, Rc<OwnedPreparedStatement>>> = RefCell::new(HashMap::new());
     /// The installed extension the kept plans name (its oid) and its schema, quoted.
     static HOME: RefCell<Option<(pg_sys::Oid, String)>> = const { RefCell::new(None) };
+    /// The oid of `chat_events_id_seq` in the installed extension (see [`event_id_floor`]).
+    static EVENT_SEQUENCE: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
 }
 
 /// Where the extension lives now, or `None` when it is not installed in this database.
@@ -54,6 +56,12 @@ fn home(client: &SpiClient<'_>) -> ChatResult<Option<String>> {
     if version != env!("CARGO_PKG_VERSION") {
         return Err(ChatError::UpdatePending { installed: version });
     }
+    let sequence = client
+        .select(EVENT_SEQUENCE_OID, None, &[schema.as_str().into()])?
+        .first()
+        .get_one::<pg_sys::Oid>()?
+        .ok_or_else(|| ChatError::Internal("no chat_events_id_seq".into()))?;
+    EVENT_SEQUENCE.with(|seq| seq.set(sequence));
     HOME.with(|home| *home.borrow_mut() = Some((oid, schema.clone())));
     Ok(Some(schema))
 }
@@ -67,7 +75,6 @@ fn connect<R>(operation: impl FnOnce(&mut SpiClient<'_>) -> ChatResult<R>) -> Ch
                 "extension chat_assign is not installed in this database".into(),
             ));
         }
-        FLOOR_READ.with(|read| read.set(None));
         if crate::guc::EVENTS.get() {
             crate::guc::mark_api_write();
         }
@@ -156,7 +163,6 @@ impl Place {
 }
 
 fn locked_chat(row: &SpiTupleTable<'_>) -> ChatResult<LockedChat> {
-    note_event_id_floor(row.get::<i64>(6)?);
     Ok(LockedChat {
         state: row.get::<String>(1)?.unwrap_or_default(),
         assigned_operator_id: row.get::<Uuid>(2)?,
@@ -188,7 +194,7 @@ fn lock_chat_for_operator(
         return Err(ChatError::ChatNotFound(chat_id));
     }
     let row = row.first();
-    if row.get::<bool>(7)? != Some(true) {
+    if row.get::<bool>(6)? != Some(true) {
         return Err(ChatError::OperatorNotFound(operator_id));
     }
     locked_chat(&row)
@@ -236,7 +242,7 @@ fn announce(client: &mut SpiClient<'_>, changes: Changes<'_>) -> ChatResult<()> 
     if changes.chats.is_empty() || !crate::guc::EVENTS.get() {
         return Ok(());
     }
-    hold_event_id_floor(client)?;
+    hold_event_id_floor();
     let mut chats = Vec::with_capacity(changes.chats.len());
     let mut operators = Vec::with_capacity(changes.chats.len());
     let mut since = Vec::with_capacity(changes.chats.len());
@@ -281,10 +287,7 @@ const FOLD_ONE_CALL_IN: u64 = 256;
 /// sql/state_totals.sql), unless another transaction is folding right now. Returns the
 /// horizon: the newest event id `read_chat_events` would return now.
 fn fold_events(client: &mut SpiClient<'_>) -> ChatResult<i64> {
-    let newest = exec(client, &EVENT_ID_FLOOR, &[])?
-        .first()
-        .get_one::<i64>()?
-        .unwrap_or(0);
+    let newest = event_id_floor();
     let floor = exec(client, &EVENT_FLOORS_HELD, &[])?
         .first()
         .get_one::<i64>()?;
@@ -320,8 +323,6 @@ pub fn worker_fold_events() -> ChatResult<Option<i64>> {
 pub const EVENT_FLOOR_LOCK_MARK: u16 = 0x6361;
 
 thread_local! {
-    /// An event-id floor read by this call's lock statement, before it took any id.
-    static FLOOR_READ: Cell<Option<i64>> = const { Cell::new(None) };
     /// The (sub)transaction that already published its event-id floor: top-level xid and
     /// subtransaction id. A lock taken in a subtransaction that aborts is released with it,
     /// so the cache is per subtransaction (a committed one hands its lock to the parent,
@@ -330,21 +331,30 @@ thread_local! {
         const { RefCell::new((pg_sys::InvalidTransactionId, 0)) };
 }
 
+/// A number below every event id not taken yet: the sequence's last value (0 before its
+/// first `nextval`). Read with `pg_sequence_last_value` straight from the sequence's page,
+/// outside any snapshot (a sequence is not transactional), without a statement.
+/// The identity sequence has no cache (`CACHE 1`), so no backend holds ids below it.
+fn event_id_floor() -> i64 {
+    let sequence = EVENT_SEQUENCE.with(Cell::get);
+    // SAFETY: a built-in function on the oid of our own sequence, found by home(); it
+    // raises a normal error if the sequence is gone, and returns NULL before its first call.
+    unsafe {
+        pgrx::direct_function_call::<i64>(
+            pg_sys::pg_sequence_last_value,
+            &[Some(pg_sys::Datum::from(sequence))],
+        )
+    }
+    .unwrap_or(0)
+}
+
 /// Publishes, before this transaction takes its first event id, a number below every id it
 /// can take: a shared advisory lock whose key is that number, held until the transaction
 /// ends (commit, abort, crash). `read_chat_events` reads the sequence, then these locks,
 /// then the events: it returns no id above the smallest floor of a transaction still
 /// running, so an id that commits late can never land behind what a consumer has seen.
 /// One lock per (sub)transaction; later events of it are above its floor.
-///
-/// The floor comes from the call's lock statement when it read one ([`note_event_id_floor`]):
-/// read before the call took any id, it is still below every id the call takes.
-/// Remembers the event-id floor a lock statement read, for this call's events.
-fn note_event_id_floor(floor: Option<i64>) {
-    FLOOR_READ.with(|read| read.set(floor));
-}
-
-fn hold_event_id_floor(client: &mut SpiClient<'_>) -> ChatResult<()> {
+fn hold_event_id_floor() {
     // SAFETY: plain reads of the current transaction's state. The change before the event
     // has assigned the top-level xid.
     let held = unsafe {
@@ -354,16 +364,9 @@ fn hold_event_id_floor(client: &mut SpiClient<'_>) -> ChatResult<()> {
         )
     };
     if held.0 != pg_sys::InvalidTransactionId && FLOOR_HELD_BY.with(|h| *h.borrow() == held) {
-        return Ok(());
+        return;
     }
-    let floor = match FLOOR_READ.with(Cell::take) {
-        Some(floor) => floor,
-        None => exec(client, &EVENT_ID_FLOOR, &[])?
-            .first()
-            .get_one::<i64>()?
-            .unwrap_or(0),
-    }
-    .max(0) as u64;
+    let floor = event_id_floor().max(0) as u64;
     let tag = pg_sys::LOCKTAG {
         // SAFETY: MyDatabaseId is set for any backend connected to a database.
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
@@ -380,7 +383,6 @@ fn hold_event_id_floor(client: &mut SpiClient<'_>) -> ChatResult<()> {
         pg_sys::LockAcquire(&tag, pg_sys::ShareLock as pg_sys::LOCKMODE, false, false);
     }
     FLOOR_HELD_BY.with(|h| *h.borrow_mut() = held);
-    Ok(())
 }
 
 /// The operator holding a locked chat, if it is assigned.
@@ -498,7 +500,9 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
         }
         let op = op.first();
         let (is_active, max) = op.get_two::<bool, i32>()?;
-        note_event_id_floor(op.get::<i64>(3)?);
+        let row = op
+            .get::<pg_sys::ItemPointerData>(3)?
+            .ok_or_else(|| ChatError::Internal("operator row without ctid".into()))?;
         let max = max.unwrap_or(1);
         if is_active != Some(true) {
             return Err(ChatError::OperatorInactive(operator_id));
@@ -506,7 +510,12 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
         let claimed = exec(
             client,
             &CLAIM_NEXT_CHAT,
-            &[operator_id.into(), max.into(), avoid_same_operator.into()],
+            &[
+                operator_id.into(),
+                max.into(),
+                avoid_same_operator.into(),
+                row.into(),
+            ],
         )?;
         let claimed = claimed.first();
         let (open, chat) = claimed.get_two::<i64, Uuid>()?;

@@ -37,6 +37,13 @@
 //! transactions that each reply in two chats in opposite orders. Postgres detects that and
 //! aborts one (`40P01`); keep one call per transaction to avoid it.
 //!
+//! A chat's open assignment, if it has one, is its newest (`max(id)` through
+//! `idx_chat_assignments_chat`): assignments of a chat are created one at a time under its
+//! lock, each after the previous one was released. Statements find it that way, one index
+//! probe, rather than by `released_at IS NULL`, which no index covers (so that releases stay
+//! HOT updates) and which a generic plan made before any statistics turned into a scan of
+//! the whole history.
+//!
 //! Statements that must see rows committed by the previous lock holder run *after* the
 //! locking statement: under READ COMMITTED each SPI statement takes a fresh snapshot, so the
 //! write that follows a lock wait sees everything the waited-for transaction committed.
@@ -59,19 +66,16 @@ const BOOL: Oid = pg_sys::BOOLOID;
 const FLOAT8: Oid = pg_sys::FLOAT8OID;
 const INT8: Oid = pg_sys::INT8OID;
 const UUID_ARRAY: Oid = pg_sys::UUIDARRAYOID;
+const TID: Oid = pg_sys::TIDOID;
 const TIMESTAMPTZ_ARRAY: Oid = pg_sys::TIMESTAMPTZARRAYOID;
 
 // ---------------------------------------------------------------- locks (steps 1 and 2)
 
 /// Step 1. Serialises assignment and (de)activation of one operator, so that two
 /// connections of the same operator cannot both pass the capacity check.
-///
-/// The lock statements also read the event-id floor ([`EVENT_ID_FLOOR`]) before the call
-/// takes any event id, which saves the call a statement when it writes an event.
+
 pub static LOCK_OPERATOR: Statement = Statement {
-    sql: "SELECT is_active, max_concurrent_chats, \
-                 (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END \
-                  FROM @extschema@.chat_events_id_seq) \
+    sql: "SELECT is_active, max_concurrent_chats, ctid \
           FROM @extschema@.operators WHERE id = $1 FOR NO KEY UPDATE",
     args: &[UUID],
     read_only: false,
@@ -81,9 +85,7 @@ pub static LOCK_OPERATOR: Statement = Statement {
 /// and its place in the queue (if active): what its change event needs.
 pub static LOCK_CHAT: Statement = Statement {
     sql: "SELECT chat_state::text, assigned_operator_id, last_operator_id, state_changed_at, \
-                 CASE WHEN is_active THEN waiting_since END, \
-                 (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END \
-                  FROM @extschema@.chat_events_id_seq) \
+                 CASE WHEN is_active THEN waiting_since END \
           FROM @extschema@.chats WHERE id = $1 FOR NO KEY UPDATE",
     args: &[UUID],
     read_only: false,
@@ -94,8 +96,6 @@ pub static LOCK_CHAT: Statement = Statement {
 pub static LOCK_CHAT_FOR_OPERATOR: Statement = Statement {
     sql: "SELECT c.chat_state::text, c.assigned_operator_id, c.last_operator_id, c.state_changed_at, \
                  CASE WHEN c.is_active THEN c.waiting_since END, \
-                 (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END \
-                  FROM @extschema@.chat_events_id_seq), \
                  EXISTS (SELECT 1 FROM @extschema@.operators WHERE id = $2) \
           FROM @extschema@.chats c WHERE c.id = $1 FOR NO KEY UPDATE OF c",
     args: &[UUID, UUID],
@@ -135,7 +135,7 @@ pub static REAL_USER_MESSAGE: Statement = Statement {
               VALUES ($1, 'real_user', $2) RETURNING id), \
           released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'real_user_message' \
-              WHERE chat_id = $1 AND released_at IS NULL RETURNING id), \
+              WHERE id = (SELECT max(id) FROM @extschema@.chat_assignments WHERE chat_id = $1) AND released_at IS NULL RETURNING id), \
           chat AS ( \
               UPDATE @extschema@.chats SET \
                   chat_state = 'waiting_assignment', \
@@ -160,7 +160,7 @@ pub static OPERATOR_REPLY: Statement = Statement {
               VALUES ($1, 'operator', $2, $3) RETURNING id), \
           released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'operator_replied' \
-              WHERE chat_id = $1 AND released_at IS NULL RETURNING id), \
+              WHERE id = (SELECT max(id) FROM @extschema@.chat_assignments WHERE chat_id = $1) AND released_at IS NULL RETURNING id), \
           chat AS ( \
               UPDATE @extschema@.chats SET \
                   chat_state = 'waiting_real_user_reply', \
@@ -193,7 +193,7 @@ pub static OPERATOR_FOLLOW_UP: Statement = Statement {
 pub static COMPLETE_CHAT: Statement = Statement {
     sql: "WITH released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'completed' \
-              WHERE chat_id = $1 AND released_at IS NULL RETURNING id) \
+              WHERE id = (SELECT max(id) FROM @extschema@.chat_assignments WHERE chat_id = $1) AND released_at IS NULL RETURNING id) \
           UPDATE @extschema@.chats SET chat_state = 'completed', is_active = false, \
                            assigned_operator_id = NULL, state_changed_at = now() \
           WHERE id = $1",
@@ -205,28 +205,37 @@ pub static COMPLETE_CHAT: Statement = Statement {
 
 /// Claims the next chat for an operator whose row is already locked (step 1).
 ///
-/// `$1` operator, `$2` its capacity, `$3` avoid_same_operator. Returns one row: the chats
+/// `$1` operator, `$2` its capacity, `$3` avoid_same_operator, `$4` where the operator's row
+/// is (its `ctid` under the lock of step 1: a TID scan, where a generic plan would read the
+/// whole small `operators` table for `id = $1`). Returns one row: the chats
 /// the operator held before this call, the chat it got (NULL when at capacity or when
 /// nothing is free), and since when that chat waited and its place (for its event).
 ///
 /// The queue is read through `idx_chats_waiting_assignment` in its own order, so the scan
 /// stops at the first row no one else holds (`SKIP LOCKED`): no sort, no cost that grows
-/// with the queue. The preference for another operator's chats is a first branch with an
-/// extra filter; the `LIMIT 1` above the `UNION ALL` stops before the second branch (any
-/// chat, the operator's own included) runs unless the first found nothing. Whether any
-/// waiting chat is someone else's at all is asked first, from both ends of
-/// `idx_chats_last_operator` (a chat nobody held sorts first from the top): when both ends
-/// are the caller's, every waiting chat is, and the first branch is skipped instead of
-/// walking the whole queue to find nothing. Written as ORDER BY ... LIMIT 1 so that the
-/// plan reads the index ends; an EXISTS was planned as a scan of `chats`.
+/// with the queue. That first free chat (`head`) is the answer unless the caller was its
+/// last operator and avoid_same_operator is on; only then is the queue searched for the
+/// first free chat someone else last held (`other`). Whether any waiting chat is someone
+/// else's at all is asked first, from both ends of `idx_chats_last_operator` (a chat nobody
+/// held sorts first from the top): when both ends are the caller's, every waiting chat is,
+/// and the search is skipped instead of walking the whole queue to find nothing (written
+/// as ORDER BY ... LIMIT 1 so that the plan reads the index ends; as EXISTS it was planned
+/// as a scan of `chats`). The head stays locked while the call runs even when `other` wins,
+/// so a concurrent call passes it by for that long.
 ///
 /// The assignment row starts the heartbeat (`last_activity_at`).
 pub static CLAIM_NEXT_CHAT: Statement = Statement {
     sql: "WITH open_count AS ( \
               SELECT count(*) AS n FROM @extschema@.chats \
               WHERE assigned_operator_id = $1 AND chat_state = 'assigned'), \
+          head AS ( \
+              SELECT id, last_operator_id, state_changed_at, waiting_since FROM @extschema@.chats \
+              WHERE chat_state = 'waiting_assignment' AND is_active \
+                AND (SELECT n FROM open_count) < $2 \
+              ORDER BY priority DESC, waiting_since, id \
+              LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED), \
           others_wait AS ( \
-              SELECT $3 AND ( \
+              SELECT $3 AND (SELECT last_operator_id FROM head) = $1 AND ( \
                   coalesce((SELECT last_operator_id IS NULL OR last_operator_id <> $1 \
                             FROM @extschema@.chats \
                             WHERE chat_state = 'waiting_assignment' AND is_active \
@@ -235,21 +244,17 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
                                FROM @extschema@.chats \
                                WHERE chat_state = 'waiting_assignment' AND is_active \
                                ORDER BY last_operator_id ASC NULLS LAST LIMIT 1), false)) AS yes), \
+          other AS ( \
+              SELECT id, state_changed_at, waiting_since FROM @extschema@.chats \
+              WHERE chat_state = 'waiting_assignment' AND is_active \
+                AND last_operator_id IS DISTINCT FROM $1 \
+                AND (SELECT yes FROM others_wait) \
+              ORDER BY priority DESC, waiting_since, id \
+              LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED), \
           next AS ( \
-              SELECT id, state_changed_at, waiting_since FROM ( \
-                  SELECT id, state_changed_at, waiting_since FROM @extschema@.chats \
-                  WHERE chat_state = 'waiting_assignment' AND is_active \
-                    AND last_operator_id IS DISTINCT FROM $1 \
-                    AND (SELECT yes FROM others_wait) AND (SELECT n FROM open_count) < $2 \
-                  ORDER BY priority DESC, waiting_since, id \
-                  LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED) AS others \
+              SELECT id, state_changed_at, waiting_since FROM other \
               UNION ALL \
-              SELECT id, state_changed_at, waiting_since FROM ( \
-                  SELECT id, state_changed_at, waiting_since FROM @extschema@.chats \
-                  WHERE chat_state = 'waiting_assignment' AND is_active \
-                    AND (SELECT n FROM open_count) < $2 \
-                  ORDER BY priority DESC, waiting_since, id \
-                  LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED) AS any_chat \
+              SELECT id, state_changed_at, waiting_since FROM head \
               LIMIT 1), \
           chat AS ( \
               UPDATE @extschema@.chats c SET chat_state = 'assigned', assigned_operator_id = $1, \
@@ -261,10 +266,10 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
               SELECT id, $1, now(), now() FROM chat RETURNING id), \
           operator AS ( \
               UPDATE @extschema@.operators SET last_assigned_at = now() \
-              WHERE id = $1 AND EXISTS (SELECT 1 FROM chat) RETURNING id) \
+              WHERE ctid = $4 AND id = $1 AND EXISTS (SELECT 1 FROM chat) RETURNING id) \
           SELECT (SELECT n FROM open_count), (SELECT id FROM chat), \
                  (SELECT state_changed_at FROM next), (SELECT waiting_since FROM next)",
-    args: &[UUID, INT4, BOOL],
+    args: &[UUID, INT4, BOOL, TID],
     read_only: false,
 };
 
@@ -280,7 +285,9 @@ pub static RELEASE_TO_QUEUE: Statement = Statement {
               WHERE id = ANY ($1) AND chat_state = 'assigned' RETURNING id), \
           released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = $2 \
-              WHERE chat_id IN (SELECT id FROM chat) AND released_at IS NULL \
+              WHERE id IN (SELECT (SELECT max(a.id) FROM @extschema@.chat_assignments a WHERE a.chat_id = chat.id) \
+                           FROM chat) \
+                AND released_at IS NULL \
               RETURNING chat_id, operator_id) \
           SELECT c.id, r.operator_id FROM chat c LEFT JOIN released r ON r.chat_id = c.id \
           ORDER BY c.id",
@@ -299,7 +306,8 @@ pub static LOCK_IDLE_CHATS: Statement = Statement {
                  c.state_changed_at, CASE WHEN c.is_active THEN c.waiting_since END \
           FROM @extschema@.chats c \
           JOIN @extschema@.chat_assignments a \
-            ON a.chat_id = c.id AND a.operator_id = c.assigned_operator_id AND a.released_at IS NULL \
+            ON a.id = (SELECT max(l.id) FROM @extschema@.chat_assignments l WHERE l.chat_id = c.id) \
+           AND a.operator_id = c.assigned_operator_id AND a.released_at IS NULL \
           WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL \
             AND a.last_activity_at < now() - make_interval(secs => $1) \
           ORDER BY a.last_activity_at \
@@ -312,7 +320,8 @@ pub static LOCK_IDLE_CHATS: Statement = Statement {
 /// Heartbeat on a locked chat: true when this operator holds its open assignment.
 pub static TOUCH_ACTIVITY: Statement = Statement {
     sql: "UPDATE @extschema@.chat_assignments SET last_activity_at = now() \
-          WHERE chat_id = $2 AND operator_id = $1 AND released_at IS NULL RETURNING chat_id",
+          WHERE id = (SELECT max(id) FROM @extschema@.chat_assignments WHERE chat_id = $2) \
+            AND operator_id = $1 AND released_at IS NULL RETURNING chat_id",
     args: &[UUID, UUID],
     read_only: false,
 };
@@ -324,7 +333,7 @@ pub static TOUCH_ACTIVITY: Statement = Statement {
 /// `$4`, the reason `$5`, and for the monitoring totals when each chat had entered its old
 /// state (`$6`) and its place in the queue before the change (`$7`, NULL: not in it).
 /// Written in the changing transaction: an event exists exactly when its change committed.
-/// Ids come from the identity sequence; see [`EVENT_ID_FLOOR`].
+/// Ids come from the identity sequence; see `store::hold_event_id_floor`.
 ///
 /// `waiting_since` is the queue side's: a chat leaving the queue had `$7`; one entering it
 /// keeps `$7` (a release) or waits from now (a new chat, a user's message, a reopening).
@@ -386,17 +395,6 @@ pub static EVENT_FLOORS_HELD: Statement = Statement {
     read_only: false,
 };
 
-/// A lower bound of every event id this transaction can still take: the sequence's last
-/// value, minus one when it was never called (its first `nextval` returns `last_value`).
-/// The identity sequence has no cache (`CACHE 1`), so no backend holds ids below it.
-/// Read outside any snapshot: a sequence's value is not transactional.
-pub static EVENT_ID_FLOOR: Statement = Statement {
-    sql: "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END \
-          FROM @extschema@.chat_events_id_seq",
-    args: &[],
-    read_only: false,
-};
-
 /// Events older than `chat_assign.event_retention` (`$1` seconds), at most `$2` of them,
 /// oldest ids first, and only events already folded into the monitoring totals. The candidates are the `$2` lowest ids, so a batch reads a bounded
 /// part of the primary key whatever the table holds.
@@ -415,14 +413,20 @@ pub const WAKE_UP: &str = "SELECT pg_catalog.pg_notify('chat_assign', $1)";
 // ---------------------------------------------------------------- where we live
 
 /// The extension's schema, quoted for SQL text, and its installed version, by the
-/// extension's oid. Run before any plan
-/// exists (it tells [`crate::store`] what to put in them), so it is plain text, not a
-/// [`Statement`]. The idle worker runs it as a superuser under its database's own
-/// search_path, hence the operators spelled out.
+/// extension's oid. Run before any plan exists (it tells [`crate::store`] what to put in
+/// them), so it is plain text, not a [`Statement`]. The idle worker runs it as a superuser
+/// under its database's own search_path, hence the operators spelled out.
 pub const EXTENSION_SCHEMA: &str = "SELECT pg_catalog.quote_ident(n.nspname), e.extversion \
      FROM pg_catalog.pg_extension e \
      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace \
      WHERE e.oid OPERATOR(pg_catalog.=) $1";
+
+/// The oid of the event sequence in the extension's schema (`$1`, the quoted name), read
+/// with [`EXTENSION_SCHEMA`].
+pub const EVENT_SEQUENCE_OID: &str = "SELECT c.oid FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+     WHERE pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.=) $1 \
+       AND c.relname OPERATOR(pg_catalog.=) 'chat_events_id_seq'";
 
 /// The idle worker's own search_path, set before it reads anything: it runs as a superuser,
 /// and its database's settings (which the database owner controls) chose the one it
