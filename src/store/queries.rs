@@ -72,8 +72,8 @@ const TIMESTAMPTZ_ARRAY: Oid = pg_sys::TIMESTAMPTZARRAYOID;
 // ---------------------------------------------------------------- locks (steps 1 and 2)
 
 /// Step 1. Serialises assignment and (de)activation of one operator, so that two
-/// connections of the same operator cannot both pass the capacity check.
-
+/// connections of the same operator cannot both pass the capacity check. Returns the row's
+/// `ctid` too, for the claim's update of it.
 pub static LOCK_OPERATOR: Statement = Statement {
     sql: "SELECT is_active, max_concurrent_chats, ctid \
           FROM @extschema@.operators WHERE id = $1 FOR NO KEY UPDATE",
