@@ -275,22 +275,24 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
 
 /// Releases the assignments of chats already locked (step 2) that are still `assigned`:
 /// back to the queue keeping `waiting_since`, assignment closed with reason `$2` (which
-/// ends its heartbeat). Returns the chats released and the operator each was taken from.
-/// Shared by the admin release, idle detection and operator deactivation.
+/// ends its heartbeat). Returns the chats released and the operator each was taken from
+/// (`last_operator_id`, which equals the holder while assigned, by constraint: no join of
+/// the two updates, which a generic plan with an array of unknown length made a nested
+/// loop, quadratic in the chats released). Shared by the admin release, idle detection and
+/// operator deactivation.
 pub static RELEASE_TO_QUEUE: Statement = Statement {
     sql: "WITH chat AS ( \
               UPDATE @extschema@.chats SET chat_state = 'waiting_assignment', assigned_operator_id = NULL, \
                                waiting_since = coalesce(waiting_since, now()), \
                                state_changed_at = now() \
-              WHERE id = ANY ($1) AND chat_state = 'assigned' RETURNING id), \
+              WHERE id = ANY ($1) AND chat_state = 'assigned' RETURNING id, last_operator_id), \
           released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = $2 \
               WHERE id IN (SELECT (SELECT max(a.id) FROM @extschema@.chat_assignments a WHERE a.chat_id = chat.id) \
                            FROM chat) \
                 AND released_at IS NULL \
-              RETURNING chat_id, operator_id) \
-          SELECT c.id, r.operator_id FROM chat c LEFT JOIN released r ON r.chat_id = c.id \
-          ORDER BY c.id",
+              RETURNING id) \
+          SELECT id, last_operator_id FROM chat ORDER BY id",
     args: &[UUID_ARRAY, TEXT],
     read_only: false,
 };
