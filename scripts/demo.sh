@@ -7,7 +7,8 @@
 # at the same time (take a chat, heartbeat, answer, take the next); users answer some
 # replies, which puts those chats back in the queue; one operator takes a chat and goes
 # quiet, and the idle worker (a background worker inside PostgreSQL, no cron) releases it;
-# an admin takes a chat away from another. A LISTEN client records every change event.
+# an admin takes a chat away from another. A LISTEN client counts the worker's wake-ups;
+# the change events are then read from chat_events.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -45,7 +46,8 @@ q() {
 
 q "CREATE EXTENSION chat_assign"
 
-# A client that LISTENs on channel chat_assign; psql prints what arrived after each query.
+# A client that LISTENs on channel chat_assign; psql prints the wake-ups that arrived after
+# each query.
 EVENTS=$DIR/events.log
 (
   echo "LISTEN chat_assign;"
@@ -142,11 +144,16 @@ SQL
 
 touch "$DIR/stop_listener"; wait "$listener" || true
 echo
-echo "== change events received by the LISTEN client (NOTIFY chat_assign), by reason"
-grep -o '"reason" : "[a-z_]*"' "$EVENTS" | cut -d'"' -f4 | sort | uniq -c | sort -rn
+echo "== wake-ups the LISTEN client received (NOTIFY chat_assign from the worker, at most one per 100 ms; payload: the newest event id it can read)"
+wakeups=$(grep -c 'Asynchronous notification "chat_assign"' "$EVENTS" || true)
+last=$(grep -oE 'Asynchronous notification "chat_assign" with payload "[0-9]+"' "$EVENTS" | tail -1 | grep -oE '[0-9]+' || true)
+echo "   $wakeups wake-ups, the last one for event ${last:-none}"
+echo "== change events (chat_events, read with read_chat_events from id 0), by reason"
+q "SELECT reason, count(*) FROM read_chat_events(0, 100000) GROUP BY reason ORDER BY 2 DESC, 1" |
+  awk -F'|' '{printf "%7d %s\n", $2, $1}'
 if [ -n "$erin_chat" ]; then
   echo "== Erin's chat, event by event"
-  grep -F "$erin_chat" "$EVENTS" | grep -oE '"old_state" : [^,]*, "new_state" : "[a-z_]*", "operator_id" : [^,]*, "reason" : "[a-z_]*"' \
-    | sed -E 's/"(old_state|new_state|operator_id|reason)" : //g; s/"//g' \
-    | awk -F', ' '{printf "   %-22s -> %-24s %s\n", ($1 == "null" ? "(new)" : $1), $2, $4}'
+  q "SELECT coalesce(old_state::text, '(new)'), new_state, reason FROM read_chat_events(0, 100000)
+     WHERE chat_id = :'chat' ORDER BY id" "chat=$erin_chat" |
+    awk -F'|' '{printf "   %-22s -> %-24s %s\n", $1, $2, $3}'
 fi
