@@ -5,7 +5,8 @@
 --   transaction, read with `read_chat_events(p_after_id, p_limit)` (exactly once for a
 --   consumer that keeps its last id) or followed by logical replication. Calls no longer
 --   send `NOTIFY chat_assign` with a JSON payload; the background worker sends at most one
---   wake-up per `chat_assign.notify_interval`, whose payload is the newest event id.
+--   wake-up per `chat_assign.notify_interval`, whose payload is the newest event id a
+--   reader can get.
 --   `chat_assign.notify` is accepted and ignored. LISTEN clients must change: see
 --   CHANGELOG.md.
 -- * the heartbeat moves onto the open assignment (`chat_assignments.last_activity_at`);
@@ -15,11 +16,20 @@
 --   never be HOT, so every index on chats is written by every change); `chat_assignments`
 --   has no index over released_at (its release and heartbeats are HOT updates) and a BRIN
 --   index on assigned_at for the 24-hour statistics.
+--   A chat's open assignment is found as its newest (`idx_chat_assignments_chat` becomes
+--   `(chat_id, id)`).
+-- * the monitoring totals count the functions' changes from their events (folded by the
+--   worker); the statement triggers on chats skip those writes and count all others.
+-- * one CHECK per table instead of eleven, and a CHECK tying assigned_operator_id to
+--   last_operator_id instead of its own foreign key.
+-- * every API function plans with `enable_seqscan = off`, `plan_cache_mode =
+--   force_generic_plan` and `jit = off` (sql/privileges.sql says why).
 -- * new functions `read_chat_events` and `prune_chat_events`; EXECUTE on them, and every
---   privilege on the new table and view, is revoked from everyone but the owner (grant
+--   privilege on the new table and views, is revoked from everyone but the owner (grant
 --   them as README "Roles and grants" says). Grants on everything else are kept.
 --
--- Released: never edit this file (sql/released/SHA256SUMS); ship a new one instead.
+-- Not released yet: this file may change until 0.3.0's install script is archived in
+-- sql/released/ (and both are listed in SHA256SUMS); from then on, never edit it.
 
 -- ------------------------------------------------------------ heartbeats onto assignments
 ALTER TABLE chat_assignments ADD COLUMN last_activity_at timestamptz NOT NULL DEFAULT now();
