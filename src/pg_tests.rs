@@ -824,6 +824,89 @@ $$;
         );
     }
 
+    /// Every statement of the calls, planned as the API functions plan it (generic plans,
+    /// seq scans off: sql/privileges.sql), reaches the big tables through an index. A
+    /// statement no index can serve would show a Seq Scan here; before 0.3 the generic plans
+    /// made on empty tables read chat_assignments whole on every reply.
+    #[pg_test]
+    fn call_statements_read_big_tables_through_indexes() {
+        use crate::store::queries::*;
+        let statements: &[(&str, &Statement)] = &[
+            ("LOCK_OPERATOR", &LOCK_OPERATOR),
+            ("LOCK_CHAT", &LOCK_CHAT),
+            ("LOCK_CHAT_FOR_OPERATOR", &LOCK_CHAT_FOR_OPERATOR),
+            ("LOCK_OPERATOR_CHATS", &LOCK_OPERATOR_CHATS),
+            ("REAL_USER_MESSAGE", &REAL_USER_MESSAGE),
+            ("OPERATOR_REPLY", &OPERATOR_REPLY),
+            ("OPERATOR_FOLLOW_UP", &OPERATOR_FOLLOW_UP),
+            ("COMPLETE_CHAT", &COMPLETE_CHAT),
+            ("CLAIM_NEXT_CHAT", &CLAIM_NEXT_CHAT),
+            ("RELEASE_TO_QUEUE", &RELEASE_TO_QUEUE),
+            ("LOCK_IDLE_CHATS", &LOCK_IDLE_CHATS),
+            ("TOUCH_ACTIVITY", &TOUCH_ACTIVITY),
+            ("PRUNE_EVENTS", &PRUNE_EVENTS),
+            ("QUEUE_STATUS", &QUEUE_STATUS),
+            ("STUCK_CHATS", &STUCK_CHATS),
+        ];
+        run("SET LOCAL enable_seqscan = off", &[]);
+        run("SET LOCAL plan_cache_mode = force_generic_plan", &[]);
+        for (name, stmt) in statements {
+            let sql = crate::store::resolved_sql(stmt).unwrap();
+            let types: Vec<String> = stmt
+                .args
+                .iter()
+                .map(|oid| one::<String>("SELECT format_type($1, NULL)", &[(*oid).into()]).unwrap())
+                .collect();
+            let values: Vec<String> = types
+                .iter()
+                .map(|t| match t.as_str() {
+                    "uuid" => "'00000000-0000-0000-0000-000000000001'".into(),
+                    "uuid[]" => "'{00000000-0000-0000-0000-000000000001}'".into(),
+                    "timestamp with time zone[]" => "'{}'".into(),
+                    "text" => "'x'".into(),
+                    "integer" | "bigint" | "double precision" => "1".into(),
+                    "boolean" => "true".into(),
+                    "tid" => "'(0,1)'".into(),
+                    other => panic!("{name}: no test value for a parameter of type {other}"),
+                })
+                .collect();
+            let args = if types.is_empty() {
+                String::new()
+            } else {
+                format!("({})", types.join(", "))
+            };
+            let values = if values.is_empty() {
+                String::new()
+            } else {
+                format!("({})", values.join(", "))
+            };
+            run(&format!("PREPARE plan_check{args} AS {sql}"), &[]);
+            let plan = Spi::get_one::<pgrx::datum::Json>(&format!(
+                "EXPLAIN (FORMAT JSON) EXECUTE plan_check{values}"
+            ))
+            .unwrap()
+            .unwrap()
+            .0
+            .to_string();
+            run("DEALLOCATE plan_check", &[]);
+            for (at, _) in plan.match_indices(r#""Node Type":"Seq Scan""#) {
+                let node = &plan[at..plan.len().min(at + 300)];
+                for table in [
+                    "chats",
+                    "chat_assignments",
+                    "operators",
+                    "messages",
+                    "chat_events",
+                ] {
+                    assert!(
+                        !node.contains(&format!(r#""Relation Name":"{table}""#)),
+                        "{name} scans {table}: {plan}"
+                    );
+                }
+            }
+        }
+    }
+
     /// The queue is taken through its index in order: no sort, however long the queue.
     #[pg_test]
     fn claim_uses_queue_index_without_sort() {
