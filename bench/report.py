@@ -297,7 +297,7 @@ def main():
         return r["cps"] / b["cps"]
 
     md = []
-    md.append("# chat_assign benchmark (issues 4 and 10)")
+    md.append("# chat_assign benchmark")
     md.append("")
     md.append(f"Run {machine.get('date', '?')}, `bash scripts/bench.sh` ({machine.get('run', '')}), "
               f"wall time {machine.get('wall', '?')}.")
@@ -495,7 +495,7 @@ def main():
         md.append("## Monitoring and other timed calls")
         md.append("")
         md.append("Server-side wall time of the call fetched to its last row (`bench.time_query`: one "
-                  "warm-up, then median/min/max of 5; the idle release once). (b) runs the seed's "
+                  "warm-up, then median/min/max of 5; the idle release once). (b) runs the earlier PL/pgSQL design's "
                   "016 versions (bench/plpgsql/016_*.sql) on the same data, for reference.")
         md.append("")
         md.append("| implementation | when | call | median ms | min ms | max ms | rows |")
@@ -596,7 +596,7 @@ def main():
         axes[0][0].set_ylabel("cycles/s (assign + operator reply + user reply)")
         axes[0][0].legend(loc="lower left", fontsize=8)
         fig.suptitle("chat_assign (a), events off (a0) vs a PL/pgSQL peer (d),\n"
-                     "the seed's design (b) and three bare UPDATE commits (c)",
+                     "the earlier PL/pgSQL design (b) and three bare UPDATE commits (c)",
                      fontsize=10)
         fig.tight_layout()
         fig.savefig(png, dpi=120)

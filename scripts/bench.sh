@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The throughput benchmark (issues 4 and 10). (a) chat_assign, (a0) chat_assign with change
-# events off, (b) the seed's PL/pgSQL design (bench/plpgsql), (d) a plain PL/pgSQL peer of
-# SPEC's 0.2 contract (bench/peer) and (c) the floor (three single-row UPDATE commits per
+# The throughput benchmark. (a) chat_assign, (a0) chat_assign with change
+# events off, (b) the PL/pgSQL design apps ran before this extension (bench/plpgsql), (d) a plain PL/pgSQL peer of
+# the 0.2 contract (bench/peer) and (c) the floor (three single-row UPDATE commits per
 # cycle), side by side on the same data in one cluster: cycles/s, WAL bytes per cycle, assign
 # latency; then, at the largest queue, the monitoring calls and two slow cases (an old
 # snapshot held open; the avoid-same-operator fallback). See bench/README.md.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Operations tests of chat_assign (issue 5), against the installed extension
+# Operations tests of chat_assign, against the installed extension
 # (`cargo pgrx install --release` must have run). Run as root:
 #
 #   bash scripts/ops.sh

@@ -1,4 +1,4 @@
--- (d) the PL/pgSQL peer: SPEC's twelve functions and two views (0.2 contract).
+-- (d) the PL/pgSQL peer: the twelve API functions and two views (0.2 contract).
 -- Lock order everywhere: operator row, then chat row(s); the claim never waits on a chat.
 -- SQLSTATEs: 22004 NULL argument, 22023 bad value, P0002 unknown id, 55000 wrong state.
 

@@ -1,4 +1,4 @@
--- The seed's Testing Checklist (Tests 1-5) as a client runs it: every statement its own
+-- The five-part testing checklist (Tests 1-5) as a client runs it: every statement its own
 -- transaction, ids kept in psql variables, nothing random printed.
 \set VERBOSITY sqlstate
 SELECT create_operator('Alice') AS alice \gset
