@@ -9,7 +9,7 @@ use crate::error::{ChatError, ChatResult};
 use pgrx::datum::{AnyNumeric, DatumWithOid, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData, SpiTupleTable};
 use pgrx::PgOid;
 use pgrx::Uuid;
 use queries::*;
@@ -154,11 +154,29 @@ impl Place {
     };
 
     /// From two columns of a row, `since` at `at` and `waiting_since` after it.
-    fn read(row: &SpiTupleTable<'_>, at: usize) -> ChatResult<Place> {
+    fn read(row: &impl TimestampColumns, at: usize) -> ChatResult<Place> {
         Ok(Place {
-            since: row.get::<TimestampWithTimeZone>(at)?,
-            waiting_since: row.get::<TimestampWithTimeZone>(at + 1)?,
+            since: row.timestamp(at)?,
+            waiting_since: row.timestamp(at + 1)?,
         })
+    }
+}
+
+/// The two kinds of SPI row (a statement's first row, a row met while iterating), as far as
+/// [`Place::read`] needs them.
+trait TimestampColumns {
+    fn timestamp(&self, ordinal: usize) -> ChatResult<Option<TimestampWithTimeZone>>;
+}
+
+impl TimestampColumns for SpiTupleTable<'_> {
+    fn timestamp(&self, ordinal: usize) -> ChatResult<Option<TimestampWithTimeZone>> {
+        Ok(self.get::<TimestampWithTimeZone>(ordinal)?)
+    }
+}
+
+impl TimestampColumns for SpiHeapTupleData<'_> {
+    fn timestamp(&self, ordinal: usize) -> ChatResult<Option<TimestampWithTimeZone>> {
+        Ok(self.get::<TimestampWithTimeZone>(ordinal)?)
     }
 }
 
@@ -624,11 +642,7 @@ pub fn release_idle_assignments(idle_seconds: f64) -> ChatResult<Vec<IdleRelease
         for row in exec(client, &LOCK_IDLE_CHATS, &[idle_seconds.into()])? {
             if let (Some(chat), Some(op)) = (row.get::<Uuid>(1)?, row.get::<Uuid>(2)?) {
                 idle.push((chat, op, row.get::<f64>(3)?.unwrap_or(0.0)));
-                let place = Place {
-                    since: row.get::<TimestampWithTimeZone>(4)?,
-                    waiting_since: row.get::<TimestampWithTimeZone>(5)?,
-                };
-                locked.push((chat, place));
+                locked.push((chat, Place::read(&row, 4)?));
             }
         }
         if !locked.is_empty() {
@@ -690,11 +704,7 @@ pub fn set_operator_active(operator_id: Uuid, is_active: bool) -> ChatResult<boo
             let mut held = Vec::new();
             for row in exec(client, &LOCK_OPERATOR_CHATS, &[operator_id.into()])? {
                 if let Some(chat) = row.get::<Uuid>(1)? {
-                    let place = Place {
-                        since: row.get::<TimestampWithTimeZone>(2)?,
-                        waiting_since: row.get::<TimestampWithTimeZone>(3)?,
-                    };
-                    held.push((chat, place));
+                    held.push((chat, Place::read(&row, 2)?));
                 }
             }
             if !held.is_empty() {
