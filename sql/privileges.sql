@@ -8,7 +8,8 @@
 -- connection, not re-planned for the first five calls), and without JIT (the cost of a
 -- plan that must still read a small table whole, like the fold's, would otherwise cross
 -- jit_above_cost and compile code on every call). Function-level settings, restored when
--- the call returns; trigger functions excluded.
+-- the call returns; only for the API (the SECURITY DEFINER functions): not for triggers, nor
+-- for the adoption functions (sql/import.sql), which read whole tables once.
 DO $$
 DECLARE
     fn pg_catalog.regprocedure;
@@ -22,6 +23,7 @@ BEGIN
           AND d.deptype OPERATOR(pg_catalog.=) 'e'
           AND e.extname OPERATOR(pg_catalog.=) 'chat_assign'
           AND p.prorettype OPERATOR(pg_catalog.<>) 'pg_catalog.trigger'::pg_catalog.regtype
+          AND p.prosecdef
     LOOP
         EXECUTE pg_catalog.format('ALTER FUNCTION %s SET enable_seqscan = off SET plan_cache_mode = force_generic_plan SET jit = off', fn);
     END LOOP;

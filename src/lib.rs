@@ -36,6 +36,8 @@ extension_sql_file!(
     name = "views",
     requires = ["state_totals"]
 );
+// Moving an existing app onto the extension.
+extension_sql_file!("../sql/import.sql", name = "import", requires = ["views"]);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 #[pg_guard]

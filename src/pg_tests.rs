@@ -1303,14 +1303,19 @@ $$;
 
     /// Every function of the extension is closed to PUBLIC, and every API function runs as
     /// its owner, so that grants on functions are all a role needs, with a search_path that
-    /// holds no schema another role could write to (not even the extension's own).
+    /// holds no schema another role could write to (not even the extension's own). The
+    /// adoption functions run as their caller (who must own the app's objects), search_path
+    /// pinned the same way.
     #[pg_test]
     fn functions_are_definer_rights_and_not_granted_to_public() {
-        let api_functions = "SELECT p.oid FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid \
+        let functions = "SELECT p.oid FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid \
              WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e' \
                AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'chat_assign') \
                AND p.pronamespace = (SELECT extnamespace FROM pg_extension WHERE extname = 'chat_assign') \
                AND p.prorettype <> 'trigger'::regtype";
+        let adoption =
+            "p.proname IN ('import_app_tables', 'switch_app_calls', 'restore_app_calls')";
+        let api_functions = format!("{functions} AND NOT {adoption}");
         assert_eq!(
             count(&format!("SELECT count(*) FROM ({api_functions}) f"), &[]),
             14
@@ -1321,6 +1326,11 @@ $$;
                                                   'plan_cache_mode=force_generic_plan', 'jit=off'])"
         );
         assert_eq!(count(&not_definer, &[]), 0);
+        let invoker = format!(
+            "SELECT count(*) FROM pg_proc WHERE oid IN ({functions} AND {adoption}) \
+             AND NOT prosecdef AND proconfig = ARRAY['search_path=pg_catalog, pg_temp']"
+        );
+        assert_eq!(count(&invoker, &[]), 3);
         assert_eq!(
             count(
                 "SELECT count(*) FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid \
