@@ -8,7 +8,9 @@
 # replies, which puts those chats back in the queue; one operator takes a chat and goes
 # quiet, and the idle worker (a background worker inside PostgreSQL, no cron) releases it;
 # an admin takes a chat away from another. A LISTEN client counts the worker's wake-ups;
-# the change events are then read from chat_events.
+# the change events are then read from chat_events. Last, an existing app (the seed's
+# tables and functions, with the messes its old code left) moves onto the extension:
+# import, switch its calls, roll back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -157,3 +159,37 @@ if [ -n "$erin_chat" ]; then
      WHERE chat_id = :'chat' ORDER BY id" "chat=$erin_chat" |
     awk -F'|' '{printf "   %-22s -> %-24s %s\n", $1, $2, $3}'
 fi
+
+# ---------------------------------------------------------------- an existing app moves in
+# An app built from the seed's migrations (bench/plpgsql: its own tables, its PL/pgSQL
+# functions, rows in every state and the messes its old code left) moves onto the
+# extension: install beside it, import, switch its calls, run them, roll back.
+echo
+echo "== an existing app moves onto the extension (docs/adopting.md)"
+app() { psql -X -q -v ON_ERROR_STOP=1 -d chat_demo_app "$@"; }
+psql -qX -d postgres -c "CREATE DATABASE chat_demo_app"
+for f in bench/plpgsql/0*.sql tests/pg_regress/sql/include/seed_app_data.sql; do app -f "$f" >/dev/null; done
+app <<'SQL'
+\echo '-- the app, on its own PL/pgSQL: the queue as it sees it'
+SELECT * FROM get_assignment_queue_status();
+\echo '-- install beside it'
+CREATE SCHEMA chat_assign;
+CREATE EXTENSION chat_assign SCHEMA chat_assign;
+\echo '-- import: refused, naming the rows its old code left broken (nothing is written)'
+\set ON_ERROR_STOP off
+\set SHOW_CONTEXT never
+SELECT * FROM chat_assign.import_app_tables('public');
+\set ON_ERROR_STOP on
+\echo '-- import with the repair rules'
+SELECT * FROM chat_assign.import_app_tables('public', p_repair => true);
+\echo '-- switch: the app''s calls now reach the extension'
+SELECT split_part(action, ' ', 1) AS action, count(*) AS objects
+FROM chat_assign.switch_app_calls('public') GROUP BY 1 ORDER BY 1;
+\echo '-- the app''s own calls, unchanged'
+SELECT assign_chat_to_operator('0a000000-0000-0000-0000-000000000003') AS carol_takes;
+SELECT * FROM get_assignment_queue_status();
+SELECT * FROM chat_state_summary;
+\echo '-- rollback: the app''s tables and functions come back as they were at the switch'
+SELECT action, count(*) AS objects FROM chat_assign.restore_app_calls('public') GROUP BY 1 ORDER BY 1;
+SELECT * FROM get_assignment_queue_status();
+SQL

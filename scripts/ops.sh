@@ -20,6 +20,8 @@
 #               chat_events_pub of the events cluster's chat_events (publish = 'insert'),
 #               has exactly its rows after a burst of calls, and keeps them when the
 #               publisher prunes
+#   retry    6. calls whose replies were lost to a server crash after their commit, retried
+#               with their idempotency keys, return the original results and store nothing twice
 #
 # Throw-away clusters (scripts/cluster.sh): /tmp/ca_ops_main on port 54370 (no preload),
 # /tmp/ca_ops_worker on 54371 (part 1), /tmp/ca_ops_events on 54372 (preloaded, wal_level =
@@ -34,7 +36,7 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
-OPS_PARTS=${OPS_PARTS:-worker events dump upgrade replication}
+OPS_PARTS=${OPS_PARTS:-worker events dump upgrade replication retry}
 OPS_TMP=${OPS_TMP:-/tmp/ca_ops} OPS_PORT=${OPS_PORT:-54370}
 MAIN_DIR=${OPS_TMP}_main MAIN_PORT=$OPS_PORT
 WORKER_DIR=${OPS_TMP}_worker WORKER_PORT=$((OPS_PORT + 1))
@@ -224,7 +226,9 @@ part_worker() {
     "chat_assign.idle_timeout = 2" || return
   wsql postgres -c "CREATE DATABASE ops_a" -c "CREATE DATABASE ops_b"
   # ops_b belongs to a non-superuser, who plants an '=' for oid in public and puts public
-  # first on the database's search_path: the worker, a superuser, must never run it.
+  # first on the database's search_path, and a zero-argument release_idle_assignments()
+  # beside the extension's (which would make a call by name ambiguous): the worker, a
+  # superuser, must never run either, nor fail because of them.
   setup "ops_b owned by a non-superuser with a trap '=' for oid first on its search_path" \
     wsql ops_b -c "CREATE ROLE ops_b_owner NOLOGIN" -c "ALTER DATABASE ops_b OWNER TO ops_b_owner" \
       -c "SET ROLE ops_b_owner" -c "CREATE TABLE public.ops_trap (pid int, run_as name)" \
@@ -232,6 +236,10 @@ part_worker() {
           \$\$BEGIN INSERT INTO public.ops_trap VALUES (pg_backend_pid(), current_user);
                  RETURN \$1 OPERATOR(pg_catalog.=) \$2; END\$\$" \
       -c "CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.ops_trap_eq)" \
+      -c "CREATE FUNCTION public.release_idle_assignments()
+          RETURNS TABLE (chat_id uuid, operator_id uuid, idle_seconds float8) LANGUAGE sql AS
+          \$\$INSERT INTO public.ops_trap VALUES (pg_backend_pid(), current_user)
+            RETURNING NULL::uuid, NULL::uuid, 0::float8\$\$" \
       -c "ALTER DATABASE ops_b SET search_path = public, pg_catalog"
   setup "extension in ops_a" wsql ops_a -c "CREATE EXTENSION chat_assign"
   mapfile -t ops < <(wsql ops_a -c "SELECT create_operator('worker op ' || g)
@@ -300,7 +308,11 @@ part_worker() {
       wlog | grep -cE "\[$(worker_pid ops_b)\] LOG:  chat_assign: released chat [0-9a-f-]+ from operator $b_op after")"
   check "log: 'not installed' was logged once, not on every pass" 1 \
     "$(wlog | grep -cF "$not_installed")"
-  check "ops_b: the worker never ran the database owner's '=' for oid" 0 \
+  check "worker_status(): both workers made idle passes, none failed" \
+    "$(printf 'ops_a|t|0|t\nops_b|t|0|t')" \
+    "$(wsql ops_a -c "SELECT database, idle_passes > 0, failed_passes, started_at < last_pass_at
+                         FROM worker_status() ORDER BY 1" 2>&1)"
+  check "ops_b: the worker never ran the database owner's '=' for oid nor its release_idle_assignments()" 0 \
     "$(wsql ops_b -c "SELECT count(*) FROM public.ops_trap WHERE pid = $(worker_pid ops_b)" 2>&1)"
   check "ops_b: the trap does catch a session that looks '=' up on the database's search_path" \
     "$(printf 't\n1')" \
@@ -337,6 +349,10 @@ part_worker() {
   check "a failed pass changes nothing: the chat is still assigned" \
     "assigned (open)" "$(last_release wsql ops_a "$c_hb")"
   check "the same worker process after failed passes (pid $pid_a)" "$pid_a" "$(worker_pid ops_a)"
+  check "worker_status(): the failed passes are counted, with the last error and its time" \
+    "t|ops test: chat_assignments is read-only|t" \
+    "$(wsql ops_a -c "SELECT failed_passes >= 2, last_error, last_error_at > now() - interval '1 minute'
+                         FROM worker_status() WHERE database = 'ops_a'" 2>&1)"
   wsql ops_a -c "DROP TRIGGER ops_refuse ON chat_assignments" -c "DROP FUNCTION ops_refuse()"
   poll 10 state_is wsql ops_a "$c_hb" waiting_assignment
   check "after the trigger is dropped a later pass releases the chat" \
@@ -370,6 +386,8 @@ part_worker() {
   check "log: no worker exited abnormally or was restarted (no 'exited with exit code' / 'terminated by signal' / PANIC)" "" \
     "$(wlog | grep -E 'chat_assign.*(exited with exit code|terminated by signal)|PANIC' )"
 
+  check "without preload: worker_status() has no rows" 0 \
+    "$(msql ops_nopre -c "SELECT count(*) FROM worker_status()" 2>&1)"
   check "without preload: no '$WORKER_TYPE' in pg_stat_activity" 0 \
     "$(msql postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = '$WORKER_TYPE'")"
   check "without preload: the idle chat is still assigned after $((SECONDS - nopre_since)) s" \
@@ -496,6 +514,47 @@ part_dump() {
   done
 }
 
+# ------------------------------------------------------------------------------ 6. retries
+# A call whose reply was lost (the server crashed after its commit) is retried with its
+# idempotency key: the retry returns the original result and stores nothing twice.
+part_retry() {
+  section "6. retries across a crash (p_idempotency_key)"
+  local db=ops_retry op chat msg1 user1 retry_msg retry_user rc
+  setup "$db with an assigned chat" msql postgres -c "CREATE DATABASE $db" || return
+  setup "extension in $db" msql "$db" -c "CREATE EXTENSION chat_assign" || return
+  op=$(msql "$db" -c "SELECT create_operator('retry op')")
+  chat=$(msql "$db" -c "SELECT start_chat(gen_random_uuid(), 'Hello?', 'start-1')")
+  msql "$db" -c "SELECT assign_chat_to_operator('$op')" >/dev/null
+  # The calls commit; their replies are thrown away, as a client whose connection broke
+  # before the reply arrived never sees them. Then the server crashes (immediate stop:
+  # no shutdown checkpoint, the commits are replayed from the WAL).
+  msg1=$(msql "$db" -c "SELECT operator_send_message('$chat', '$op', 'Answer', 'reply-1')")
+  user1=$(msql "$db" -c "SELECT real_user_send_message('$chat', 'Thanks', 'user-1')")
+  as_postgres "$PG_BIN/pg_ctl" -D "$MAIN_DIR/data" -m immediate -w -t 30 stop >/dev/null 2>&1
+  setup "server restarted after the crash (crash recovery)" as_postgres "$PG_BIN/pg_ctl" \
+    -D "$MAIN_DIR/data" -l "$MAIN_DIR/server.log" -w -t 60 start || return
+  check "log: the restart ran crash recovery" yes \
+    "$(grep -q 'database system was interrupted\|was not properly shut down' "$MAIN_DIR/server.log" && echo yes)"
+  retry_msg=$(msql "$db" -c "SELECT operator_send_message('$chat', '$op', 'Answer', 'reply-1')" 2>&1)
+  retry_user=$(msql "$db" -c "SELECT real_user_send_message('$chat', 'Thanks', 'user-1')" 2>&1)
+  check "the operator's retry returns the original message id (the chat has moved on since: without the key it would be refused)" \
+    "$msg1" "$retry_msg"
+  check "the user's retry returns the original message id" "$user1" "$retry_user"
+  check "start_chat retried with its key returns the same chat" "$chat" \
+    "$(msql "$db" -c "SELECT start_chat(real_user_id, 'Hello?', 'start-1') FROM chats WHERE id = '$chat'" 2>&1)"
+  check "one message per key, one chat, and one event per change (no second reply, no second message)" \
+    "1|1|1|1|4" \
+    "$(msql "$db" -c "SELECT (SELECT count(*) FROM messages WHERE idempotency_key = 'reply-1'),
+                             (SELECT count(*) FROM messages WHERE idempotency_key = 'user-1'),
+                             (SELECT count(*) FROM chats),
+                             (SELECT count(*) FROM messages WHERE chat_id = '$chat' AND sender_type = 'operator'),
+                             (SELECT count(*) FROM chat_events WHERE chat_id = '$chat')" 2>&1)"
+  check "the monitoring agrees with the tables, every invariant holds" "" \
+    "$(msql "$db" -f "$SQL_DIR/invariants.sql" 2>&1)"
+  rc=0; msql postgres -c "DROP DATABASE $db" >/dev/null 2>&1 || rc=$?
+  check "$db dropped" 0 "$rc"
+}
+
 # ------------------------------------------------------------------------------ 4. upgrade
 
 # catalog DB [SCHEMA]: the description of the extension's objects in DB.
@@ -544,7 +603,11 @@ upgrade_from() {
     msql "$db" -c "CREATE EXTENSION chat_assign VERSION '$v' SCHEMA $schema"
   setup "$label: fill $v's tables (tests/ops/fill_direct.sql)" msql "$db" -f "$SQL_DIR/fill_direct.sql"
   msql "$db" -c "DO \$\$ BEGIN CREATE ROLE ops_reader; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" \
-    -c "GRANT SELECT ON operator_activity TO ops_reader"
+    -c "GRANT SELECT ON operator_activity TO ops_reader" \
+    -c "DO \$\$ BEGIN CREATE ROLE ops_writer; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" \
+    -c "GRANT SELECT, INSERT, UPDATE, DELETE ON operators, chats, messages, chat_assignments TO ops_writer" \
+    -c "GRANT UPDATE (priority) ON chats TO ops_writer" \
+    -c "GRANT EXECUTE ON FUNCTION start_chat(uuid, text), operator_send_message(uuid, uuid, text) TO ops_reader"
   md5=$(msql "$db" -f "$SQL_DIR/table_md5.sql" 2>&1)
   check "$label: before the update, a call refuses with 0A000 and names the command to run" \
     "0A000 ALTER EXTENSION chat_assign UPDATE" \
@@ -560,6 +623,22 @@ upgrade_from() {
   check "$label: a SELECT grant on operator_activity is kept across the update" t \
     "$(msql "$db" -c "SELECT has_table_privilege('ops_reader', 'operator_activity', 'SELECT')" 2>&1)"
   msql "$db" -c "REVOKE SELECT ON operator_activity FROM ops_reader"
+  check "$label: table-level INSERT/UPDATE/DELETE grants (0.1.0 needed them) are revoked; SELECT and a column grant (UPDATE (priority) ON chats) are kept" \
+    "0|t|t" \
+    "$(msql "$db" -c "SELECT (SELECT count(*) FROM unnest(ARRAY['operators', 'chats', 'messages', 'chat_assignments']) t,
+                                unnest(ARRAY['INSERT', 'UPDATE', 'DELETE']) p
+                            WHERE has_table_privilege('ops_writer', t, p)),
+                           has_table_privilege('ops_writer', 'chats', 'SELECT'),
+                           has_column_privilege('ops_writer', 'chats', 'priority', 'UPDATE')" 2>&1)"
+  msql "$db" -c "REVOKE ALL ON operators, chats, messages, chat_assignments FROM ops_writer"
+  # 0.1.0's functions ran with their caller's rights: the update to 0.2.0 revoked every
+  # EXECUTE grant on purpose. From 0.2.0 on, a grant on a function whose signature grows
+  # (p_idempotency_key) is kept.
+  check "$label: EXECUTE grants on start_chat and operator_send_message are on their new signatures (none from 0.1.0)" \
+    "$([ "$v" = 0.1.0 ] && echo 'f|f' || echo 't|t')" \
+    "$(msql "$db" -c "SELECT has_function_privilege('ops_reader', 'start_chat(uuid, text, text)', 'EXECUTE'),
+                            has_function_privilege('ops_reader', 'operator_send_message(uuid, uuid, text, text)', 'EXECUTE')" 2>&1)"
+  msql "$db" -c "REVOKE ALL ON FUNCTION start_chat(uuid, text, text), operator_send_message(uuid, uuid, text, text) FROM ops_reader"
   check "$label: the extension's objects equal a fresh install of $current (tests/ops/catalog.sql)" \
     "$(catalog "ops_fresh_$schema" "$schema")" "$(catalog "$db" "$schema")"
   works "$label" "$db"
@@ -734,8 +813,8 @@ if ! cluster_start "$MAIN_DIR" "$MAIN_PORT" "chat_assign.databases = 'ops_nopre'
 else
   for part in $OPS_PARTS; do
     case $part in
-      worker | events | dump | upgrade | replication) "part_$part" ;;
-      *) fail "unknown part '$part' in OPS_PARTS (worker, events, dump, upgrade, replication)" ;;
+      worker | events | dump | upgrade | replication | retry) "part_$part" ;;
+      *) fail "unknown part '$part' in OPS_PARTS (worker, events, dump, upgrade, replication, retry)" ;;
     esac
   done
 fi

@@ -26,9 +26,16 @@
 --   force_generic_plan` and `jit = off` (sql/privileges.sql says why).
 -- * moving an existing app onto the extension: `import_app_tables`, `switch_app_calls`,
 --   `restore_app_calls` and the tables `app_imports`, `imported_ids` (sql/import.sql).
--- * new functions `read_chat_events` and `prune_chat_events`; EXECUTE on them, and every
+-- * retries are safe: `start_chat`, `real_user_send_message` and `operator_send_message`
+--   take a last parameter `p_idempotency_key` (columns `chats.idempotency_key`,
+--   `messages.idempotency_key`, each with a partial unique index); the EXECUTE grants on
+--   the old signatures are given on the new ones.
+-- * new functions `read_chat_events`, `prune_chat_events` and `worker_status` (what the
+--   background workers did, failures included); EXECUTE on them, and every
 --   privilege on the new table and views, is revoked from everyone but the owner (grant
---   them as README "Roles and grants" says). Grants on everything else are kept.
+--   them as README "Roles and grants" says). Table-level INSERT, UPDATE, DELETE and
+--   TRUNCATE grants on the tables are revoked (0.1.0 needed them; column grants are kept).
+--   Grants on everything else are kept.
 --
 -- Not released yet: this file may change until 0.3.0's install script is archived in
 -- sql/released/ (and both are listed in SHA256SUMS); from then on, never edit it.
@@ -368,6 +375,20 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'prune_chat_events_wrapper';
 
+CREATE FUNCTION worker_status() RETURNS TABLE (
+    database text,
+    started_at timestamp with time zone,
+    idle_passes bigint,
+    failed_passes bigint,
+    last_pass_at timestamp with time zone,
+    last_error text,
+    last_error_at timestamp with time zone
+)
+STRICT VOLATILE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'worker_status_wrapper';
+
 -- ------------------------------------------------------------ views
 CREATE OR REPLACE VIEW operator_assignment_stats AS
 WITH recent AS (
@@ -403,6 +424,53 @@ JOIN chat_assignments ca
   ON ca.id = (SELECT max(l.id) FROM chat_assignments l WHERE l.chat_id = c.id)
  AND ca.released_at IS NULL
 WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL;
+
+-- ------------------------------------------------------------ idempotency keys
+ALTER TABLE chats ADD COLUMN idempotency_key text;
+ALTER TABLE messages ADD COLUMN idempotency_key text;
+CREATE UNIQUE INDEX idx_chats_idempotency_key ON chats (real_user_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE UNIQUE INDEX idx_messages_idempotency_key
+    ON messages (chat_id, idempotency_key, sender_type, operator_id) NULLS NOT DISTINCT
+    WHERE idempotency_key IS NOT NULL;
+
+-- start_chat, real_user_send_message and operator_send_message gain a last parameter,
+-- p_idempotency_key. CREATE OR REPLACE cannot add one, so each is dropped and created
+-- again; the EXECUTE grants a DBA gave on the old one are given on the new one at the end
+-- of this script. They wait in a setting local to this transaction.
+SELECT pg_catalog.set_config('chat_assign_upgrade.message_acls', (
+    SELECT pg_catalog.json_object_agg(p.proname, coalesce(p.proacl::text, ''))::text
+    FROM pg_catalog.pg_proc p
+    WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY[
+              '@extschema@.start_chat(uuid, text)'::pg_catalog.regprocedure,
+              '@extschema@.real_user_send_message(uuid, text)'::pg_catalog.regprocedure,
+              '@extschema@.operator_send_message(uuid, uuid, text)'::pg_catalog.regprocedure]::pg_catalog.oid[])),
+    true);
+DROP FUNCTION start_chat(uuid, text);
+DROP FUNCTION real_user_send_message(uuid, text);
+DROP FUNCTION operator_send_message(uuid, uuid, text);
+
+CREATE FUNCTION start_chat(p_real_user_id uuid, p_content text, p_idempotency_key text DEFAULT NULL)
+RETURNS uuid
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'start_chat_wrapper';
+
+CREATE FUNCTION real_user_send_message(p_chat_id uuid, p_content text, p_idempotency_key text DEFAULT NULL)
+RETURNS bigint
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'real_user_send_message_wrapper';
+
+CREATE FUNCTION operator_send_message(p_chat_id uuid, p_operator_id uuid, p_content text,
+                                      p_idempotency_key text DEFAULT NULL)
+RETURNS bigint
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'operator_send_message_wrapper';
 
 -- ------------------------------------------------------------ moving an existing app onto the extension
 -- As sql/import.sql.
@@ -472,6 +540,8 @@ DECLARE
     cols      text[];
     has_activity boolean;
     n_heartbeats bigint := 0;
+    n_messages bigint;
+    replication_role text;
     n_problems bigint;
     problems  text;
     before    text;
@@ -805,6 +875,15 @@ BEGIN
            c.priority, c.is_active, c.created_at, c.last_message_at
       FROM ca_chats c ORDER BY c.created_at, c.id;
 
+    -- The references of every assignment and message left were checked above, against the
+    -- rows just written, and nothing can change either side meanwhile (the locks): for a
+    -- superuser, their foreign-key checks (a query per row, most of the time of a big
+    -- import) are skipped, as pg_restore does. Back to the caller's setting below.
+    IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        replication_role := current_setting('session_replication_role');
+        PERFORM set_config('session_replication_role', 'replica', true);
+    END IF;
+
     -- A chat's open assignment is its newest (the functions find it as max(id)): the open
     -- ones are numbered after every released one, each group in time order.
     WITH numbered AS (
@@ -837,6 +916,10 @@ BEGIN
         app,
         CASE WHEN 'messages.operator_id' = ANY (cols) THEN 'm.operator_id::uuid' ELSE 'NULL::uuid' END,
         CASE WHEN 'messages.created_at' = ANY (cols) THEN 'm.created_at::timestamptz' ELSE 'NULL::timestamptz' END);
+    GET DIAGNOSTICS n_messages = ROW_COUNT;
+    IF replication_role IS NOT NULL THEN
+        PERFORM set_config('session_replication_role', replication_role, true);
+    END IF;
 
     -- The identities go on after the ids written.
     PERFORM setval(pg_get_serial_sequence('@extschema@.messages', 'id'),
@@ -850,7 +933,7 @@ BEGIN
     SELECT s.t, s.imported, (SELECT count(DISTINCT p.row_id) FROM ca_problem p WHERE p.table_name = s.t)
       FROM (VALUES ('operators', (SELECT count(*) FROM ca_operators), 1),
                    ('chats', (SELECT count(*) FROM ca_chats), 2),
-                   ('messages', (SELECT count(*) FROM @extschema@.messages), 3),
+                   ('messages', n_messages, 3),
                    ('chat_assignments', (SELECT count(*) FROM ca_assignments), 4),
                    ('operator_activity', n_heartbeats, 5))
            AS s(t, imported, ord)
@@ -1175,6 +1258,10 @@ BEGIN
         WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY[
                   '@extschema@.read_chat_events(bigint, integer)'::pg_catalog.regprocedure,
                   '@extschema@.prune_chat_events()'::pg_catalog.regprocedure,
+                  '@extschema@.worker_status()'::pg_catalog.regprocedure,
+                  '@extschema@.start_chat(uuid, text, text)'::pg_catalog.regprocedure,
+                  '@extschema@.real_user_send_message(uuid, text, text)'::pg_catalog.regprocedure,
+                  '@extschema@.operator_send_message(uuid, uuid, text, text)'::pg_catalog.regprocedure,
                   '@extschema@.chat_events_recount_totals()'::pg_catalog.regprocedure,
                   '@extschema@.chat_events_skip_foreign()'::pg_catalog.regprocedure,
                   '@extschema@.import_app_tables(name, boolean)'::pg_catalog.regprocedure,
@@ -1215,6 +1302,58 @@ BEGIN
     END LOOP;
 END
 $$;
+-- Table-level writes (INSERT, UPDATE, DELETE, TRUNCATE on the extension's tables) by anyone
+-- but the owner go: 0.1.0's functions ran with their caller's rights and needed them, and
+-- they survived the update to 0.2.0; since 0.2.0 the functions run as their owner, and such
+-- a grant only lets a role write around the state machine and the operator claim. Column
+-- grants (an app's UPDATE (priority) ON chats) are kept: a table-level REVOKE takes them
+-- too, so they are given back.
+DO $$
+DECLARE
+    w record;
+    regrants text[];
+    regrant text;
+BEGIN
+    FOR w IN
+        SELECT c.oid AS rel, a.grantee, a.privilege_type,
+               CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                    ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS who
+        FROM pg_catalog.pg_depend d
+        JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.objid
+        CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a
+        WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+          AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+          AND d.refobjid OPERATOR(pg_catalog.=) (SELECT e.oid FROM pg_catalog.pg_extension e
+                                                 WHERE e.extname OPERATOR(pg_catalog.=) 'chat_assign')
+          AND d.deptype OPERATOR(pg_catalog.=) 'e'
+          AND c.relkind OPERATOR(pg_catalog.=) 'r'
+          AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+          AND a.privilege_type OPERATOR(pg_catalog.=) ANY (ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'])
+    LOOP
+        SELECT pg_catalog.array_agg(pg_catalog.format('GRANT %s (%I) ON %s TO %s%s', w.privilege_type,
+                   t.attname, w.rel::pg_catalog.regclass, w.who,
+                   CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END))
+          INTO regrants
+          FROM pg_catalog.pg_attribute t
+          CROSS JOIN LATERAL pg_catalog.aclexplode(t.attacl) x
+         WHERE t.attrelid OPERATOR(pg_catalog.=) w.rel
+           AND x.grantee OPERATOR(pg_catalog.=) w.grantee
+           AND x.privilege_type OPERATOR(pg_catalog.=) w.privilege_type;
+        EXECUTE pg_catalog.format('REVOKE %s ON %s FROM %s', w.privilege_type,
+                                  w.rel::pg_catalog.regclass, w.who);
+        FOREACH regrant IN ARRAY coalesce(regrants, '{}') LOOP
+            EXECUTE regrant;
+        END LOOP;
+        -- A REVOKE or GRANT in an extension script is recorded as the extension's initial
+        -- privileges; the DBA's column grants are not the extension's, and a fresh install
+        -- records none on its tables.
+        DELETE FROM pg_catalog.pg_init_privs
+         WHERE objoid OPERATOR(pg_catalog.=) w.rel
+           AND classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass;
+    END LOOP;
+END
+$$;
+
 -- A GRANT inside an extension script is recorded as one of the extension's initial
 -- privileges, which pg_dump leaves out (a restore would lose it). These are the DBA's
 -- grants, not ours: forget the record, so that pg_dump dumps them like any grant and the
@@ -1222,3 +1361,42 @@ $$;
 DELETE FROM pg_catalog.pg_init_privs
  WHERE objoid OPERATOR(pg_catalog.=) '@extschema@.operator_activity'::pg_catalog.regclass
    AND classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass;
+
+-- The EXECUTE grants the three functions that gained p_idempotency_key had (above). They are
+-- the DBA's, not the extension's: its record of initial privileges stays what a fresh install
+-- has, so that pg_dump dumps them like any grant.
+DO $$
+DECLARE
+    f record;
+    g record;
+    fn pg_catalog.regprocedure;
+    initial pg_catalog.aclitem[];
+BEGIN
+    FOR f IN SELECT j.key, j.value
+             FROM pg_catalog.json_each_text(
+                      pg_catalog.current_setting('chat_assign_upgrade.message_acls')::pg_catalog.json) j
+    LOOP
+        fn := CASE f.key
+                  WHEN 'start_chat' THEN '@extschema@.start_chat(uuid, text, text)'
+                  WHEN 'real_user_send_message' THEN '@extschema@.real_user_send_message(uuid, text, text)'
+                  ELSE '@extschema@.operator_send_message(uuid, uuid, text, text)' END::pg_catalog.regprocedure;
+        SELECT p.proacl INTO initial FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) fn;
+        FOR g IN
+            SELECT a.grantee, a.privilege_type, a.is_grantable
+            FROM pg_catalog.aclexplode(CASE WHEN f.value OPERATOR(pg_catalog.<>) ''
+                                            THEN f.value::pg_catalog.aclitem[] END) a
+            JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) fn
+            WHERE a.grantee OPERATOR(pg_catalog.<>) p.proowner
+        LOOP
+            EXECUTE pg_catalog.format('GRANT %s ON FUNCTION %s TO %s%s', g.privilege_type, fn,
+                CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                     ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
+                CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+        END LOOP;
+        UPDATE pg_catalog.pg_init_privs SET initprivs = initial
+         WHERE objoid OPERATOR(pg_catalog.=) fn
+           AND classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND objsubid OPERATOR(pg_catalog.=) 0;
+    END LOOP;
+END
+$$;

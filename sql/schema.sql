@@ -39,6 +39,8 @@ CREATE TABLE chats (
     is_active            boolean     NOT NULL DEFAULT true,
     created_at           timestamptz NOT NULL DEFAULT now(),
     last_message_at      timestamptz,
+    -- start_chat's p_idempotency_key: a retry of the call finds its chat (per user).
+    idempotency_key      text,
     -- What a row can say of the invariants, as ONE constraint: PostgreSQL reads each CHECK
     -- back from its stored text for every statement that writes the table, and every state
     -- change writes chats; one expression costs a sixth of six.
@@ -63,6 +65,8 @@ CREATE TABLE messages (
     operator_id uuid        REFERENCES operators (id),
     content     text        NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
+    -- The p_idempotency_key of the call that stored it: a retry finds it (per chat and sender).
+    idempotency_key text,
     -- One constraint for the same reason as chats_state_consistent.
     CONSTRAINT messages_valid CHECK (
         sender_type IN ('real_user', 'operator')
@@ -112,6 +116,14 @@ CREATE INDEX idx_chats_last_operator ON chats (last_operator_id)
 CREATE INDEX idx_chats_state_changed ON chats (chat_state, state_changed_at);
 
 CREATE INDEX idx_messages_chat ON messages (chat_id, created_at);
+
+-- Idempotency keys: one call's result per key, per user (start_chat) and per chat and sender
+-- (the messages). Partial: a call without a key writes no entry.
+CREATE UNIQUE INDEX idx_chats_idempotency_key ON chats (real_user_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE UNIQUE INDEX idx_messages_idempotency_key
+    ON messages (chat_id, idempotency_key, sender_type, operator_id) NULLS NOT DISTINCT
+    WHERE idempotency_key IS NOT NULL;
 
 -- A chat's assignments in the order they were made (history, ON DELETE CASCADE); the newest
 -- is the open one, if any (src/store/queries.rs).

@@ -56,6 +56,19 @@ pub enum ChatError {
 
 pub type ChatResult<T> = Result<T, ChatError>;
 
+/// How much of a caller's text an error message repeats: enough to recognise it, never so
+/// much that a huge argument makes a huge error (and server log line) on every call.
+const ECHO_CHARS: usize = 64;
+
+/// A caller's text as an error message quotes it: the first [`ECHO_CHARS`] characters, and
+/// how long it was when that is not all of it.
+pub fn echo(text: &str) -> String {
+    match text.char_indices().nth(ECHO_CHARS) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], text.len()),
+    }
+}
+
 impl ChatError {
     /// The one SQLSTATE of this variant (the table above).
     pub fn sqlstate(&self) -> PgSqlErrorCode {
@@ -116,3 +129,20 @@ impl From<ChatError> for ErrorReport {
 
 /// What every `#[pg_extern]` returns: pgrx raises an `Err(ErrorReport)` with its own SQLSTATE.
 pub type ApiResult<T> = Result<T, ErrorReport>;
+
+#[cfg(test)]
+mod unit {
+    use super::echo;
+
+    #[test]
+    fn echo_keeps_short_text_and_cuts_long_text_on_a_character() {
+        assert_eq!(echo("abc"), "abc");
+        let exact = "x".repeat(64);
+        assert_eq!(echo(&exact), exact);
+        let long = "é".repeat(1_000_000);
+        let shown = echo(&long);
+        assert!(shown.starts_with(&"é".repeat(64)));
+        assert!(shown.ends_with("... (2000000 bytes)"), "{shown}");
+        assert!(shown.len() < 200);
+    }
+}

@@ -38,8 +38,17 @@ pub static EVENT_RETENTION_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(7 *
 pub static OPERATOR_ID_CLAIM: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 
+/// Longest message content, release reason and operator name the functions store, in
+/// characters.
+pub static MAX_MESSAGE_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+pub static MAX_REASON_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(200);
+pub static MAX_NAME_LENGTH: GucSetting<i32> = GucSetting::<i32>::new(200);
+
 /// Comma-separated databases in which the idle worker runs (read at server start).
 pub static DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// Longest wait of a call for a lock another session holds, in milliseconds.
+pub static LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
 
 /// Seconds between two passes of the idle worker.
 pub static IDLE_CHECK_INTERVAL_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(30);
@@ -118,6 +127,45 @@ pub fn register() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    // SUSET: a limit the role an app calls as could raise for itself would limit nothing.
+    for (name, short, setting) in [
+        (
+            c"chat_assign.max_message_length",
+            c"Longest message content the functions store, in characters.",
+            &MAX_MESSAGE_LENGTH,
+        ),
+        (
+            c"chat_assign.max_reason_length",
+            c"Longest release reason release_and_reassign_chat stores, in characters.",
+            &MAX_REASON_LENGTH,
+        ),
+        (
+            c"chat_assign.max_name_length",
+            c"Longest operator name create_operator stores, in characters.",
+            &MAX_NAME_LENGTH,
+        ),
+    ] {
+        GucRegistry::define_int_guc(
+            name,
+            short,
+            c"Longer text is refused with 22023. Only superusers may change it.",
+            setting,
+            1,
+            100_000_000,
+            GucContext::Suset,
+            GucFlags::default(),
+        );
+    }
+    GucRegistry::define_int_guc(
+        c"chat_assign.lock_timeout",
+        c"Longest time a call waits for a lock another session holds.",
+        c"Past it the call fails with 55P03 (lock_not_available) and changes nothing. A smaller lock_timeout of the session wins. Accepts units, e.g. '2s'.",
+        &LOCK_TIMEOUT_MS,
+        1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
     GucRegistry::define_int_guc(
         c"chat_assign.idle_check_interval",
         c"Seconds between two idle-release passes of the background worker.",
@@ -155,6 +203,32 @@ pub fn mark_api_write() {
             c"chat_assign.api_write".as_ptr(),
             c"on".as_ptr(),
             pg_sys::GucContext::PGC_INTERNAL,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
+/// Bounds every lock wait of the current call by `chat_assign.lock_timeout`, unless the
+/// session's own `lock_timeout` is already shorter; restored when the call returns, as
+/// [`mark_api_write`].
+pub fn bound_lock_waits() {
+    let ours = LOCK_TIMEOUT_MS.get();
+    // SAFETY: the server's current lock_timeout, in milliseconds (0: none).
+    let current = unsafe { pg_sys::LockTimeout };
+    if current != 0 && current <= ours {
+        return;
+    }
+    let value = CString::new(ours.to_string()).expect("digits have no NUL");
+    // SAFETY: as in mark_api_write; a valid integer for a USERSET setting.
+    unsafe {
+        pg_sys::set_config_option(
+            c"lock_timeout".as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
             pg_sys::GucAction::GUC_ACTION_SAVE,
             true,

@@ -835,6 +835,9 @@ $$;
             ("LOCK_OPERATOR", &LOCK_OPERATOR),
             ("LOCK_CHAT", &LOCK_CHAT),
             ("LOCK_CHAT_FOR_OPERATOR", &LOCK_CHAT_FOR_OPERATOR),
+            ("PEEK_CHAT_FOR_OPERATOR", &PEEK_CHAT_FOR_OPERATOR),
+            ("FIND_STARTED_CHAT", &FIND_STARTED_CHAT),
+            ("FIND_KEYED_MESSAGE", &FIND_KEYED_MESSAGE),
             ("LOCK_OPERATOR_CHATS", &LOCK_OPERATOR_CHATS),
             ("REAL_USER_MESSAGE", &REAL_USER_MESSAGE),
             ("OPERATOR_REPLY", &OPERATOR_REPLY),
@@ -1318,7 +1321,7 @@ $$;
         let api_functions = format!("{functions} AND NOT {adoption}");
         assert_eq!(
             count(&format!("SELECT count(*) FROM ({api_functions}) f"), &[]),
-            14
+            15
         );
         let not_definer = format!(
             "SELECT count(*) FROM pg_proc WHERE oid IN ({api_functions}) \

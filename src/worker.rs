@@ -15,7 +15,12 @@
 //! raising, the extension being dropped under it, an error at commit) is rolled back and
 //! logged as a WARNING, and the worker carries on with the next one: a background worker
 //! that let the ERROR through would exit and stop releasing chats until the postmaster
-//! restarted it.
+//! restarted it. Passes and failures (with the last error) are counted in shared memory,
+//! which `worker_status()` reads.
+//!
+//! The worker calls the extension's Rust code, never an SQL function by name: whoever can
+//! create functions in the extension's schema (the database owner, in `public`) cannot
+//! make its call ambiguous or run something else in its place.
 //!
 //! SIGTERM (server shutdown, `pg_terminate_backend`, `DROP DATABASE ... WITH (FORCE)`)
 //! ends the worker cleanly with exit code 0, which tells the postmaster not to start it
@@ -25,6 +30,8 @@ use crate::{guc, store};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// `backend_type` of the workers in `pg_stat_activity`.
@@ -36,12 +43,152 @@ const PRUNE_BATCHES_PER_PASS: usize = 100;
 /// How many released chats a pass names one by one in the log.
 const LOGGED_CHATS: usize = 20;
 
+/// Workers whose passes `worker_status()` reports (the first this many databases).
+const STATUS_SLOTS: usize = 32;
+
+/// What a worker did, in shared memory, for `worker_status()`: a worker that keeps failing
+/// shows there, not only as a WARNING per pass in the server log.
+#[derive(Copy, Clone)]
+pub struct WorkerStatus {
+    slots: [StatusSlot; STATUS_SLOTS],
+}
+
+#[derive(Copy, Clone)]
+struct StatusSlot {
+    database: [u8; 64],
+    database_len: usize,
+    started_at: i64,
+    idle_passes: i64,
+    failed_passes: i64,
+    last_pass_at: i64,
+    last_error: [u8; 256],
+    last_error_len: usize,
+    last_error_at: i64,
+}
+
+impl Default for WorkerStatus {
+    fn default() -> Self {
+        WorkerStatus {
+            slots: [StatusSlot {
+                database: [0; 64],
+                database_len: 0,
+                started_at: 0,
+                idle_passes: 0,
+                failed_passes: 0,
+                last_pass_at: 0,
+                last_error: [0; 256],
+                last_error_len: 0,
+                last_error_at: 0,
+            }; STATUS_SLOTS],
+        }
+    }
+}
+
+// SAFETY: plain data, no pointers.
+unsafe impl PGRXSharedMemory for WorkerStatus {}
+
+// SAFETY: the only shared memory of the extension under this name.
+static STATUS: PgLwLock<WorkerStatus> = unsafe { PgLwLock::new(c"chat_assign_worker_status") };
+
+/// Set in the postmaster while it preloads the library (and so in every backend it forks):
+/// only then does `STATUS` exist.
+static STATUS_EXISTS: AtomicBool = AtomicBool::new(false);
+
+/// Copies as much of `text` as fits, on a character boundary.
+fn put(buffer: &mut [u8], text: &str) -> usize {
+    let mut end = text.len().min(buffer.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    buffer[..end].copy_from_slice(&text.as_bytes()[..end]);
+    end
+}
+
+fn now() -> i64 {
+    // SAFETY: the current time as PostgreSQL keeps it (TimestampTz).
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+/// This worker's slot: its database's place in `chat_assign.databases`.
+fn with_slot(database: &str, update: impl FnOnce(&mut StatusSlot)) {
+    if !STATUS_EXISTS.load(Ordering::Relaxed) {
+        return;
+    }
+    let list = database_list(guc::text(&guc::DATABASES).as_deref().unwrap_or(""));
+    let Some(index) = list.iter().position(|name| name == database) else {
+        return;
+    };
+    if index >= STATUS_SLOTS {
+        return;
+    }
+    let mut status = STATUS.exclusive();
+    let slot = &mut status.slots[index];
+    slot.database_len = put(&mut slot.database, database);
+    update(slot);
+}
+
+/// Counts a unit of work of the worker in database `database`: an idle pass, and any unit
+/// that failed (with its message).
+fn record(database: &str, idle_pass: bool, failure: Option<&str>) {
+    with_slot(database, |slot| {
+        let at = now();
+        if idle_pass {
+            slot.idle_passes += 1;
+            slot.last_pass_at = at;
+        }
+        if let Some(message) = failure {
+            slot.failed_passes += 1;
+            slot.last_error_len = put(&mut slot.last_error, message);
+            slot.last_error_at = at;
+        }
+    });
+}
+
+/// A row of `worker_status()`: database, started, idle passes, failed units, last idle
+/// pass, last error and when (timestamps as PostgreSQL's microseconds since 2000).
+pub type StatusRow = (
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// What the workers did since the server started; empty without preload.
+pub fn status() -> Vec<StatusRow> {
+    if !STATUS_EXISTS.load(Ordering::Relaxed) {
+        return Vec::new();
+    }
+    let status = STATUS.share();
+    status
+        .slots
+        .iter()
+        .filter(|slot| slot.database_len > 0)
+        .map(|slot| {
+            let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+            (
+                text(&slot.database[..slot.database_len]),
+                slot.started_at,
+                slot.idle_passes,
+                slot.failed_passes,
+                (slot.last_pass_at != 0).then_some(slot.last_pass_at),
+                (slot.last_error_at != 0).then(|| text(&slot.last_error[..slot.last_error_len])),
+                (slot.last_error_at != 0).then_some(slot.last_error_at),
+            )
+        })
+        .collect()
+}
+
 /// Registers one worker per database in `chat_assign.databases`. Called from `_PG_init`
 /// while `shared_preload_libraries` loads; without preload nothing runs in the background.
 pub fn register() {
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         return;
     }
+    pg_shmem_init!(STATUS);
+    STATUS_EXISTS.store(true, Ordering::Relaxed);
     let databases = database_list(guc::text(&guc::DATABASES).as_deref().unwrap_or(""));
     if databases.is_empty() {
         log!("chat_assign: chat_assign.databases is empty; no idle worker started");
@@ -79,6 +226,7 @@ pub extern "C-unwind" fn chat_assign_idle_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let database = BackgroundWorker::get_extra().to_owned();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    with_slot(&database, |slot| slot.started_at = now());
     log!(
         "chat_assign: idle worker started in database \"{database}\" (every {} s)",
         guc::IDLE_CHECK_INTERVAL_SECONDS.get()
@@ -92,6 +240,7 @@ pub extern "C-unwind" fn chat_assign_idle_worker_main(_arg: pg_sys::Datum) {
             match run_pass(store::worker_release_idle) {
                 Ok(Some(released)) => {
                     waiting_for_extension = false;
+                    record(&database, true, None);
                     log_released(&database, &released);
                     prune_events(&database);
                 }
@@ -104,6 +253,7 @@ pub extern "C-unwind" fn chat_assign_idle_worker_main(_arg: pg_sys::Datum) {
                     waiting_for_extension = true;
                 }
                 Err(message) => {
+                    record(&database, true, Some(&message));
                     warning!(
                         "chat_assign: idle release in database \"{database}\" failed: {message}"
                     )
@@ -160,6 +310,7 @@ fn tick(database: &str, announced: Option<i64>) -> Option<i64> {
         Ok(Some(horizon)) => horizon,
         Ok(None) => return announced,
         Err(message) => {
+            record(database, false, Some(&message));
             warning!("chat_assign: folding events in database \"{database}\" failed: {message}");
             return announced;
         }
@@ -169,6 +320,7 @@ fn tick(database: &str, announced: Option<i64>) -> Option<i64> {
             match run_pass(|| store::wake_up(horizon)) {
                 Ok(()) => Some(horizon),
                 Err(message) => {
+                    record(database, false, Some(&message));
                     warning!(
                         "chat_assign: wake-up NOTIFY in database \"{database}\" failed: {message}"
                     );
@@ -194,6 +346,7 @@ fn prune_events(database: &str) {
                 }
             }
             Err(message) => {
+                record(database, false, Some(&message));
                 warning!("chat_assign: deleting expired events in database \"{database}\" failed: {message}");
                 break;
             }

@@ -1,7 +1,7 @@
 //! Taking chats from the queue and giving them back.
 
-use super::{acting_as, non_blank, required};
-use crate::error::{ApiResult, ChatError};
+use super::{acting_as, non_blank, required, TextKind, MAX_AGE_SECONDS};
+use crate::error::{echo, ApiResult, ChatError};
 use crate::{guc, store};
 use pgrx::datum::Interval;
 use pgrx::pg_sys::panic::ErrorReport;
@@ -33,7 +33,7 @@ pub fn release_and_reassign_chat(
     p_reason: default!(Option<&str>, "'manual_unassign'"),
 ) -> ApiResult<bool> {
     let chat = required(p_chat_id, "p_chat_id")?;
-    let reason = non_blank(p_reason, "p_reason")?;
+    let reason = non_blank(p_reason, "p_reason", TextKind::Reason)?;
     Ok(store::release_and_reassign_chat(chat, reason)?)
 }
 
@@ -59,14 +59,15 @@ pub fn release_idle_assignments(
     let seconds = match p_idle_after {
         None => f64::from(guc::IDLE_TIMEOUT_SECONDS.get()),
         Some(interval) => {
-            let micros = interval.as_micros();
-            if micros <= 0 {
+            let seconds = interval.as_micros() as f64 / 1_000_000.0;
+            if !(seconds > 0.0 && seconds <= MAX_AGE_SECONDS) {
                 return Err(ChatError::InvalidParameter(format!(
-                    "p_idle_after must be a positive interval, got {interval}"
+                    "p_idle_after must be a positive interval of at most 100 years, got {}",
+                    echo(&interval.to_string())
                 ))
                 .into());
             }
-            micros as f64 / 1_000_000.0
+            seconds
         }
     };
     Ok(TableIterator::new(store::release_idle_assignments(

@@ -11,7 +11,7 @@ pub mod events;
 pub mod monitoring;
 pub mod operators;
 
-use crate::error::{ChatError, ChatResult};
+use crate::error::{echo, ChatError, ChatResult};
 use crate::guc;
 use pgrx::Uuid;
 
@@ -20,16 +20,97 @@ fn required<T>(value: Option<T>, name: &'static str) -> ChatResult<T> {
     value.ok_or(ChatError::NullArgument(name))
 }
 
-/// Text that must say something: NULL is `22004`, empty or only white space is `22023`.
-fn non_blank<'a>(value: Option<&'a str>, name: &'static str) -> ChatResult<&'a str> {
+/// The kinds of text the API stores, each with its length limit (a SUSET setting, so the
+/// role an app calls as cannot raise it for itself).
+#[derive(Clone, Copy)]
+pub enum TextKind {
+    /// A message's content (`chat_assign.max_message_length`).
+    Message,
+    /// A release reason (`chat_assign.max_reason_length`).
+    Reason,
+    /// An operator's name (`chat_assign.max_name_length`).
+    Name,
+}
+
+impl TextKind {
+    fn limit(self) -> (i32, &'static str) {
+        match self {
+            TextKind::Message => (
+                guc::MAX_MESSAGE_LENGTH.get(),
+                "chat_assign.max_message_length",
+            ),
+            TextKind::Reason => (
+                guc::MAX_REASON_LENGTH.get(),
+                "chat_assign.max_reason_length",
+            ),
+            TextKind::Name => (guc::MAX_NAME_LENGTH.get(), "chat_assign.max_name_length"),
+        }
+    }
+}
+
+/// A character that shows nothing: white space, control characters, and the invisible
+/// format characters (zero-width space and joiners, byte-order mark, direction marks,
+/// soft hyphen, variation selectors, Hangul fillers and the like).
+fn invisible(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+            | '\u{FFA0}' | '\u{E0000}'..='\u{E007F}')
+}
+
+/// Text that must say something: NULL is `22004`; empty, or made only of characters that
+/// show nothing, or longer than its kind's limit (in characters) is `22023`.
+fn non_blank<'a>(
+    value: Option<&'a str>,
+    name: &'static str,
+    kind: TextKind,
+) -> ChatResult<&'a str> {
     let text = required(value, name)?;
-    if text.trim().is_empty() {
+    if text.chars().all(invisible) {
         return Err(ChatError::InvalidParameter(format!(
             "{name} must not be empty or blank"
         )));
     }
+    let (limit, setting) = kind.limit();
+    let length = text.chars().count();
+    if length > usize::try_from(limit).unwrap_or(0) {
+        return Err(ChatError::InvalidParameter(format!(
+            "{name} is {length} characters long; the limit is {limit} ({setting})"
+        )));
+    }
     Ok(text)
 }
+
+/// Longest idempotency key, in characters.
+const MAX_KEY_LENGTH: usize = 200;
+
+/// An optional idempotency key: NULL is none; given, it must say something and be at most
+/// [`MAX_KEY_LENGTH`] characters (`22023`).
+fn idempotency_key(value: Option<&str>) -> ChatResult<Option<&str>> {
+    let Some(key) = value else {
+        return Ok(None);
+    };
+    if key.chars().all(invisible) {
+        return Err(ChatError::InvalidParameter(
+            "p_idempotency_key must not be empty or blank".into(),
+        ));
+    }
+    let length = key.chars().count();
+    if length > MAX_KEY_LENGTH {
+        return Err(ChatError::InvalidParameter(format!(
+            "p_idempotency_key is {length} characters long; the limit is {MAX_KEY_LENGTH}"
+        )));
+    }
+    Ok(Some(key))
+}
+
+/// The longest threshold an age argument may give: 100 years as PostgreSQL counts an
+/// interval (1,200 months of 30 days; 864,000 hours). Far beyond it the time it names is out
+/// of the range of timestamps, which would be `22008` from deep inside a statement.
+const MAX_AGE_SECONDS: f64 = 36_000.0 * 86_400.0;
 
 /// Checks that the caller may act as this operator, after the arguments were validated:
 /// with `chat_assign.operator_id_claim` set, anything but the operator named by that claim
@@ -55,10 +136,34 @@ fn acting_as(operator_id: Uuid) -> ChatResult<Uuid> {
             Ok(operator_id)
         }
         Some(serde_json::Value::String(id)) => Err(refuse(format!(
-            "the JWT claim \"{claim}\" names operator {id}"
+            "the JWT claim \"{}\" names operator {}",
+            echo(&claim),
+            echo(id)
         ))),
         _ => Err(refuse(format!(
-            "request.jwt.claims has no string claim \"{claim}\""
+            "request.jwt.claims has no string claim \"{}\"",
+            echo(&claim)
         ))),
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::invisible;
+
+    #[test]
+    fn text_made_of_invisible_characters_counts_as_blank() {
+        for blank in [
+            " \t\n",
+            "\u{200B}\u{FEFF}",
+            "\u{200D}\u{1}\u{7F}",
+            "\u{A0}\u{2060}",
+            "\u{E0020}",
+        ] {
+            assert!(blank.chars().all(invisible), "{blank:?}");
+        }
+        for visible in ["a", "\u{200B}x", "é", "😀", "\u{200D}\u{1F469}"] {
+            assert!(!visible.chars().all(invisible), "{visible:?}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! What an admin watches. Read-only: these functions take no locks and change nothing.
 
-use super::required;
-use crate::error::ChatError;
+use super::{required, MAX_AGE_SECONDS};
+use crate::error::{echo, ChatError};
 use crate::store;
 use pgrx::datum::{AnyNumeric, TimestampWithTimeZone};
 use pgrx::pg_sys::panic::ErrorReport;
@@ -70,9 +70,10 @@ pub fn detect_stuck_chats(
 > {
     let hours = required(p_hours, "p_hours")?;
     let as_float = f64::try_from(hours.clone()).unwrap_or(f64::NAN);
-    if !(as_float.is_finite() && as_float > 0.0) {
+    if !(as_float.is_finite() && as_float > 0.0 && as_float * 3600.0 <= MAX_AGE_SECONDS) {
         return Err(ChatError::InvalidParameter(format!(
-            "p_hours must be a positive number, got {hours}"
+            "p_hours must be a positive number of at most 864000 (100 years), got {}",
+            echo(&hours.to_string())
         ))
         .into());
     }
@@ -89,4 +90,40 @@ pub fn detect_stuck_chats(
             r.operator_name,
         )
     })))
+}
+
+/// What each background worker did since the server started (one row per database in
+/// `chat_assign.databases`; none without `shared_preload_libraries`): its idle passes, the
+/// units of work that failed (idle pass, fold, wake-up, prune) and the last error, so that
+/// a worker that keeps failing shows in monitoring, not only in the server log.
+#[pg_extern(volatile, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+// The column names live in the `name!` tuple, which pg_extern must see spelled out.
+#[allow(clippy::type_complexity)]
+pub fn worker_status() -> TableIterator<
+    'static,
+    (
+        name!(database, String),
+        name!(started_at, Option<TimestampWithTimeZone>),
+        name!(idle_passes, i64),
+        name!(failed_passes, i64),
+        name!(last_pass_at, Option<TimestampWithTimeZone>),
+        name!(last_error, Option<String>),
+        name!(last_error_at, Option<TimestampWithTimeZone>),
+    ),
+> {
+    let at = |micros: i64| TimestampWithTimeZone::try_from(micros).ok();
+    TableIterator::new(crate::worker::status().into_iter().map(
+        move |(database, started, passes, failed, last_pass, error, error_at)| {
+            (
+                database,
+                (started != 0).then(|| at(started)).flatten(),
+                passes,
+                failed,
+                last_pass.and_then(at),
+                error,
+                error_at.and_then(at),
+            )
+        },
+    ))
 }

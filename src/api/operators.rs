@@ -1,6 +1,6 @@
 //! Operators: who they are, whether they work, what they write.
 
-use super::{acting_as, non_blank, required};
+use super::{acting_as, idempotency_key, non_blank, required, TextKind};
 use crate::error::{ApiResult, ChatError};
 use crate::store;
 use pgrx::prelude::*;
@@ -14,7 +14,7 @@ pub fn create_operator(
     p_name: Option<&str>,
     p_max_concurrent_chats: default!(Option<i32>, 1),
 ) -> ApiResult<Uuid> {
-    let name = non_blank(p_name, "p_name")?;
+    let name = non_blank(p_name, "p_name", TextKind::Name)?;
     let max = required(p_max_concurrent_chats, "p_max_concurrent_chats")?;
     if max < 1 {
         return Err(ChatError::InvalidParameter(format!(
@@ -42,18 +42,22 @@ pub fn set_operator_active(
 /// then waits for the real user (`waiting_real_user_reply`), the assignment is released
 /// (reason `operator_replied`) and the operator is free for another chat. While the chat
 /// waits for the user, the operator who answered may add follow-ups. Anyone else: `55000`.
+/// Repeated with the same `p_idempotency_key` by the same operator in the same chat, returns
+/// that message's id and writes nothing.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 pub fn operator_send_message(
     p_chat_id: Option<Uuid>,
     p_operator_id: Option<Uuid>,
     p_content: Option<&str>,
+    p_idempotency_key: default!(Option<&str>, "NULL"),
 ) -> ApiResult<i64> {
     let chat = required(p_chat_id, "p_chat_id")?;
     let operator = required(p_operator_id, "p_operator_id")?;
-    let content = non_blank(p_content, "p_content")?;
+    let content = non_blank(p_content, "p_content", TextKind::Message)?;
+    let key = idempotency_key(p_idempotency_key)?;
     acting_as(operator)?;
-    Ok(store::operator_send_message(chat, operator, content)?)
+    Ok(store::operator_send_message(chat, operator, content, key)?)
 }
 
 /// Heartbeat of the operator working on a chat: keeps idle detection away. Returns false

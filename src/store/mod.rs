@@ -78,6 +78,7 @@ fn connect<R>(operation: impl FnOnce(&mut SpiClient<'_>) -> ChatResult<R>) -> Ch
         if crate::guc::EVENTS.get() {
             crate::guc::mark_api_write();
         }
+        crate::guc::bound_lock_waits();
         operation(client)
     })
 }
@@ -195,6 +196,48 @@ fn lock_chat(client: &mut SpiClient<'_>, chat_id: Uuid) -> ChatResult<LockedChat
         return Err(ChatError::ChatNotFound(chat_id));
     }
     locked_chat(&row.first())
+}
+
+/// Who may write into a chat as `operator_id`: the operator it is assigned to, or, while it
+/// waits for the user, the operator who answered it (a follow-up). `Some(true)`: a first
+/// reply; `Some(false)`: a follow-up; `None`: not this operator's chat.
+fn operator_may_write(
+    state: &str,
+    assigned: Option<Uuid>,
+    last: Option<Uuid>,
+    operator_id: Uuid,
+) -> Option<bool> {
+    match state {
+        "assigned" if assigned == Some(operator_id) => Some(true),
+        "waiting_real_user_reply" if last == Some(operator_id) => Some(false),
+        _ => None,
+    }
+}
+
+/// A chat an operator acts on, read without a lock: (state, assigned operator, last
+/// operator). Unknown chat, then unknown operator, is `P0002`.
+fn peek_chat_for_operator(
+    client: &mut SpiClient<'_>,
+    chat_id: Uuid,
+    operator_id: Uuid,
+) -> ChatResult<(String, Option<Uuid>, Option<Uuid>)> {
+    let row = exec(
+        client,
+        &PEEK_CHAT_FOR_OPERATOR,
+        &[chat_id.into(), operator_id.into()],
+    )?;
+    if row.is_empty() {
+        return Err(ChatError::ChatNotFound(chat_id));
+    }
+    let row = row.first();
+    if row.get::<bool>(4)? != Some(true) {
+        return Err(ChatError::OperatorNotFound(operator_id));
+    }
+    Ok((
+        row.get::<String>(1)?.unwrap_or_default(),
+        row.get::<Uuid>(2)?,
+        row.get::<Uuid>(3)?,
+    ))
 }
 
 /// Locks a chat an operator acts on; unknown chat, then unknown operator, is `P0002`.
@@ -410,13 +453,56 @@ fn holder(chat: &LockedChat) -> Option<Uuid> {
         .flatten()
 }
 
-/// A new chat waiting in the queue with its first message; announces `chat_started`.
-pub fn start_chat(real_user_id: Uuid, content: &str) -> ChatResult<Uuid> {
+/// The message an earlier call with this idempotency key stored in the chat for this sender
+/// (`operator`: `None` for the real user), if any.
+fn keyed_message(
+    client: &mut SpiClient<'_>,
+    chat_id: Uuid,
+    key: Option<&str>,
+    operator: Option<Uuid>,
+) -> ChatResult<Option<i64>> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let sender = if operator.is_some() {
+        "operator"
+    } else {
+        "real_user"
+    };
+    let found = exec(
+        client,
+        &FIND_KEYED_MESSAGE,
+        &[chat_id.into(), key.into(), sender.into(), operator.into()],
+    )?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    Ok(found.first().get_one::<i64>()?)
+}
+
+/// A new chat waiting in the queue with its first message; announces `chat_started`. With
+/// an idempotency key this user already started a chat with, that chat, and nothing written.
+pub fn start_chat(real_user_id: Uuid, content: &str, key: Option<&str>) -> ChatResult<Uuid> {
     connect(|client| {
-        let chat = returned(
-            exec(client, &START_CHAT, &[real_user_id.into(), content.into()])?,
-            "start_chat",
+        let started = exec(
+            client,
+            &START_CHAT,
+            &[real_user_id.into(), content.into(), key.into()],
         )?;
+        if started.is_empty() {
+            // The key's chat exists (ON CONFLICT waited for the call that made it to commit).
+            if let Some(key) = key {
+                return returned(
+                    exec(
+                        client,
+                        &FIND_STARTED_CHAT,
+                        &[real_user_id.into(), key.into()],
+                    )?,
+                    "start_chat (its idempotency key)",
+                );
+            }
+        }
+        let chat = returned(started, "start_chat")?;
         announce(
             client,
             Changes::one(
@@ -433,15 +519,23 @@ pub fn start_chat(real_user_id: Uuid, content: &str) -> ChatResult<Uuid> {
 }
 
 /// Stores the user's message under the chat lock; a chat not already waiting goes back to
-/// the queue (announced as `real_user_message`).
-pub fn real_user_send_message(chat_id: Uuid, content: &str) -> ChatResult<i64> {
+/// the queue (announced as `real_user_message`). With an idempotency key the user already
+/// sent in this chat, that message's id, and nothing written.
+pub fn real_user_send_message(chat_id: Uuid, content: &str, key: Option<&str>) -> ChatResult<i64> {
     connect(|client| {
+        if let Some(message) = keyed_message(client, chat_id, key, None)? {
+            return Ok(message);
+        }
         let chat = lock_chat(client, chat_id)?;
+        // A call with the same key that committed while this one waited for the lock.
+        if let Some(message) = keyed_message(client, chat_id, key, None)? {
+            return Ok(message);
+        }
         let message = returned(
             exec(
                 client,
                 &REAL_USER_MESSAGE,
-                &[chat_id.into(), content.into()],
+                &[chat_id.into(), content.into(), key.into()],
             )?,
             "real_user_send_message",
         )?;
@@ -466,20 +560,39 @@ pub fn real_user_send_message(chat_id: Uuid, content: &str) -> ChatResult<i64> {
 }
 
 /// Stores the assigned operator's reply (announced as `operator_replied`) or a follow-up by
-/// the operator who answered (no state change); anyone else is refused.
-pub fn operator_send_message(chat_id: Uuid, operator_id: Uuid, content: &str) -> ChatResult<i64> {
+/// the operator who answered (no state change); anyone else is refused. With an idempotency
+/// key this operator already sent in this chat, that message's id, and nothing written
+/// (whatever the chat's state now: the call it repeats succeeded).
+pub fn operator_send_message(
+    chat_id: Uuid,
+    operator_id: Uuid,
+    content: &str,
+    key: Option<&str>,
+) -> ChatResult<i64> {
     connect(|client| {
-        let chat = lock_chat_for_operator(client, chat_id, operator_id)?;
-        let first_reply = match chat.state.as_str() {
-            "assigned" if chat.assigned_operator_id == Some(operator_id) => true,
-            "waiting_real_user_reply" if chat.last_operator_id == Some(operator_id) => false,
-            _ => {
-                return Err(ChatError::NotAssignedOperator {
-                    chat_id,
-                    operator_id,
-                })
-            }
+        if let Some(message) = keyed_message(client, chat_id, key, Some(operator_id))? {
+            return Ok(message);
+        }
+        let refused = ChatError::NotAssignedOperator {
+            chat_id,
+            operator_id,
         };
+        // Refused before the lock when it is someone else's chat, and checked again under it.
+        let (state, assigned, last) = peek_chat_for_operator(client, chat_id, operator_id)?;
+        if operator_may_write(&state, assigned, last, operator_id).is_none() {
+            return Err(refused);
+        }
+        let chat = lock_chat_for_operator(client, chat_id, operator_id)?;
+        if let Some(message) = keyed_message(client, chat_id, key, Some(operator_id))? {
+            return Ok(message);
+        }
+        let first_reply = operator_may_write(
+            &chat.state,
+            chat.assigned_operator_id,
+            chat.last_operator_id,
+            operator_id,
+        )
+        .ok_or(refused)?;
         let stmt = if first_reply {
             &OPERATOR_REPLY
         } else {
@@ -489,7 +602,12 @@ pub fn operator_send_message(chat_id: Uuid, operator_id: Uuid, content: &str) ->
             exec(
                 client,
                 stmt,
-                &[chat_id.into(), operator_id.into(), content.into()],
+                &[
+                    chat_id.into(),
+                    operator_id.into(),
+                    content.into(),
+                    key.into(),
+                ],
             )?,
             "operator_send_message",
         )?;
@@ -606,6 +724,13 @@ pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool
 /// Refreshes the heartbeat of the operator holding the chat; false if they do not hold it.
 pub fn touch_operator_activity(operator_id: Uuid, chat_id: Uuid) -> ChatResult<bool> {
     connect(|client| {
+        // Someone else's chat is answered without taking its lock. This operator's is
+        // locked first, like every call that writes a chat (chat, then assignment: no
+        // deadlock with a release or a reply in the same transaction), and checked again.
+        let (state, assigned, _) = peek_chat_for_operator(client, chat_id, operator_id)?;
+        if state != "assigned" || assigned != Some(operator_id) {
+            return Ok(false);
+        }
         let chat = lock_chat_for_operator(client, chat_id, operator_id)?;
         if chat.state != "assigned" || chat.assigned_operator_id != Some(operator_id) {
             return Ok(false);
@@ -621,17 +746,6 @@ pub fn touch_operator_activity(operator_id: Uuid, chat_id: Uuid) -> ChatResult<b
 
 /// A chat released for idleness: (chat, operator, seconds since its last heartbeat).
 pub type IdleRelease = (Uuid, Uuid, f64);
-
-/// Rows of (chat, operator, idle seconds), as the idle statement and the SQL function return them.
-fn idle_releases(rows: SpiTupleTable<'_>) -> ChatResult<Vec<IdleRelease>> {
-    let mut idle = Vec::new();
-    for row in rows {
-        if let (Some(chat), Some(op)) = (row.get::<Uuid>(1)?, row.get::<Uuid>(2)?) {
-            idle.push((chat, op, row.get::<f64>(3)?.unwrap_or(0.0)));
-        }
-    }
-    Ok(idle)
-}
 
 /// Releases every assigned chat whose heartbeat is older than `idle_seconds`, passing over
 /// rows others hold; announced as `idle_timeout`.
@@ -816,17 +930,21 @@ pub fn wake_up(newest: i64) -> ChatResult<()> {
 }
 
 /// The idle worker's pass in the current transaction: `None` when the extension is not
-/// installed in this database, else what `release_idle_assignments()` released.
+/// installed in this database, else what `release_idle_assignments()` released. It runs the
+/// function's Rust code, not the SQL function (whose name the database owner could shadow
+/// in the extension's schema), with the settings the SQL function would set for its call
+/// (for this transaction) and the `chat_assign.idle_timeout` the worker sees.
 pub fn worker_release_idle() -> ChatResult<Option<Vec<IdleRelease>>> {
-    Spi::connect_mut(|client| {
+    let installed = Spi::connect_mut(|client| {
         client.update(WORKER_SEARCH_PATH, None, &[])?;
         if home(client)?.is_none() {
-            return Ok(None);
+            return Ok(false);
         }
-        Ok(Some(idle_releases(exec(
-            client,
-            &WORKER_RELEASE_IDLE,
-            &[],
-        )?)?))
-    })
+        client.update(WORKER_PLAN_SETTINGS, None, &[])?;
+        Ok::<bool, ChatError>(true)
+    })?;
+    if !installed {
+        return Ok(None);
+    }
+    release_idle_assignments(f64::from(crate::guc::IDLE_TIMEOUT_SECONDS.get())).map(Some)
 }

@@ -102,6 +102,17 @@ pub static LOCK_CHAT_FOR_OPERATOR: Statement = Statement {
     read_only: false,
 };
 
+/// Before an operator's call takes the chat's lock: the chat's state and who holds or last
+/// held it, and whether the operator exists. No lock: a caller who may not act on the chat
+/// must not be able to hold it (a failed call's locks last until its transaction ends).
+pub static PEEK_CHAT_FOR_OPERATOR: Statement = Statement {
+    sql: "SELECT c.chat_state::text, c.assigned_operator_id, c.last_operator_id, \
+                 EXISTS (SELECT 1 FROM @extschema@.operators WHERE id = $2) \
+          FROM @extschema@.chats c WHERE c.id = $1",
+    args: &[UUID, UUID],
+    read_only: true,
+};
+
 /// Step 2 for deactivation: every chat the operator holds, in id order.
 pub static LOCK_OPERATOR_CHATS: Statement = Statement {
     sql: "SELECT id, state_changed_at, CASE WHEN is_active THEN waiting_since END \
@@ -116,14 +127,33 @@ pub static LOCK_OPERATOR_CHATS: Statement = Statement {
 /// A new chat and its first message, in one statement.
 pub static START_CHAT: Statement = Statement {
     sql: "WITH chat AS ( \
-              INSERT INTO @extschema@.chats (real_user_id, chat_state, waiting_since, state_changed_at, last_message_at) \
-              VALUES ($1, 'waiting_assignment', now(), now(), now()) \
+              INSERT INTO @extschema@.chats (real_user_id, chat_state, waiting_since, state_changed_at, \
+                                             last_message_at, idempotency_key) \
+              VALUES ($1, 'waiting_assignment', now(), now(), now(), $3) \
+              ON CONFLICT (real_user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
               RETURNING id) \
           INSERT INTO @extschema@.messages (chat_id, sender_type, content) \
           SELECT id, 'real_user', $2 FROM chat \
           RETURNING chat_id",
-    args: &[UUID, TEXT],
+    args: &[UUID, TEXT, TEXT],
     read_only: false,
+};
+
+/// The chat a `start_chat` with this user ($1) and idempotency key ($2) started.
+pub static FIND_STARTED_CHAT: Statement = Statement {
+    sql: "SELECT id FROM @extschema@.chats WHERE real_user_id = $1 AND idempotency_key = $2",
+    args: &[UUID, TEXT],
+    read_only: true,
+};
+
+/// The message a call with this idempotency key ($2) stored in chat $1 for this sender
+/// (`$3`: 'real_user' or 'operator', `$4` the operator).
+pub static FIND_KEYED_MESSAGE: Statement = Statement {
+    sql: "SELECT id FROM @extschema@.messages \
+          WHERE chat_id = $1 AND idempotency_key = $2 AND sender_type = $3 \
+            AND operator_id IS NOT DISTINCT FROM $4",
+    args: &[UUID, TEXT, TEXT, UUID],
+    read_only: true,
 };
 
 /// A user message on a locked chat ($1). From `assigned` or `waiting_real_user_reply` the
@@ -131,8 +161,8 @@ pub static START_CHAT: Statement = Statement {
 /// its place; a completed chat reopens. An open assignment is released (`real_user_message`).
 pub static REAL_USER_MESSAGE: Statement = Statement {
     sql: "WITH msg AS ( \
-              INSERT INTO @extschema@.messages (chat_id, sender_type, content) \
-              VALUES ($1, 'real_user', $2) RETURNING id), \
+              INSERT INTO @extschema@.messages (chat_id, sender_type, content, idempotency_key) \
+              VALUES ($1, 'real_user', $2, $3) RETURNING id), \
           released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'real_user_message' \
               WHERE id = (SELECT max(id) FROM @extschema@.chat_assignments WHERE chat_id = $1) AND released_at IS NULL RETURNING id), \
@@ -148,7 +178,7 @@ pub static REAL_USER_MESSAGE: Statement = Statement {
                   last_message_at = now() \
               WHERE id = $1 RETURNING id) \
           SELECT id FROM msg",
-    args: &[UUID, TEXT],
+    args: &[UUID, TEXT, TEXT],
     read_only: false,
 };
 
@@ -156,8 +186,8 @@ pub static REAL_USER_MESSAGE: Statement = Statement {
 /// assignment is released (`operator_replied`) and the operator is free for the next chat.
 pub static OPERATOR_REPLY: Statement = Statement {
     sql: "WITH msg AS ( \
-              INSERT INTO @extschema@.messages (chat_id, sender_type, operator_id, content) \
-              VALUES ($1, 'operator', $2, $3) RETURNING id), \
+              INSERT INTO @extschema@.messages (chat_id, sender_type, operator_id, content, idempotency_key) \
+              VALUES ($1, 'operator', $2, $3, $4) RETURNING id), \
           released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'operator_replied' \
               WHERE id = (SELECT max(id) FROM @extschema@.chat_assignments WHERE chat_id = $1) AND released_at IS NULL RETURNING id), \
@@ -171,7 +201,7 @@ pub static OPERATOR_REPLY: Statement = Statement {
                   last_message_at = now() \
               WHERE id = $1 RETURNING id) \
           SELECT id FROM msg",
-    args: &[UUID, UUID, TEXT],
+    args: &[UUID, UUID, TEXT, TEXT],
     read_only: false,
 };
 
@@ -179,13 +209,13 @@ pub static OPERATOR_REPLY: Statement = Statement {
 /// no state change.
 pub static OPERATOR_FOLLOW_UP: Statement = Statement {
     sql: "WITH msg AS ( \
-              INSERT INTO @extschema@.messages (chat_id, sender_type, operator_id, content) \
-              VALUES ($1, 'operator', $2, $3) RETURNING id), \
+              INSERT INTO @extschema@.messages (chat_id, sender_type, operator_id, content, idempotency_key) \
+              VALUES ($1, 'operator', $2, $3, $4) RETURNING id), \
           chat AS ( \
               UPDATE @extschema@.chats SET operator_replied_at = now(), last_message_at = now() \
               WHERE id = $1 RETURNING id) \
           SELECT id FROM msg",
-    args: &[UUID, UUID, TEXT],
+    args: &[UUID, UUID, TEXT, TEXT],
     read_only: false,
 };
 
@@ -436,13 +466,12 @@ pub const EVENT_SEQUENCE_OID: &str = "SELECT c.oid FROM pg_catalog.pg_class c \
 pub const WORKER_SEARCH_PATH: &str =
     "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)";
 
-/// One pass of the worker: the SQL function, so that it runs exactly as a client's call
-/// would (its settings, its events), with the `chat_assign.idle_timeout` the worker sees.
-pub static WORKER_RELEASE_IDLE: Statement = Statement {
-    sql: "SELECT chat_id, operator_id, idle_seconds FROM @extschema@.release_idle_assignments()",
-    args: &[],
-    read_only: false,
-};
+/// The settings every API function sets for its own call (sql/privileges.sql), for the rest
+/// of the worker's transaction.
+pub const WORKER_PLAN_SETTINGS: &str =
+    "SELECT pg_catalog.set_config('enable_seqscan', 'off', true), \
+     pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true), \
+     pg_catalog.set_config('jit', 'off', true)";
 
 // ---------------------------------------------------------------- operators
 

@@ -3,12 +3,17 @@
 -- totals behind the monitoring (chat_state_totals: derived from chats, rebuilt by a
 -- restore) are compared the same way. The columns are spelled out: those every release has,
 -- so that a database before and after ALTER EXTENSION UPDATE compares equal (0.3.0 moved
--- the heartbeat onto the open assignment and made operator_activity a view of it).
+-- the heartbeat onto the open assignment and made operator_activity a view of it, and gave
+-- chats and messages an idempotency_key).
 SELECT 'operators' AS data, count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text)) FROM operators t
 UNION ALL
-SELECT 'chats', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text)) FROM chats t
+SELECT 'chats', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
+FROM (SELECT id, real_user_id, chat_state, assigned_operator_id, last_operator_id, operator_replied_at,
+             assigned_at, waiting_since, state_changed_at, priority, is_active, created_at,
+             last_message_at FROM chats) t
 UNION ALL
-SELECT 'messages', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text)) FROM messages t
+SELECT 'messages', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
+FROM (SELECT id, chat_id, sender_type, operator_id, content, created_at FROM messages) t
 UNION ALL
 SELECT 'chat_assignments', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
 FROM (SELECT id, chat_id, operator_id, assigned_at, released_at, release_reason FROM chat_assignments) t

@@ -13,6 +13,6 @@ GRANT EXECUTE ON FUNCTION release_and_reassign_chat(uuid, text), complete_chat(u
                           create_operator(text, integer), set_operator_active(uuid, boolean),
                           release_idle_assignments(interval), get_assignment_queue_status(),
                           detect_stuck_chats(numeric), read_chat_events(bigint, integer),
-                          prune_chat_events() TO chat_admin;
+                          prune_chat_events(), worker_status() TO chat_admin;
 GRANT SELECT ON operators, chats, messages, chat_assignments, operator_activity,
                 chat_state_summary, operator_assignment_stats TO chat_admin;

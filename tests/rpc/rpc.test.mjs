@@ -348,6 +348,7 @@ test('each role gets 42501 for every function it was not granted', async () => {
     detect_stuck_chats: {},
     read_chat_events: { p_after_id: 0 },
     prune_chat_events: {},
+    worker_status: {},
   };
   const granted = {
     anon: [],
@@ -356,7 +357,7 @@ test('each role gets 42501 for every function it was not granted', async () => {
     chat_admin: [
       'release_and_reassign_chat', 'complete_chat', 'create_operator', 'set_operator_active',
       'release_idle_assignments', 'get_assignment_queue_status', 'detect_stuck_chats',
-      'read_chat_events', 'prune_chat_events',
+      'read_chat_events', 'prune_chat_events', 'worker_status',
     ],
   };
   const before = await snapshot();

@@ -204,10 +204,25 @@ INSERT INTO public.chat_assignments (chat_id, operator_id, assigned_at, released
     ('c2000000-0000-0000-0000-000000000003', '0b000000-0000-0000-0000-000000000001', now() - interval '2 days', now() - interval '1 day', NULL);
 CREATE SCHEMA ca;
 CREATE EXTENSION chat_assign SCHEMA ca;
+-- Imported by a role that is not a superuser: the app's owner, given what the import
+-- writes (its foreign keys are checked row by row then).
+CREATE ROLE adopt_legacy_owner NOLOGIN;
+ALTER TABLE public.operators OWNER TO adopt_legacy_owner;
+ALTER TABLE public.chats OWNER TO adopt_legacy_owner;
+ALTER TABLE public.messages OWNER TO adopt_legacy_owner;
+ALTER TABLE public.chat_assignments OWNER TO adopt_legacy_owner;
+ALTER TABLE public.operator_activity OWNER TO adopt_legacy_owner;
+GRANT USAGE ON SCHEMA ca TO adopt_legacy_owner;
+GRANT EXECUTE ON FUNCTION ca.import_app_tables(name, boolean) TO adopt_legacy_owner;
+GRANT SELECT, INSERT, UPDATE ON ca.operators, ca.chats, ca.messages, ca.chat_assignments,
+                                ca.imported_ids, ca.app_imports TO adopt_legacy_owner;
+GRANT USAGE, UPDATE ON SEQUENCE ca.messages_id_seq, ca.chat_assignments_id_seq TO adopt_legacy_owner;
+SET ROLE adopt_legacy_owner;
 \set VERBOSITY sqlstate
 SELECT * FROM ca.import_app_tables('public');
 \set VERBOSITY default
 SELECT * FROM ca.import_app_tables('public', true);
+RESET ROLE;
 SELECT c.id, c.chat_state, c.assigned_operator_id IS NOT NULL AS held, c.is_active
 FROM ca.chats c ORDER BY c.id;
 SELECT name, max_concurrent_chats FROM ca.operators ORDER BY name;
@@ -217,6 +232,7 @@ SET search_path = ca;
 RESET search_path;
 \c :home
 DROP DATABASE chat_assign_adopt_legacy;
+DROP ROLE adopt_legacy_owner;
 
 -- A database with an unrelated `messages` table of its own: the extension installs in its
 -- own schema and leaves that table alone.

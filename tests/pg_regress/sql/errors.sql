@@ -37,7 +37,38 @@ SELECT * FROM detect_stuck_chats(0);
 SELECT * FROM detect_stuck_chats(-2);
 SELECT * FROM release_idle_assignments('0');
 SELECT * FROM release_idle_assignments('-1 hour');
+-- Text made only of characters that show nothing: zero-width space, byte-order mark,
+-- zero-width joiner, control characters, a no-break space.
+SELECT start_chat('00000000-0000-0000-0000-000000000009', E'\u200B\uFEFF');
+SELECT real_user_send_message(:'chat', E'\u200D\x01\x7F');
+SELECT operator_send_message(:'chat', :'op', E'\u00A0\u2060\t');
+SELECT create_operator(E'\uFEFF');
+SELECT release_and_reassign_chat(:'chat', E'\u200B');
+-- Ages past 100 years (the time they name is out of range): 22023, not 22008.
+SELECT * FROM release_idle_assignments('100000000 years');
+SELECT * FROM release_idle_assignments('101 years');
+SELECT * FROM detect_stuck_chats(1e8);
+SELECT * FROM detect_stuck_chats(864001);
+SELECT count(*) FROM detect_stuck_chats(864000) AS at_the_limit;
+SELECT count(*) FROM release_idle_assignments('100 years') AS at_the_limit;
+-- Longer than the limits (chat_assign.max_*_length; superuser settings).
+SET chat_assign.max_message_length = 10;
+SET chat_assign.max_reason_length = 5;
+SET chat_assign.max_name_length = 3;
+SELECT start_chat('00000000-0000-0000-0000-000000000009', 'eleven char');
+SELECT real_user_send_message(:'chat', repeat('x', 11));
+SELECT operator_send_message(:'chat', :'op', repeat('é', 11));
+SELECT release_and_reassign_chat(:'chat', 'sixsix');
+SELECT create_operator('Dave');
 SELECT * FROM fp;
+-- At the limit, in characters (not bytes): stored.
+BEGIN;
+SELECT real_user_send_message(:'chat', repeat('é', 10)) IS NOT NULL AS ten_characters_stored;
+ROLLBACK;
+RESET chat_assign.max_message_length;
+RESET chat_assign.max_reason_length;
+RESET chat_assign.max_name_length;
+SELECT name, setting, context FROM pg_settings WHERE name LIKE 'chat_assign.max_%' ORDER BY 1;
 
 -- P0002: unknown chat or operator
 SELECT real_user_send_message('00000000-0000-0000-0000-0000000000ff', 'x');
@@ -65,6 +96,16 @@ SELECT * FROM fp;
 
 -- Messages name the ids involved.
 \set VERBOSITY default
+SET chat_assign.max_message_length = 10;
+SELECT start_chat('00000000-0000-0000-0000-000000000009', repeat('x', 100000));
+RESET chat_assign.max_message_length;
+-- What an error repeats of an argument is capped: an interval, a JWT claim of 1 MB.
+SELECT * FROM release_idle_assignments('100000000 years 1 second');
+SET chat_assign.operator_id_claim = 'sub';
+SELECT set_config('request.jwt.claims', json_build_object('sub', repeat('7', 1000000))::text, false) IS NOT NULL AS claims_set;
+SELECT assign_chat_to_operator('00000000-0000-0000-0000-0000000000ee');
+RESET chat_assign.operator_id_claim;
+SELECT set_config('request.jwt.claims', '', false) = '' AS claims_cleared;
 SELECT assign_chat_to_operator('00000000-0000-0000-0000-0000000000ee');
 SELECT operator_send_message('00000000-0000-0000-0000-0000000000ff', :'op', 'x');
 SELECT create_operator('Dave', 0);
