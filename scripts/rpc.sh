@@ -34,7 +34,35 @@ GRANT chat_app, chat_operator, chat_admin, anon TO authenticator;
 ALTER ROLE authenticator SET chat_assign.operator_id_claim = 'sub';
 SQL
 
-PGDATABASE=$DB node --test --test-reporter=tap tests/rpc/ 2>&1 | tee "$OUT/node.log"
+# An app of the seed's shape moved onto the extension (docs/adopting.md): its tables and
+# functions in public, with the grants its roles had there; the extension beside it in
+# schema chat_assign, with README's grants; import, switch. tests/rpc/adopt.test.mjs calls
+# the app's own names in public through the same PostgREST imitation.
+psql -X -q -v ON_ERROR_STOP=1 -d postgres >>"$OUT/setup.log" 2>&1 <<SQL || { cat "$OUT/setup.log"; fail "setup of the adopted app failed"; }
+CREATE DATABASE ${DB}_app;
+\c ${DB}_app
+SET client_min_messages = warning;
+\i bench/plpgsql/001_base_schema.sql
+\i bench/plpgsql/014_chat_state_management.sql
+\i bench/plpgsql/015_fix_assignment_function.sql
+\i bench/plpgsql/016_chat_state_verification.sql
+\i tests/pg_regress/sql/include/seed_app_data.sql
+GRANT EXECUTE ON FUNCTION public.assign_chat_to_operator(uuid) TO chat_operator;
+GRANT EXECUTE ON FUNCTION public.release_and_reassign_chat(uuid, text), public.get_assignment_queue_status(),
+                          public.detect_stuck_chats(integer) TO chat_admin;
+GRANT SELECT ON public.chats TO chat_operator, chat_admin;
+GRANT SELECT ON public.chat_state_summary TO chat_admin;
+CREATE SCHEMA chat_assign;
+CREATE EXTENSION chat_assign SCHEMA chat_assign;
+SELECT count(*) FROM chat_assign.import_app_tables('public', p_repair => true);
+SET search_path = chat_assign;
+$(grep -v '^CREATE ROLE' tests/rpc/grants.sql)
+RESET search_path;
+GRANT USAGE ON SCHEMA chat_assign TO chat_app, chat_operator, chat_admin;
+SELECT count(*) FROM chat_assign.switch_app_calls('public');
+SQL
+
+PGDATABASE=$DB PGDATABASE_APP=${DB}_app node --test --test-reporter=tap tests/rpc/ 2>&1 | tee "$OUT/node.log"
 passed=$(sed -nE 's/^# pass ([0-9]+)$/\1/p' "$OUT/node.log" | tail -1)
 failed=$(sed -nE 's/^# fail ([0-9]+)$/\1/p' "$OUT/node.log" | tail -1)
 [ -n "$passed" ] && [ -n "$failed" ] || fail "no test summary from node --test"

@@ -1,10 +1,10 @@
 -- the app's backend acting for real users
 CREATE ROLE chat_app NOLOGIN;
-GRANT EXECUTE ON FUNCTION start_chat(uuid, text), real_user_send_message(uuid, text),
+GRANT EXECUTE ON FUNCTION start_chat(uuid, text, text), real_user_send_message(uuid, text, text),
                           complete_chat(uuid) TO chat_app;
 -- operators (a support-desk UI)
 CREATE ROLE chat_operator NOLOGIN;
-GRANT EXECUTE ON FUNCTION assign_chat_to_operator(uuid), operator_send_message(uuid, uuid, text),
+GRANT EXECUTE ON FUNCTION assign_chat_to_operator(uuid), operator_send_message(uuid, uuid, text, text),
                           touch_operator_activity(uuid, uuid) TO chat_operator;
 GRANT SELECT ON chats, messages TO chat_operator;
 -- admins / supervisors

@@ -454,3 +454,15 @@ test('a full conversation over RPC', async () => {
   const [done] = await adminSelect('chats', { id: `eq.${chat}` });
   assert.deepEqual([done.chat_state, done.is_active, done.assigned_operator_id], ['completed', false, null]);
 });
+
+test('retries with p_idempotency_key return the first result (JSON key like any parameter)', async () => {
+  const user = newUser();
+  const body = { p_real_user_id: user, p_content: 'Hi', p_idempotency_key: 'retry-start' };
+  const chat = await app('start_chat', body);
+  assert.equal(await app('start_chat', body), chat);
+  const message = { p_chat_id: chat, p_content: 'Still there?', p_idempotency_key: 'retry-msg' };
+  const first = await app('real_user_send_message', message);
+  assert.equal(await app('real_user_send_message', message), first);
+  const rows = await adminSelect('messages', { chat_id: `eq.${chat}` }, 'id');
+  assert.equal(rows.length, 2);
+});
