@@ -34,9 +34,11 @@ pub static NOTIFY_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static EVENT_RETENTION_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 
 /// Name of the JWT claim (in `request.jwt.claims`) that must equal `p_operator_id` in the
-/// operator-facing functions; empty: no check.
+/// operator-facing functions of a call that carries JWT claims; empty: no check. On by
+/// default (`sub`): through an RPC layer an operator acts only as itself unless the DBA
+/// turns the check off.
 pub static OPERATOR_ID_CLAIM: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(None);
+    GucSetting::<Option<CString>>::new(Some(c"sub"));
 
 /// Longest message content, release reason and operator name the functions store, in
 /// characters.
@@ -122,7 +124,7 @@ pub fn register() {
     GucRegistry::define_string_guc(
         c"chat_assign.operator_id_claim",
         c"JWT claim that must equal p_operator_id in the operator-facing functions.",
-        c"Read from request.jwt.claims (as PostgREST sets it). Empty turns the check off. Only superusers may change it.",
+        c"Checked in calls that carry request.jwt.claims (as PostgREST sets them); a direct SQL session without claims is not checked. Empty turns the check off. Only superusers may change it.",
         &OPERATOR_ID_CLAIM,
         GucContext::Suset,
         GucFlags::default(),

@@ -1173,9 +1173,10 @@ $$;
 
     // ------------------------------------------------------------------ security
 
-    /// With `chat_assign.operator_id_claim` set, the operator-facing functions act only for
-    /// the operator the JWT names; every refusal is `42501` and changes nothing, argument
-    /// errors keep their own codes, and the other functions ignore the claim.
+    /// With `chat_assign.operator_id_claim` set, the operator-facing functions of a call that
+    /// carries JWT claims act only for the operator the JWT names; every refusal is `42501`
+    /// and changes nothing, argument errors keep their own codes, a session without claims
+    /// is not checked, and the other functions ignore the claim.
     #[pg_test]
     fn operator_claim_is_enforced_when_set() {
         let op = operator("claimed", 2);
@@ -1183,7 +1184,14 @@ $$;
         let chat = start("help");
         let (op_s, other_s, chat_s) = (op.to_string(), other.to_string(), chat.to_string());
         let claims_of = |id: &str| format!(r#"{{"sub": "{id}", "role": "chat_operator"}}"#);
-        run("SET LOCAL chat_assign.operator_id_claim = 'sub'", &[]);
+        assert_eq!(
+            one::<String>(
+                "SELECT current_setting('chat_assign.operator_id_claim')",
+                &[]
+            ),
+            Some("sub".to_string()),
+            "the check is on by default, for the claim sub"
+        );
         let s = |v: &str| Some(v.to_string());
 
         // (request.jwt.claims, statement, args, expected SQLSTATE or None for success)
@@ -1194,17 +1202,18 @@ $$;
             Option<&'a str>,
         );
         let cases: Vec<Case> = vec![
+            // no claims: a direct SQL session, whose role is its identity, is not checked
             (
                 s("   "),
-                "SELECT assign_chat_to_operator($1::uuid)",
-                vec![s(&op_s)],
-                Some("42501"),
+                "SELECT touch_operator_activity($1::uuid, $2::uuid)",
+                vec![s(&other_s), s(&chat_s)],
+                None,
             ),
             (
                 s(""),
-                "SELECT assign_chat_to_operator($1::uuid)",
-                vec![s(&op_s)],
-                Some("42501"),
+                "SELECT touch_operator_activity($1::uuid, $2::uuid)",
+                vec![s(&other_s), s(&chat_s)],
+                None,
             ),
             (
                 s("not json"),

@@ -113,9 +113,12 @@ fn idempotency_key(value: Option<&str>) -> ChatResult<Option<&str>> {
 const MAX_AGE_SECONDS: f64 = 36_000.0 * 86_400.0;
 
 /// Checks that the caller may act as this operator, after the arguments were validated:
-/// with `chat_assign.operator_id_claim` set, anything but the operator named by that claim
-/// of the caller's JWT (`request.jwt.claims`, as PostgREST sets it per request) is `42501`.
-/// Missing or unreadable claims are refused too: the check fails closed.
+/// in a call that carries JWT claims (`request.jwt.claims`, as PostgREST sets them per
+/// request), anything but the operator named by the claim `chat_assign.operator_id_claim`
+/// (`sub` unless the DBA changed it; empty: no check) is `42501`, and so are claims that are
+/// not JSON or lack that claim: through an RPC layer the check fails closed. A session
+/// without claims is a direct SQL connection, whose database role is its identity (such a
+/// role could set any claims itself): not checked.
 fn acting_as(operator_id: Uuid) -> ChatResult<Uuid> {
     let Some(claim) = guc::text(&guc::OPERATOR_ID_CLAIM) else {
         return Ok(operator_id);
@@ -124,9 +127,10 @@ fn acting_as(operator_id: Uuid) -> ChatResult<Uuid> {
         operator_id,
         reason,
     };
-    let claims = guc::setting(c"request.jwt.claims")
-        .filter(|text| !text.trim().is_empty())
-        .ok_or_else(|| refuse("request.jwt.claims is not set".into()))?;
+    let Some(claims) = guc::setting(c"request.jwt.claims").filter(|text| !text.trim().is_empty())
+    else {
+        return Ok(operator_id);
+    };
     let claims: serde_json::Value = serde_json::from_str(&claims)
         .map_err(|_| refuse("request.jwt.claims is not valid JSON".into()))?;
     match claims.get(&claim) {

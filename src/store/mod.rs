@@ -132,11 +132,10 @@ fn exec<'c>(
     })
 }
 
-/// A chat row as seen under its lock.
+/// A chat row as seen under its lock (column 3, its last operator, is not needed here).
 struct LockedChat {
     state: String,
     assigned_operator_id: Option<Uuid>,
-    last_operator_id: Option<Uuid>,
     place: Place,
 }
 
@@ -185,7 +184,6 @@ fn locked_chat(row: &SpiTupleTable<'_>) -> ChatResult<LockedChat> {
     Ok(LockedChat {
         state: row.get::<String>(1)?.unwrap_or_default(),
         assigned_operator_id: row.get::<Uuid>(2)?,
-        last_operator_id: row.get::<Uuid>(3)?,
         place: Place::read(row, 4)?,
     })
 }
@@ -198,29 +196,31 @@ fn lock_chat(client: &mut SpiClient<'_>, chat_id: Uuid) -> ChatResult<LockedChat
     locked_chat(&row.first())
 }
 
-/// Who may write into a chat as `operator_id`: the operator it is assigned to, or, while it
-/// waits for the user, the operator who answered it (a follow-up). `Some(true)`: a first
-/// reply; `Some(false)`: a follow-up; `None`: not this operator's chat.
-fn operator_may_write(
-    state: &str,
-    assigned: Option<Uuid>,
-    last: Option<Uuid>,
-    operator_id: Uuid,
-) -> Option<bool> {
-    match state {
-        "assigned" if assigned == Some(operator_id) => Some(true),
-        "waiting_real_user_reply" if last == Some(operator_id) => Some(false),
-        _ => None,
-    }
-}
-
-/// A chat an operator acts on, read without a lock: (state, assigned operator, last
-/// operator). Unknown chat, then unknown operator, is `P0002`.
-fn peek_chat_for_operator(
+/// Locks a chat for an operator's call, only when it is this operator's (assigned to it, or
+/// waiting for the user's reply to its answer): `None`, and no lock, otherwise.
+fn lock_own_chat(
     client: &mut SpiClient<'_>,
     chat_id: Uuid,
     operator_id: Uuid,
-) -> ChatResult<(String, Option<Uuid>, Option<Uuid>)> {
+) -> ChatResult<Option<LockedChat>> {
+    let row = exec(
+        client,
+        &LOCK_CHAT_FOR_OPERATOR,
+        &[chat_id.into(), operator_id.into()],
+    )?;
+    if row.is_empty() {
+        return Ok(None);
+    }
+    locked_chat(&row.first()).map(Some)
+}
+
+/// Why a chat is not this operator's, read without a lock: an unknown chat, then an unknown
+/// operator, is `P0002`; otherwise it is someone else's.
+fn unknown_chat_or_operator(
+    client: &mut SpiClient<'_>,
+    chat_id: Uuid,
+    operator_id: Uuid,
+) -> ChatResult<()> {
     let row = exec(
         client,
         &PEEK_CHAT_FOR_OPERATOR,
@@ -229,36 +229,10 @@ fn peek_chat_for_operator(
     if row.is_empty() {
         return Err(ChatError::ChatNotFound(chat_id));
     }
-    let row = row.first();
-    if row.get::<bool>(4)? != Some(true) {
+    if row.first().get::<bool>(4)? != Some(true) {
         return Err(ChatError::OperatorNotFound(operator_id));
     }
-    Ok((
-        row.get::<String>(1)?.unwrap_or_default(),
-        row.get::<Uuid>(2)?,
-        row.get::<Uuid>(3)?,
-    ))
-}
-
-/// Locks a chat an operator acts on; unknown chat, then unknown operator, is `P0002`.
-fn lock_chat_for_operator(
-    client: &mut SpiClient<'_>,
-    chat_id: Uuid,
-    operator_id: Uuid,
-) -> ChatResult<LockedChat> {
-    let row = exec(
-        client,
-        &LOCK_CHAT_FOR_OPERATOR,
-        &[chat_id.into(), operator_id.into()],
-    )?;
-    if row.is_empty() {
-        return Err(ChatError::ChatNotFound(chat_id));
-    }
-    let row = row.first();
-    if row.get::<bool>(6)? != Some(true) {
-        return Err(ChatError::OperatorNotFound(operator_id));
-    }
-    locked_chat(&row)
+    Ok(())
 }
 
 /// The id in the first column of a statement that must return one (an id it just stored).
@@ -573,26 +547,19 @@ pub fn operator_send_message(
         if let Some(message) = keyed_message(client, chat_id, key, Some(operator_id))? {
             return Ok(message);
         }
-        let refused = ChatError::NotAssignedOperator {
-            chat_id,
-            operator_id,
+        // Someone else's chat is refused without taking its lock.
+        let Some(chat) = lock_own_chat(client, chat_id, operator_id)? else {
+            unknown_chat_or_operator(client, chat_id, operator_id)?;
+            return Err(ChatError::NotAssignedOperator {
+                chat_id,
+                operator_id,
+            });
         };
-        // Refused before the lock when it is someone else's chat, and checked again under it.
-        let (state, assigned, last) = peek_chat_for_operator(client, chat_id, operator_id)?;
-        if operator_may_write(&state, assigned, last, operator_id).is_none() {
-            return Err(refused);
-        }
-        let chat = lock_chat_for_operator(client, chat_id, operator_id)?;
         if let Some(message) = keyed_message(client, chat_id, key, Some(operator_id))? {
             return Ok(message);
         }
-        let first_reply = operator_may_write(
-            &chat.state,
-            chat.assigned_operator_id,
-            chat.last_operator_id,
-            operator_id,
-        )
-        .ok_or(refused)?;
+        // Assigned to this operator: its reply; else waiting for the user: a follow-up.
+        let first_reply = chat.state == "assigned";
         let stmt = if first_reply {
             &OPERATOR_REPLY
         } else {
@@ -726,13 +693,12 @@ pub fn touch_operator_activity(operator_id: Uuid, chat_id: Uuid) -> ChatResult<b
     connect(|client| {
         // Someone else's chat is answered without taking its lock. This operator's is
         // locked first, like every call that writes a chat (chat, then assignment: no
-        // deadlock with a release or a reply in the same transaction), and checked again.
-        let (state, assigned, _) = peek_chat_for_operator(client, chat_id, operator_id)?;
-        if state != "assigned" || assigned != Some(operator_id) {
+        // deadlock with a release or a reply in the same transaction).
+        let Some(chat) = lock_own_chat(client, chat_id, operator_id)? else {
+            unknown_chat_or_operator(client, chat_id, operator_id)?;
             return Ok(false);
-        }
-        let chat = lock_chat_for_operator(client, chat_id, operator_id)?;
-        if chat.state != "assigned" || chat.assigned_operator_id != Some(operator_id) {
+        };
+        if chat.state != "assigned" {
             return Ok(false);
         }
         Ok(!exec(

@@ -91,20 +91,25 @@ pub static LOCK_CHAT: Statement = Statement {
     read_only: false,
 };
 
-/// Step 2 for one chat an operator acts on, with whether the operator exists (ids never
-/// disappear, so the statement's snapshot is good enough for that part).
+/// Step 2 for one chat an operator acts on: locked only when it is this operator's ($2):
+/// assigned to it, or waiting for the user's reply to its answer. A chat the operator may not
+/// act on is neither returned nor locked (a failed call's locks would last until its
+/// transaction ends); [`PEEK_CHAT_FOR_OPERATOR`] then tells why. Such a chat's operator
+/// exists (it is the chat's last operator, whose foreign key holds).
 pub static LOCK_CHAT_FOR_OPERATOR: Statement = Statement {
     sql: "SELECT c.chat_state::text, c.assigned_operator_id, c.last_operator_id, c.state_changed_at, \
-                 CASE WHEN c.is_active THEN c.waiting_since END, \
-                 EXISTS (SELECT 1 FROM @extschema@.operators WHERE id = $2) \
-          FROM @extschema@.chats c WHERE c.id = $1 FOR NO KEY UPDATE OF c",
+                 CASE WHEN c.is_active THEN c.waiting_since END \
+          FROM @extschema@.chats c \
+          WHERE c.id = $1 \
+            AND ((c.chat_state = 'assigned' AND c.assigned_operator_id = $2) \
+                 OR (c.chat_state = 'waiting_real_user_reply' AND c.last_operator_id = $2)) \
+          FOR NO KEY UPDATE OF c",
     args: &[UUID, UUID],
     read_only: false,
 };
 
-/// Before an operator's call takes the chat's lock: the chat's state and who holds or last
-/// held it, and whether the operator exists. No lock: a caller who may not act on the chat
-/// must not be able to hold it (a failed call's locks last until its transaction ends).
+/// Why [`LOCK_CHAT_FOR_OPERATOR`] found nothing: the chat's state and who holds or last held
+/// it, and whether the operator exists. No lock.
 pub static PEEK_CHAT_FOR_OPERATOR: Statement = Statement {
     sql: "SELECT c.chat_state::text, c.assigned_operator_id, c.last_operator_id, \
                  EXISTS (SELECT 1 FROM @extschema@.operators WHERE id = $2) \

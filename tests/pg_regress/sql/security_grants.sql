@@ -146,9 +146,9 @@ SET ROLE chat_app;
 SELECT complete_chat(:'chat1') AS completed;
 RESET ROLE;
 
--- ======== Operator identity: with chat_assign.operator_id_claim = 'sub' the three operator
--- functions accept only the operator named by the "sub" claim of request.jwt.claims.
--- Only a superuser sets the claim name.
+-- ======== Operator identity: with chat_assign.operator_id_claim = 'sub' (the default) the
+-- three operator functions, in a call that carries request.jwt.claims, accept only the
+-- operator named by its "sub" claim. Only a superuser sets the claim name.
 SET chat_assign.operator_id_claim = 'sub';
 SET ROLE chat_operator;
 SET chat_assign.operator_id_claim = '';
@@ -169,9 +169,10 @@ SELECT rows AS before FROM fingerprint \gset
 SET ROLE chat_operator;
 \set claims_olga '{"sub": "' :olga '", "role": "chat_operator"}'
 \set claims_pete '{"sub": "' :pete '", "role": "chat_operator"}'
--- No claims in this session at all, then claims without "sub", "sub" not a string or null,
--- not JSON, not an object: 42501.
-SELECT assign_chat_to_operator(:'olga');
+-- No claims in this session at all: a direct SQL connection, whose role is its identity,
+-- is not checked (Olga holds no chat: false, nothing written).
+SELECT touch_operator_activity(:'olga', :'chat3') AS no_claims_not_checked;
+-- Claims without "sub", "sub" not a string or null, not JSON, not an object: 42501.
 BEGIN;
 SELECT set_config('request.jwt.claims', '{"role": "chat_operator"}', true) IS NOT NULL AS claims_set;
 SELECT assign_chat_to_operator(:'olga');
@@ -196,9 +197,10 @@ BEGIN;
 SELECT set_config('request.jwt.claims', '{"sub": "not-a-uuid"}', true) IS NOT NULL AS claims_set;
 SELECT assign_chat_to_operator(:'olga');
 ROLLBACK;
--- Claims left over from earlier transactions are gone (the setting is empty now).
+-- Claims left over from earlier transactions are gone (the setting is empty now, which is
+-- no claims: not checked).
 SELECT current_setting('request.jwt.claims', true) AS claims;
-SELECT touch_operator_activity(:'olga', :'chat3');
+SELECT touch_operator_activity(:'olga', :'chat3') AS empty_claims_not_checked;
 -- Pete's claims, Olga's id: 42501 for all three, whether or not the call could succeed.
 BEGIN;
 SELECT set_config('request.jwt.claims', :'claims_pete', true) IS NOT NULL AS claims_set;
@@ -259,11 +261,22 @@ SELECT set_config('request.jwt.claims', '{"sub": "' || :'olga' || '", "operator_
 SELECT assign_chat_to_operator(:'pete') = :'chat3' AS pete_took_chat3;
 COMMIT;
 RESET ROLE;
--- Off (the default): no claim is read.
+-- Back to the default ('sub'); a session without claims is not checked.
 RESET chat_assign.operator_id_claim;
+SHOW chat_assign.operator_id_claim;
 SET ROLE chat_operator;
 SELECT touch_operator_activity(:'pete', :'chat3') AS heartbeat_without_claims;
 RESET ROLE;
+-- Turned off explicitly (a superuser's opt-out): claims are not read, so Olga's JWT may act
+-- as Pete.
+SET chat_assign.operator_id_claim = '';
+SET ROLE chat_operator;
+BEGIN;
+SELECT set_config('request.jwt.claims', :'claims_olga', true) IS NOT NULL AS claims_set;
+SELECT touch_operator_activity(:'pete', :'chat3') AS heartbeat_with_the_check_off;
+ROLLBACK;
+RESET ROLE;
+RESET chat_assign.operator_id_claim;
 
 -- Set for the database, as deployments do: a session where the library is not loaded yet
 -- takes chat_operator's SET as a placeholder, which loading the library then refuses.
@@ -271,6 +284,7 @@ ALTER DATABASE chat_assign_sec_grants SET chat_assign.operator_id_claim = 'sub';
 \c chat_assign_sec_grants
 SET ROLE chat_operator;
 SET chat_assign.operator_id_claim = '';
+SELECT set_config('request.jwt.claims', :'claims_olga', false) IS NOT NULL AS claims_set;
 SELECT touch_operator_activity(:'pete', :'chat3');
 SHOW chat_assign.operator_id_claim;
 RESET ROLE;
