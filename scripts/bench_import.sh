@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Times moving an app onto the extension at scale: an app database of the seed's shape
+# Times moving an app onto the extension at scale: an app database of bench/plpgsql's shape
 # (bench/plpgsql) with IMPORT_CHATS chats of IMPORT_MESSAGES messages each
 # (default 1,000,000 x 10), then import_app_tables, switch_app_calls and restore_app_calls,
 # each timed, in a throw-away PostgreSQL 15 cluster (durable defaults, port 54361). Writes
@@ -47,7 +47,7 @@ read -r n_chats n_messages n_assignments db_size <<<"$counts"
   echo
   echo "Run $(date -u '+%Y-%m-%d %H:%M UTC'), \`bash scripts/bench_import.sh\` on $(nproc) cores, PostgreSQL $(psql -XAtq -d app -c 'SHOW server_version'), fsync on, shared_buffers 1GB, maintenance_work_mem 256MB, git $(git rev-parse --short HEAD)."
   echo
-  echo "App database of the seed's shape (bench/plpgsql, bench/import/app_data.sql): $IMPORT_OPERATORS operators, $n_chats chats, $n_messages messages, $n_assignments assignments; loaded in ${load_s} s; database size after import $db_size."
+  echo "App database of bench/plpgsql's shape (bench/plpgsql, bench/import/app_data.sql): $IMPORT_OPERATORS operators, $n_chats chats, $n_messages messages, $n_assignments assignments; loaded in ${load_s} s; database size after import $db_size."
   echo
   echo "| step | seconds |"
   echo "|---|---:|"

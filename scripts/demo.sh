@@ -8,7 +8,7 @@
 # replies, which puts those chats back in the queue; one operator takes a chat and goes
 # quiet, and the idle worker (a background worker inside PostgreSQL, no cron) releases it;
 # an admin takes a chat away from another. A LISTEN client counts the worker's wake-ups;
-# the change events are then read from chat_events. Last, an existing app (the seed's
+# the change events are then read from chat_events. Last, an existing app (bench/plpgsql's
 # tables and functions, with the messes its old code left) moves onto the extension:
 # import, switch its calls, roll back.
 set -euo pipefail
@@ -161,14 +161,14 @@ if [ -n "$erin_chat" ]; then
 fi
 
 # ---------------------------------------------------------------- an existing app moves in
-# An app built from the seed's migrations (bench/plpgsql: its own tables, its PL/pgSQL
+# An app built from the migrations apps ran before this extension (bench/plpgsql: its own tables, its PL/pgSQL
 # functions, rows in every state and the messes its old code left) moves onto the
 # extension: install beside it, import, switch its calls, run them, roll back.
 echo
 echo "== an existing app moves onto the extension (docs/adopting.md)"
 app() { psql -X -q -v ON_ERROR_STOP=1 -d chat_demo_app "$@"; }
 psql -qX -d postgres -c "CREATE DATABASE chat_demo_app"
-for f in bench/plpgsql/0*.sql tests/pg_regress/sql/include/seed_app_data.sql; do app -f "$f" >/dev/null; done
+for f in bench/plpgsql/0*.sql tests/pg_regress/sql/include/legacy_app_data.sql; do app -f "$f" >/dev/null; done
 app <<'SQL'
 \echo '-- the app, on its own PL/pgSQL: the queue as it sees it'
 SELECT * FROM get_assignment_queue_status();

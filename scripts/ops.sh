@@ -729,7 +729,7 @@ part_replication() {
                          FROM generate_series(1, 4) g")
   esql ops_pub -c "SELECT chat.start_chat(gen_random_uuid(), 'before ' || g) FROM generate_series(1, 20) g" \
     >/dev/null
-  # The event's own columns (the README's publication): since and waiting_since serve the
+  # The event's own columns (the publication docs/operations.md shows): since and waiting_since serve the
   # monitoring totals and stay home.
   check_cmd "publisher: CREATE PUBLICATION chat_events_pub FOR TABLE chat.chat_events (the eight event columns) WITH (publish = 'insert')" \
     esql ops_pub -c "CREATE PUBLICATION chat_events_pub FOR TABLE chat.chat_events

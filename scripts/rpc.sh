@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # RPC tests (tests/rpc): every function called the way PostgREST / Supabase calls it, as
 # the login role `authenticator` switching per request to the role the JWT names, with
-# README's grants and the operator claim on. Starts its own PostgreSQL 15 cluster with the
+# the documented grants (docs/security.md) and the operator claim on. Starts its own PostgreSQL 15 cluster with the
 # installed chat_assign; needs node and npm (the `pg` client comes from the npm registry).
 # Ends with one line "rpc: N passed, M failed"; exit status 0 only when M is 0.
 set -uo pipefail
@@ -21,7 +21,7 @@ fail() { echo "$1"; echo "rpc: 0 passed, 1 failed"; exit 1; }
 cluster_start "$DIR" "$PORT" || fail "cluster did not start"
 trap 'cluster_stop "$DIR"' EXIT
 
-# README's grants (tests/rpc/grants.sql), then PostgREST's roles: anon for requests without
+# The documented grants (tests/rpc/grants.sql = docs/security.md's block), then PostgREST's roles: anon for requests without
 # a JWT, and authenticator, which may only switch to the roles it was granted.
 psql -X -q -v ON_ERROR_STOP=1 -d postgres >"$OUT/setup.log" 2>&1 <<SQL || { cat "$OUT/setup.log"; fail "setup failed"; }
 CREATE DATABASE $DB;
@@ -34,9 +34,9 @@ GRANT chat_app, chat_operator, chat_admin, anon TO authenticator;
 ALTER ROLE authenticator SET chat_assign.operator_id_claim = 'sub';
 SQL
 
-# An app of the seed's shape moved onto the extension (docs/adopting.md): its tables and
+# An app of bench/plpgsql's shape moved onto the extension (docs/adopting.md): its tables and
 # functions in public, with the grants its roles had there; the extension beside it in
-# schema chat_assign, with README's grants; import, switch. tests/rpc/adopt.test.mjs calls
+# schema chat_assign, with the documented grants; import, switch. tests/rpc/adopt.test.mjs calls
 # the app's own names in public through the same PostgREST imitation.
 psql -X -q -v ON_ERROR_STOP=1 -d postgres >>"$OUT/setup.log" 2>&1 <<SQL || { cat "$OUT/setup.log"; fail "setup of the adopted app failed"; }
 CREATE DATABASE ${DB}_app;
@@ -46,7 +46,7 @@ SET client_min_messages = warning;
 \i bench/plpgsql/014_chat_state_management.sql
 \i bench/plpgsql/015_fix_assignment_function.sql
 \i bench/plpgsql/016_chat_state_verification.sql
-\i tests/pg_regress/sql/include/seed_app_data.sql
+\i tests/pg_regress/sql/include/legacy_app_data.sql
 GRANT EXECUTE ON FUNCTION public.assign_chat_to_operator(uuid) TO chat_operator;
 GRANT EXECUTE ON FUNCTION public.release_and_reassign_chat(uuid, text), public.get_assignment_queue_status(),
                           public.detect_stuck_chats(integer) TO chat_admin;

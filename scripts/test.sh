@@ -73,8 +73,8 @@ step "isolation" regress_counts bash scripts/isolation.sh
 step "stress" suite_counts bash scripts/stress.sh
 step "rpc (node-postgres)" suite_counts bash scripts/rpc.sh
 step "ops" suite_counts bash scripts/ops.sh
-# The grants README documents are the ones the tests run (tests/rpc/grants.sql).
-step "README grants block" single bash scripts/check_readme_grants.sh
+# The SQL the docs show is the SQL the tests run (grants, scheduled idle job).
+step "docs SQL blocks" single bash scripts/check_readme_grants.sh
 
 echo; echo "=================== summary ($(( $(date +%s) - started ))s)"
 printf '%s\n' "${report[@]}"

@@ -33,7 +33,7 @@
 -- * new functions `read_chat_events`, `prune_chat_events` and `worker_status` (what the
 --   background workers did, failures included); EXECUTE on them, and every
 --   privilege on the new table and views, is revoked from everyone but the owner (grant
---   them as README "Roles and grants" says). Table-level INSERT, UPDATE, DELETE and
+--   them as docs/security.md, "Roles and grants" says). Table-level INSERT, UPDATE, DELETE and
 --   TRUNCATE grants on the tables are revoked (0.1.0 needed them; column grants are kept).
 --   Grants on everything else are kept.
 --
@@ -474,7 +474,8 @@ AS 'MODULE_PATHNAME', 'operator_send_message_wrapper';
 
 -- ------------------------------------------------------------ moving an existing app onto the extension
 -- As sql/import.sql.
--- Adoption: an app built from the seed-style migrations (its own operators, chats, messages,
+-- Adoption: an app built from the migrations apps ran before this extension (bench/plpgsql:
+-- its own operators, chats, messages,
 -- chat_assignments and operator_activity tables and PL/pgSQL functions, usually in
 -- `public`) moves onto the extension installed beside it (`CREATE EXTENSION chat_assign
 -- SCHEMA chat_assign`) in three steps, each one transaction:
@@ -503,7 +504,7 @@ CREATE TABLE app_imports (
 );
 
 -- The extension numbers messages and assignments itself (bigint identity); an app's ids
--- (uuid in the seed's schema) are kept here, so that what the app stored elsewhere still
+-- (uuid in such apps) are kept here, so that what the app stored elsewhere still
 -- finds its row: `SELECT id FROM imported_ids WHERE table_name = 'messages' AND app_id = $1`.
 CREATE TABLE imported_ids (
     table_name text   NOT NULL,
@@ -520,8 +521,7 @@ SELECT pg_catalog.pg_extension_config_dump('imported_ids', '');
 -- one row per table. The app's tables need only the columns that hold data the extension
 -- keeps: ids and references, a message's sender and content; every other column is read
 -- when it exists (chat_state, last_operator_id, operator_replied_at, priority,
--- waiting_since, state_changed_at, ...) and derived when not (README, "Moving an existing
--- app onto the extension", lists the derivations and the repair rules).
+-- waiting_since, state_changed_at, ...) and derived when not (docs/adopting.md lists the derivations and the repair rules).
 --
 -- Rows that break an invariant are collected first, by rule; without p_repair any of them
 -- refuses the whole import with 23514, naming the rule, the count and the first ids. With
@@ -953,7 +953,7 @@ $$;
 --     the caller lacks), its search_path pinned, the extension's function named by schema
 --     (a caller's search_path cannot redirect it).
 -- Each carries the grants the app's object of that name had, so the app's roles call and
--- read what they did (they also need the extension's grants: README "Roles and grants").
+-- read what they did (they also need the extension's grants: docs/security.md, "Roles and grants").
 -- Returns what it did, one row per object; objects of the app that still use the moved
 -- tables (its other views, functions, foreign keys) are listed as 'still reads the old
 -- table': they see the app's rows as they were at the switch.

@@ -1,6 +1,6 @@
 -- Change events: one row per chat state change, written in the transaction that makes it, so
 -- an event exists exactly when its change committed. Consumers read them with
--- read_chat_events (below), follow the table with logical replication (README), or are
+-- read_chat_events (below), follow the table with logical replication (docs/operations.md), or are
 -- woken by the worker's coalesced `NOTIFY chat_assign` and then read. No call sends a
 -- NOTIFY itself: PostgreSQL serialises notifying commits cluster-wide, and a full
 -- notification queue would fail the call.

@@ -31,7 +31,7 @@ END
 $$;
 
 -- Nothing of the extension is usable by anyone but its owner until the DBA grants it
--- (README "Roles and grants"). The functions are SECURITY DEFINER, so EXECUTE on one is
+-- (docs/security.md, "Roles and grants"). The functions are SECURITY DEFINER, so EXECUTE on one is
 -- the power to change chats; PostgreSQL grants EXECUTE on every new function to PUBLIC, and
 -- default privileges (`ALTER DEFAULT PRIVILEGES ... GRANT ALL ON FUNCTIONS / TABLES TO
 -- anon, authenticated`, as Supabase sets up `public`) would hand the functions and the

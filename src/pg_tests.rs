@@ -27,7 +27,7 @@ EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE;
 END $$;
 
--- Every invariant of the contract (README) that can be read off the tables, as a count of violations.
+-- Every invariant of the contract (docs/api.md) that can be read off the tables, as a count of violations.
 CREATE FUNCTION tests.invariant_violations() RETURNS bigint LANGUAGE sql AS $$
     SELECT
       (SELECT count(*) FROM chats c
@@ -967,7 +967,7 @@ $$;
 
     // ------------------------------------------------------------------ the error table
 
-    /// Every row of the error table (README "Errors"): the SQLSTATE, and nothing changed.
+    /// Every row of the error table (docs/api.md, "Errors"): the SQLSTATE, and nothing changed.
     #[pg_test]
     fn error_table() {
         let op = operator("worker", 1);

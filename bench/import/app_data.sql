@@ -1,4 +1,4 @@
--- An app database of the seed's shape at scale, for timing import_app_tables: :n chats,
+-- An app database of bench/plpgsql's shape at scale, for timing import_app_tables: :n chats,
 -- :per messages each (alternately the user's and the operator's), :k operators, one
 -- released assignment per chat that an operator answered, and an open assignment with its
 -- heartbeat for one chat in a thousand (each operator holds at most one per :k thousand

@@ -1,4 +1,4 @@
--- (d) the PL/pgSQL peer: the 0.2 contract (README's API reference) as a capable DBA would write it in plain
+-- (d) the PL/pgSQL peer: the 0.2 contract (docs/api.md) as a capable DBA would write it in plain
 -- SQL and PL/pgSQL, without an extension: the same five tables, constraints and indexes,
 -- the same twelve functions and two views (002_functions.sql). No triggers, no events, no
 -- NOTIFY. It is the competitor chat_assign (a) has to beat; see bench/README.md.

@@ -1,4 +1,4 @@
--- The invariants of the contract (README) and the agreement of the monitoring with the tables, as
+-- The invariants of the contract (docs/api.md) and the agreement of the monitoring with the tables, as
 -- violation counts in one statement (one snapshot). Prints only what is violated: no
 -- output means everything holds.
 SELECT check_name || ': ' || violations

@@ -1,5 +1,5 @@
 // An existing app moved onto chat_assign (docs/adopting.md): scripts/rpc.sh builds a
-// database of the seed's shape (its tables and PL/pgSQL functions in public, with the
+// database of bench/plpgsql's shape (its tables and PL/pgSQL functions in public, with the
 // grants its roles had there, and the messes its old code left), installs the extension in
 // schema chat_assign, imports with repair and switches the app's calls. The app's clients
 // keep calling the names they called, in public, over RPC as PostgREST does; the calls

@@ -2,7 +2,7 @@
 // function with a JSON body of named arguments, as the role the JWT names, the operator
 // identified by the JWT's "sub" claim (ALTER ROLE authenticator SET
 // chat_assign.operator_id_claim = 'sub'). Checks the JSON each client receives and the
-// SQLSTATE of every kind of error. scripts/rpc.sh sets up the database (README's grants).
+// SQLSTATE of every kind of error. scripts/rpc.sh sets up the database (the documented grants).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';

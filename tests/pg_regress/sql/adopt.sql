@@ -1,5 +1,4 @@
--- Moving an existing app onto the extension (README "Moving an existing app onto the
--- extension"): an app database built from the seed's migrations, with data in every state
+-- Moving an existing app onto the extension (docs/adopting.md): an app database built from the migrations apps ran before this extension (bench/plpgsql), with data in every state
 -- and the messes its old code left; then install beside it, import (refused, then
 -- repaired), switch the app's calls, run the app's own calls, roll back. Self-contained: its
 -- own databases, dropped at the end.
@@ -13,7 +12,7 @@ SET client_min_messages = warning;
 \i bench/plpgsql/014_chat_state_management.sql
 \i bench/plpgsql/015_fix_assignment_function.sql
 \i bench/plpgsql/016_chat_state_verification.sql
-\i tests/pg_regress/sql/include/seed_app_data.sql
+\i tests/pg_regress/sql/include/legacy_app_data.sql
 RESET client_min_messages;
 -- The app's own role and grants, the way a Supabase app has them: it calls the functions
 -- (the app took EXECUTE away from everyone else on one of them), reads chats and the summary.
@@ -134,7 +133,7 @@ SELECT c.relname, c.relacl FROM pg_class c
 WHERE c.relnamespace = 'public'::regnamespace AND c.relacl IS NOT NULL ORDER BY 1;
 
 -- The app's calls, unchanged, as the app's role from search_path public (as PostgREST calls
--- them), once the DBA gave it the extension's grants (README "Roles and grants").
+-- them), once the DBA gave it the extension's grants (docs/security.md, "Roles and grants").
 GRANT USAGE ON SCHEMA chat_assign TO adopt_app;
 GRANT EXECUTE ON FUNCTION chat_assign.start_chat(uuid, text, text), chat_assign.real_user_send_message(uuid, text, text),
     chat_assign.assign_chat_to_operator(uuid), chat_assign.operator_send_message(uuid, uuid, text, text),
@@ -174,7 +173,7 @@ SELECT count(*) AS objects FROM chat_assign.restore_app_calls('public');
 SELECT b.t, a.n = b.n AND a.md5 = b.md5 AS as_before
 FROM app_before b JOIN pg_temp.app_fingerprint() a USING (t) ORDER BY b.t;
 SELECT count(*) AS backup_schemas FROM pg_namespace WHERE nspname = 'public_before_chat_assign';
--- The app's own functions answer again (the seed's: Dave is inactive).
+-- The app's own functions answer again (its own: Dave is inactive).
 SELECT assign_chat_to_operator('0a000000-0000-0000-0000-000000000004');
 -- Switch again, and back: repeatable.
 SELECT count(*) AS objects FROM chat_assign.switch_app_calls('public');

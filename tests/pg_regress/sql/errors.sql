@@ -1,4 +1,4 @@
--- The error table (README "Errors"). Each failing call is followed by a check that nothing changed.
+-- The error table (docs/api.md, "Errors"). Each failing call is followed by a check that nothing changed.
 \set VERBOSITY sqlstate
 SELECT id AS op FROM operators WHERE name = 'Alice' \gset
 SELECT id AS other FROM operators WHERE name = 'Bob' \gset

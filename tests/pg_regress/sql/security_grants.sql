@@ -1,4 +1,4 @@
--- The roles and grants README "Roles and grants" documents (the same statements as
+-- The roles and grants docs/security.md ("Roles and grants") documents (the same statements as
 -- tests/rpc/grants.sql), what each role can and cannot do, and the operator claim.
 -- Runs in a database of its own and drops it (and the roles) at the end.
 \set VERBOSITY sqlstate
@@ -7,7 +7,7 @@ CREATE DATABASE chat_assign_sec_grants;
 \c chat_assign_sec_grants
 CREATE EXTENSION chat_assign;
 
--- README's block, verbatim.
+-- the docs' block, verbatim.
 \i tests/rpc/grants.sql
 
 -- A role nobody granted anything.

@@ -1,6 +1,6 @@
--- The scheduled idle job as README documents it (the block in
+-- The scheduled idle job as docs/operations.md documents it (the block in
 -- tests/pg_regress/sql/include/idle_job.sql, which scripts/check_readme_grants.sh holds
--- equal to README's), run in a database whose owner is not a superuser and planted
+-- equal to the docs' block), run in a database whose owner is not a superuser and planted
 -- functions named like the extension's where a job could find them: on the job role's
 -- "$user" schema and beside the extension in public. The job must release the idle chat
 -- through the extension's function, run nothing planted, and hand the owner no privilege.

@@ -5,13 +5,13 @@
 //! usually answers it, users write back, admins release chats and (de)activate operators,
 //! the idle job runs with a tiny threshold so that it really releases chats, dashboards
 //! poll the monitoring functions). Meanwhile a monitor connection checks every invariant of
-//! the contract (README) in one snapshot every ~100 ms. Afterwards it checks, with SQL, every invariant
+//! the contract (docs/api.md) in one snapshot every ~100 ms. Afterwards it checks, with SQL, every invariant
 //! again, that every message a call reported as stored is stored as reported, and that the
 //! counts the calls reported match what the tables hold.
 //!
 //! Every error is classified by SQLSTATE: the documented refusals (`55000`, `P0002`) are
 //! counted; a deadlock (`40P01`), an internal error (`XX000`), a unique violation (`23505`),
-//! any SQLSTATE the README's error table does not list, a documented argument error on valid arguments
+//! any SQLSTATE the documented error table (docs/api.md) does not list, a documented argument error on valid arguments
 //! and any non-database error fail the run.
 //!
 //! Usage: chat_assign_stress [--dsn DSN] [--connections N] [--seconds S] [--operators N]
@@ -120,7 +120,7 @@ const PUBLIC: &[&str] = &[
     "operator_assignment_stats (view)",
 ];
 
-/// Deliberately invalid calls (rare) and the SQLSTATE the README's error table promises for them.
+/// Deliberately invalid calls (rare) and the SQLSTATE the documented error table (docs/api.md) promises for them.
 const INVALID: &[(&str, &str, &str)] = &[
     (
         "invalid: real_user_send_message blank",
@@ -160,7 +160,7 @@ const FATAL_KINDS: &[&str] = &[
     "XX000 internal_error",
     "23505 unique_violation",
     "40001 serialization_failure",
-    "SQLSTATE not in the README's error table",
+    "SQLSTATE not in the documented error table (docs/api.md)",
     "documented argument error (22004/22023) on valid arguments",
     "invalid arguments not refused with the documented SQLSTATE",
     "non-database error (connection, protocol, decoding)",
@@ -179,7 +179,7 @@ const SANITY_KINDS: &[&str] = &[
 
 // ------------------------------------------------------------------------------ the invariants
 
-/// Every invariant of the contract (README; and the consistency it implies), as violation counts in one
+/// Every invariant of the contract (docs/api.md; and the consistency it implies), as violation counts in one
 /// statement, so that the monitor sees one snapshot.
 const INVARIANTS_SQL: &str = r#"
 SELECT

@@ -432,7 +432,7 @@ async fn writer(dsn: String, operators: Arc<Vec<Uuid>>, until: Instant, seed: u6
         // A transaction makes one call on existing rows and up to two start_chat calls,
         // in any order: only start_chat (which locks no existing row) shares a transaction
         // with another call, so the documented deadlocks of multi-call transactions
-        // (README, concurrency) cannot happen and any 40P01 is a failure.
+        // (docs/api.md, "Concurrency") cannot happen and any 40P01 is a failure.
         let calls = if in_tx { rng.random_range(1..=3) } else { 1 };
         let main_call = rng.random_range(0..calls);
         let mut started = Vec::new();

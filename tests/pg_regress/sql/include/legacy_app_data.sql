@@ -1,5 +1,5 @@
 -- Rows in every state, and the messes the app's old code left, for an app database built
--- from bench/plpgsql (the seed's tables and migrations 014-016, in schema public). Ids are
+-- from bench/plpgsql (the app's tables and migrations 014-016, in schema public). Ids are
 -- fixed and readable: operators 0a.., chats c1.., messages and assignments by number.
 -- Times are relative to now(): the stale heartbeat is hours old.
 INSERT INTO public.operators (id, name, is_active, max_concurrent_chats, last_assigned_at, created_at) VALUES
