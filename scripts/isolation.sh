@@ -56,6 +56,11 @@ if [ "$(id -u)" = 0 ]; then chown postgres: "$out" 2>/dev/null || true; fi
 # --use-existing makes pg_isolation_regress neither drop nor create its database.
 "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -U postgres -d postgres \
   -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS \"$ISO_DB\"" -c "CREATE DATABASE \"$ISO_DB\""
+# The specs' shared fixture, with the invariants every test layer checks (tests/invariants.sql,
+# its final semicolon dropped: it becomes a subquery).
+"$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -U postgres -d "$ISO_DB" \
+  -v invariants="$(sed -e 's/;[[:space:]]*$//' "$repo/tests/invariants.sql")" \
+  -f "$repo/tests/isolation/fixture.sql"
 
 if [ "$#" -gt 0 ]; then
   tests=("$@")

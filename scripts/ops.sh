@@ -174,7 +174,7 @@ works() {
     "$(msql "$db" -c "SELECT $reply > $max_message AND $user_reply > $reply
                              AND $assignment > $max_assignment" 2>&1)"
   check "$label: afterwards the monitoring agrees with the tables, every invariant holds" "" \
-    "$(msql "$db" -f "$SQL_DIR/invariants.sql" 2>&1)"
+    "$(msql "$db" -f "$ROOT/tests/invariants.sql" 2>&1)"
 }
 
 # ------------------------------------------------------------------------------ 1. worker
@@ -481,7 +481,7 @@ part_dump() {
   check "source: ops_grantee may execute exactly the granted function (no EXECUTE for PUBLIC)" \
     "assign_chat_to_operator(uuid)" "$src_exec"
   check "source: the monitoring agrees with the tables, every invariant holds" "" \
-    "$(msql "$src" -f "$SQL_DIR/invariants.sql" 2>&1)"
+    "$(msql "$src" -f "$ROOT/tests/invariants.sql" 2>&1)"
 
   rm -rf "$WORK/dump" && mkdir -p "$WORK/dump"
   setup "pg_dump -Fc" pg_dump -h "$MAIN_DIR" -p "$MAIN_PORT" -U postgres -Fc \
@@ -509,7 +509,7 @@ part_dump() {
       "$(msql "$db" -c "SELECT waiting_count, assigned_count, waiting_reply_count, active_operators,
                                busy_operators, available_operators FROM get_assignment_queue_status()" 2>&1)"
     check "$label: the monitoring agrees with the tables, every invariant holds" "" \
-      "$(msql "$db" -f "$SQL_DIR/invariants.sql" 2>&1)"
+      "$(msql "$db" -f "$ROOT/tests/invariants.sql" 2>&1)"
     works "$label" "$db"
   done
 }
@@ -550,7 +550,7 @@ part_retry() {
                              (SELECT count(*) FROM messages WHERE chat_id = '$chat' AND sender_type = 'operator'),
                              (SELECT count(*) FROM chat_events WHERE chat_id = '$chat')" 2>&1)"
   check "the monitoring agrees with the tables, every invariant holds" "" \
-    "$(msql "$db" -f "$SQL_DIR/invariants.sql" 2>&1)"
+    "$(msql "$db" -f "$ROOT/tests/invariants.sql" 2>&1)"
   rc=0; msql postgres -c "DROP DATABASE $db" >/dev/null 2>&1 || rc=$?
   check "$db dropped" 0 "$rc"
 }
@@ -619,7 +619,7 @@ upgrade_from() {
   check "$label: every row of every table unchanged (md5 per table, and the monitoring totals)" \
     "$md5" "$(msql "$db" -f "$SQL_DIR/table_md5.sql" 2>&1)"
   check "$label: the monitoring agrees with the tables, every invariant holds" "" \
-    "$(msql "$db" -f "$SQL_DIR/invariants.sql" 2>&1)"
+    "$(msql "$db" -f "$ROOT/tests/invariants.sql" 2>&1)"
   check "$label: a SELECT grant on operator_activity is kept across the update" t \
     "$(msql "$db" -c "SELECT has_table_privilege('ops_reader', 'operator_activity', 'SELECT')" 2>&1)"
   msql "$db" -c "REVOKE SELECT ON operator_activity FROM ops_reader"

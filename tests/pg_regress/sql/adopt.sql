@@ -99,7 +99,7 @@ JOIN chat_assign.operator_activity x USING (chat_id, operator_id)
 ORDER BY h.chat_id;
 -- The invariants and the monitoring agree with the tables (no output: all hold).
 SET search_path = chat_assign;
-\i tests/ops/invariants.sql
+\i tests/invariants.sql
 RESET search_path;
 -- Numbering goes on after the imported ids.
 SELECT (SELECT max(id) FROM chat_assign.messages) = 15 AS messages_numbered,
@@ -165,7 +165,7 @@ UPDATE chats SET chat_state = 'assigned' WHERE id = :'new_chat';
 RESET ROLE;
 RESET search_path;
 SET search_path = chat_assign;
-\i tests/ops/invariants.sql
+\i tests/invariants.sql
 RESET search_path;
 
 -- Rollback: the app's objects come back as they were at the switch, the backup schema goes.
@@ -227,7 +227,7 @@ FROM ca.chats c ORDER BY c.id;
 SELECT name, max_concurrent_chats FROM ca.operators ORDER BY name;
 SELECT release_reason FROM ca.chat_assignments ORDER BY id;
 SET search_path = ca;
-\i tests/ops/invariants.sql
+\i tests/invariants.sql
 RESET search_path;
 \c :home
 DROP DATABASE chat_assign_adopt_legacy;

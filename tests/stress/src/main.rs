@@ -87,9 +87,11 @@ fn parse_args() -> Result<Config, String> {
             "--chats" => cfg.chats = num(value()?)? as usize,
             "--seed" => cfg.seed = num(value()?)?,
             "-h" | "--help" => {
-                return Err("usage: chat_assign_stress [--dsn DSN] [--connections N] [--seconds S] \
+                return Err(
+                    "usage: chat_assign_stress [--dsn DSN] [--connections N] [--seconds S] \
                             [--operators N] [--chats N] [--seed N]"
-                    .into())
+                        .into(),
+                )
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -179,40 +181,11 @@ const SANITY_KINDS: &[&str] = &[
 
 // ------------------------------------------------------------------------------ the invariants
 
-/// Every invariant of the contract (docs/api.md; and the consistency it implies), as violation counts in one
+/// What this workload adds to the contract's invariants (which are tests/invariants.sql, the
+/// one definition every test layer runs: [`SHARED_INVARIANTS`]), as violation counts in one
 /// statement, so that the monitor sees one snapshot.
 const INVARIANTS_SQL: &str = r#"
 SELECT
-  (SELECT count(*) FROM chats
-    WHERE (chat_state = 'assigned') <> (assigned_operator_id IS NOT NULL))
-    AS "inv1: assigned <=> assigned_operator_id not null",
-  (SELECT count(*) FROM chats c
-    WHERE c.chat_state = 'assigned'
-      AND (SELECT count(*) FROM chat_assignments a
-            WHERE a.chat_id = c.id AND a.released_at IS NULL) <> 1)
-    AS "inv1: assigned => exactly one open assignment",
-  (SELECT count(*) FROM chats c
-    WHERE (c.chat_state <> 'assigned' OR c.assigned_operator_id IS NULL)
-      AND EXISTS (SELECT 1 FROM chat_assignments a
-                   WHERE a.chat_id = c.id AND a.released_at IS NULL))
-    AS "inv1: open assignment => chat assigned",
-  (SELECT count(*) FROM chat_assignments a JOIN chats c ON c.id = a.chat_id
-    WHERE a.released_at IS NULL AND c.assigned_operator_id IS DISTINCT FROM a.operator_id)
-    AS "inv1: open assignment operator = assigned_operator_id",
-  (SELECT count(*) FROM chats
-    WHERE chat_state = 'waiting_real_user_reply' AND operator_replied_at IS NULL)
-    AS "inv2: waiting_real_user_reply => operator_replied_at",
-  (SELECT count(*) FROM operators o
-    WHERE (SELECT count(*) FROM chat_assignments a
-            WHERE a.operator_id = o.id AND a.released_at IS NULL) > o.max_concurrent_chats)
-    AS "inv3: open assignments <= max_concurrent_chats",
-  (SELECT count(*) FROM chats WHERE chat_state = 'completed' AND is_active)
-    AS "inv4: completed => not is_active",
-  (SELECT count(*) FROM chats c
-    WHERE c.chat_state = 'completed'
-      AND EXISTS (SELECT 1 FROM chat_assignments a
-                   WHERE a.chat_id = c.id AND a.released_at IS NULL))
-    AS "inv4: completed => no open assignment",
   (SELECT count(*) FROM chats c
     JOIN (SELECT DISTINCT ON (e.chat_id) e.chat_id, e.new_state FROM chat_events e
           ORDER BY e.chat_id, e.id DESC) AS last_event ON last_event.chat_id = c.id
@@ -235,6 +208,22 @@ SELECT
        OR released_at < assigned_at)
     AS "released assignments have a known reason and time"
 "#;
+
+/// The contract's invariants and the monitoring's agreement with the tables, as every test
+/// layer checks them: one row per violated check ("name: count").
+const SHARED_INVARIANTS: &str = include_str!("../../invariants.sql");
+
+/// The shared invariants as (name, violations) pairs, violated ones only.
+async fn shared_violations(client: &Client) -> Result<Vec<(String, i64)>, PgError> {
+    let sql = SHARED_INVARIANTS.trim_end().trim_end_matches(';');
+    let mut out = Vec::new();
+    for row in client.query(sql, &[]).await? {
+        let text: String = row.try_get(0)?;
+        let (name, n) = text.rsplit_once(": ").unwrap_or((text.as_str(), "1"));
+        out.push((name.to_string(), n.parse().unwrap_or(1)));
+    }
+    Ok(out)
+}
 
 fn invariants_sql() -> String {
     INVARIANTS_SQL.replace("__REASONS__", KNOWN_REASONS)
@@ -626,7 +615,13 @@ impl Worker {
     }
 
     fn pick_chat(&mut self) -> Uuid {
-        *self.shared.chats.read().unwrap().choose(&mut self.rng).unwrap()
+        *self
+            .shared
+            .chats
+            .read()
+            .unwrap()
+            .choose(&mut self.rng)
+            .unwrap()
     }
 
     /// With probability `p` a chat some connection was just given (likely still assigned),
@@ -652,7 +647,13 @@ impl Worker {
 
     fn content(&mut self, who: &str) -> String {
         let n = self.next_seq();
-        let flavour = ["hello", "any news?", "thanks — ¡gracias! ✓", "line one\nline two", "ok"];
+        let flavour = [
+            "hello",
+            "any news?",
+            "thanks — ¡gracias! ✓",
+            "line one\nline two",
+            "ok",
+        ];
         let f = flavour[(n as usize) % flavour.len()];
         format!("w{}#{} {who}: {f}", self.id, n)
     }
@@ -662,23 +663,23 @@ impl Worker {
             // Weights per 10,000 iterations.
             let roll = self.rng.random_range(0..10_000u32);
             match roll {
-                0..=149 => self.start_chat().await,            // 1.5 %
-                150..=1899 => self.user_message().await,       // 17.5 %
-                1900..=4399 => self.assign_flow().await,       // 25 %
-                4400..=5199 => self.reply_to_held().await,     // 8 %
-                5200..=5599 => self.reply_random().await,      // 4 %
-                5600..=6199 => self.release().await,           // 6 %
-                6200..=6999 => self.touch().await,             // 8 %
-                7000..=7499 => self.idle_release().await,      // 5 %
-                7500..=7549 => self.complete().await,          // 0.5 %
-                7550..=7551 => self.create_operator().await,   // 0.02 %
-                7552..=7799 => self.set_active().await,        // 2.5 %
-                7800..=8199 => self.queue_status().await,      // 4 %
-                8200..=8599 => self.stuck().await,             // 4 %
-                8600..=8999 => self.summary().await,           // 4 %
-                9000..=9399 => self.op_stats().await,          // 4 %
-                9400..=9429 => self.invalid().await,           // 0.3 %
-                _ => self.user_message().await,                // 5.7 %
+                0..=149 => self.start_chat().await,          // 1.5 %
+                150..=1899 => self.user_message().await,     // 17.5 %
+                1900..=4399 => self.assign_flow().await,     // 25 %
+                4400..=5199 => self.reply_to_held().await,   // 8 %
+                5200..=5599 => self.reply_random().await,    // 4 %
+                5600..=6199 => self.release().await,         // 6 %
+                6200..=6999 => self.touch().await,           // 8 %
+                7000..=7499 => self.idle_release().await,    // 5 %
+                7500..=7549 => self.complete().await,        // 0.5 %
+                7550..=7551 => self.create_operator().await, // 0.02 %
+                7552..=7799 => self.set_active().await,      // 2.5 %
+                7800..=8199 => self.queue_status().await,    // 4 %
+                8200..=8599 => self.stuck().await,           // 4 %
+                8600..=8999 => self.summary().await,         // 4 %
+                9000..=9399 => self.op_stats().await,        // 4 %
+                9400..=9429 => self.invalid().await,         // 0.3 %
+                _ => self.user_message().await,              // 5.7 %
             }
         }
         self.rep
@@ -687,7 +688,13 @@ impl Worker {
     async fn start_chat(&mut self) {
         let user = Uuid::new_v4();
         let content = self.content("first message");
-        if let Some(chat) = one!(self, "start_chat", &self.st.start_chat, Uuid, [user, content]) {
+        if let Some(chat) = one!(
+            self,
+            "start_chat",
+            &self.st.start_chat,
+            Uuid,
+            [user, content]
+        ) {
             self.shared.chats.write().unwrap().push(chat);
             self.rep.started.push(StartedChat {
                 chat_id: chat,
@@ -821,7 +828,12 @@ impl Worker {
     }
 
     async fn release(&mut self) {
-        let chat = match self.rng.random_bool(0.5).then(|| self.take_held()).flatten() {
+        let chat = match self
+            .rng
+            .random_bool(0.5)
+            .then(|| self.take_held())
+            .flatten()
+        {
             Some((_, chat)) => chat,
             None => self.pick_hot_chat(0.6),
         };
@@ -929,11 +941,16 @@ impl Worker {
     }
 
     async fn queue_status(&mut self) {
-        let Some(rows) = rows!(self, "get_assignment_queue_status", &self.st.queue_status, [])
-        else {
+        let Some(rows) = rows!(
+            self,
+            "get_assignment_queue_status",
+            &self.st.queue_status,
+            []
+        ) else {
             return;
         };
-        self.rep.hit("get_assignment_queue_status", rows.len() as u64);
+        self.rep
+            .hit("get_assignment_queue_status", rows.len() as u64);
         let bad = match rows.as_slice() {
             [r] => {
                 let n = |i: usize| r.try_get::<_, i64>(i).unwrap_or(-1);
@@ -1000,7 +1017,13 @@ impl Worker {
             let oldest: Option<SystemTime> = r.try_get(2).unwrap_or(None);
             n >= 0 && (n == 0) == oldest.is_none()
         });
-        if states != ["waiting_assignment", "assigned", "waiting_real_user_reply", "completed"]
+        if states
+            != [
+                "waiting_assignment",
+                "assigned",
+                "waiting_real_user_reply",
+                "completed",
+            ]
             || !counts_ok
         {
             self.rep
@@ -1031,8 +1054,10 @@ impl Worker {
                 || (!active_op && active != 0)
                 || avg.is_some_and(|a| a < 0.0)
             {
-                self.rep
-                    .sanity(SANITY_KINDS[3], format!("operator_assignment_stats row {r:?}"));
+                self.rep.sanity(
+                    SANITY_KINDS[3],
+                    format!("operator_assignment_stats row {r:?}"),
+                );
             }
         }
     }
@@ -1069,8 +1094,24 @@ async fn monitor(client: Client, stop: Arc<AtomicBool>) -> MonitorReport {
     let mut rep = MonitorReport::default();
     while !stop.load(Ordering::Relaxed) {
         let t0 = Instant::now();
-        match invariant_counts(&client, &sql).await {
+        let shared = match shared_violations(&client).await {
+            Ok(violated) => violated,
+            Err(e) => {
+                rep.errors.push(describe(&e));
+                Vec::new()
+            }
+        };
+        match invariant_counts(&client, &sql).await.map(|mut counts| {
+            counts.push(("tests/invariants.sql".to_string(), shared.len() as i64));
+            counts
+        }) {
             Ok(counts) => {
+                for (name, n) in &shared {
+                    if rep.examples.len() < 20 {
+                        rep.examples
+                            .push(format!("sample {}: {name} = {n}", rep.samples + 1));
+                    }
+                }
                 rep.samples += 1;
                 rep.max_ms = rep.max_ms.max(t0.elapsed().as_millis());
                 if rep.names.is_empty() {
@@ -1126,7 +1167,18 @@ async fn final_checks(
     setup_operators: usize,
     checks: &mut Checks,
 ) -> Result<(), PgError> {
-    // Every invariant, on the final state.
+    // Every invariant, on the final state: the contract's (tests/invariants.sql, every check
+    // by name), then what this workload adds.
+    let violated = shared_violations(client).await?;
+    checks.add(
+        "final: tests/invariants.sql (the contract's invariants and the monitoring)",
+        violated.iter().map(|(_, n)| *n).sum(),
+        violated
+            .iter()
+            .map(|(name, n)| format!("{name}: {n}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
     for (name, n) in invariant_counts(client, &invariants_sql()).await? {
         checks.add(format!("final: {name}"), n, "");
     }
@@ -1301,8 +1353,12 @@ async fn run(cfg: Config) -> Result<usize, String> {
         .map_err(pg)?
         .map(|r| r.get(0));
     let version = version.ok_or("extension chat_assign is not installed in this database")?;
-    let pre = count(&admin, "SELECT count(*) FROM chats").await.map_err(pg)?
-        + count(&admin, "SELECT count(*) FROM operators").await.map_err(pg)?;
+    let pre = count(&admin, "SELECT count(*) FROM chats")
+        .await
+        .map_err(pg)?
+        + count(&admin, "SELECT count(*) FROM operators")
+            .await
+            .map_err(pg)?;
     if pre != 0 {
         return Err("the database must be fresh (chats/operators not empty)".into());
     }
@@ -1312,7 +1368,10 @@ async fn run(cfg: Config) -> Result<usize, String> {
     for i in 0..cfg.operators {
         let cap = (i % 3) as i32 + 1;
         let r = admin
-            .query_one("SELECT create_operator($1, $2)", &[&format!("operator {i}"), &cap])
+            .query_one(
+                "SELECT create_operator($1, $2)",
+                &[&format!("operator {i}"), &cap],
+            )
             .await
             .map_err(pg)?;
         operators.push(r.get::<_, Uuid>(0));
@@ -1354,7 +1413,9 @@ async fn run(cfg: Config) -> Result<usize, String> {
             id,
             client,
             st,
-            rng: StdRng::seed_from_u64(cfg.seed ^ (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            rng: StdRng::seed_from_u64(
+                cfg.seed ^ (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ),
             shared: shared.clone(),
             rep: Report::default(),
             seq: 0,
@@ -1433,7 +1494,11 @@ async fn run(cfg: Config) -> Result<usize, String> {
     for (label, _, _) in INVALID {
         let n = rep.stats.get(label).map_or(0, |s| s.calls);
         if n > 0 {
-            checks.add(format!("coverage: {label} exercised"), 0, format!("{n} calls"));
+            checks.add(
+                format!("coverage: {label} exercised"),
+                0,
+                format!("{n} calls"),
+            );
         }
     }
     let hit = |f: &str| rep.stats.get(f).map_or(0, |s| s.hits);
@@ -1444,7 +1509,10 @@ async fn run(cfg: Config) -> Result<usize, String> {
             .unwrap_or(0)
     };
     for (what, n) in [
-        ("assign_chat_to_operator returned a chat", hit("assign_chat_to_operator")),
+        (
+            "assign_chat_to_operator returned a chat",
+            hit("assign_chat_to_operator"),
+        ),
         (
             "assign_chat_to_operator refused an operator at capacity or inactive (55000)",
             code("assign_chat_to_operator", "55000"),
@@ -1453,9 +1521,18 @@ async fn run(cfg: Config) -> Result<usize, String> {
             "operator_send_message refused a non-assigned operator (55000)",
             code("operator_send_message", "55000"),
         ),
-        ("release_idle_assignments released chats", hit("release_idle_assignments")),
-        ("release_and_reassign_chat released chats", hit("release_and_reassign_chat")),
-        ("touch_operator_activity returned true", hit("touch_operator_activity")),
+        (
+            "release_idle_assignments released chats",
+            hit("release_idle_assignments"),
+        ),
+        (
+            "release_and_reassign_chat released chats",
+            hit("release_and_reassign_chat"),
+        ),
+        (
+            "touch_operator_activity returned true",
+            hit("touch_operator_activity"),
+        ),
     ] {
         checks.add(
             format!("coverage: {what}"),
@@ -1490,7 +1567,11 @@ async fn run(cfg: Config) -> Result<usize, String> {
     print_report(&cfg, &rep, &mon, calls_run, elapsed);
     println!("\nfinal state:");
     for r in &states {
-        println!("  chats {:<26} {:>6}", r.get::<_, String>(0), r.get::<_, i64>(1));
+        println!(
+            "  chats {:<26} {:>6}",
+            r.get::<_, String>(0),
+            r.get::<_, i64>(1)
+        );
     }
     println!(
         "  operators {} ({inactive} inactive)",
@@ -1498,7 +1579,11 @@ async fn run(cfg: Config) -> Result<usize, String> {
     );
     println!("  assignments by release reason:");
     for r in &reasons {
-        println!("    {:<24} {:>7}", r.get::<_, String>(0), r.get::<_, i64>(1));
+        println!(
+            "    {:<24} {:>7}",
+            r.get::<_, String>(0),
+            r.get::<_, i64>(1)
+        );
     }
 
     println!("\nchecks:");
@@ -1543,7 +1628,11 @@ async fn run(cfg: Config) -> Result<usize, String> {
         inv_checked,
         mon.samples
     );
-    println!("stress: {} passed, {} failed", checks.passed(), checks.failed());
+    println!(
+        "stress: {} passed, {} failed",
+        checks.passed(),
+        checks.failed()
+    );
     Ok(checks.failed())
 }
 
@@ -1557,9 +1646,7 @@ fn print_report(cfg: &Config, rep: &Report, mon: &MonitorReport, calls_run: u64,
         }
     }
     codes.sort();
-    println!(
-        "\nper function (run phase; hits = chats returned / true / rows returned):"
-    );
+    println!("\nper function (run phase; hits = chats returned / true / rows returned):");
     let mut header = format!(
         "  {:<40} {:>8} {:>8} {:>8}",
         "function", "calls", "ok", "hits"
@@ -1575,10 +1662,7 @@ fn print_report(cfg: &Config, rep: &Report, mon: &MonitorReport, calls_run: u64,
         let Some(s) = rep.stats.get(label) else {
             continue;
         };
-        let mut line = format!(
-            "  {:<40} {:>8} {:>8} {:>8}",
-            label, s.calls, s.ok, s.hits
-        );
+        let mut line = format!("  {:<40} {:>8} {:>8} {:>8}", label, s.calls, s.ok, s.hits);
         for c in &codes {
             line += &format!(" {:>7}", s.codes.get(c).copied().unwrap_or(0));
         }
@@ -1592,7 +1676,11 @@ fn print_report(cfg: &Config, rep: &Report, mon: &MonitorReport, calls_run: u64,
     }
     println!("\nper SQLSTATE (errors):");
     for c in &codes {
-        let n: u64 = rep.stats.values().map(|s| s.codes.get(c).copied().unwrap_or(0)).sum();
+        let n: u64 = rep
+            .stats
+            .values()
+            .map(|s| s.codes.get(c).copied().unwrap_or(0))
+            .sum();
         let what = match c.as_str() {
             "55000" => "object_not_in_prerequisite_state (documented refusal)",
             "P0002" => "no_data_found (documented)",

@@ -1,6 +1,9 @@
--- The invariants of the contract (docs/api.md) and the agreement of the monitoring with the tables, as
--- violation counts in one statement (one snapshot). Prints only what is violated: no
--- output means everything holds.
+-- The invariants of the contract (docs/api.md), and the agreement of the monitoring with the
+-- tables, as violation counts in one statement (one snapshot). Prints only what is violated:
+-- no rows means everything holds. The one definition every test layer uses: the operations
+-- suite and pg_regress run this file, #[pg_test] and the stress test include it, the
+-- isolation specs read it through a view (tests/isolation/fixture.sql). Unqualified: it reads
+-- the extension's tables through the caller's search_path.
 SELECT check_name || ': ' || violations
 FROM (VALUES
   ('inv1: assigned <=> assigned_operator_id not null',
@@ -32,6 +35,20 @@ FROM (VALUES
            (SELECT chat_id, operator_id FROM chat_assignments WHERE released_at IS NULL) a
            USING (chat_id, operator_id)
      WHERE oa.chat_id IS NULL OR a.chat_id IS NULL)),
+  ('at most one open assignment per chat',
+   (SELECT count(*) FROM (SELECT chat_id FROM chat_assignments WHERE released_at IS NULL
+                          GROUP BY chat_id HAVING count(*) > 1) AS twice)),
+  ('monitoring: the running totals (counts and time sums per state) equal a full scan',
+   (SELECT count(*) FROM chat_state_totals t
+     WHERE t.chat_count <> (SELECT count(*) FROM chats c WHERE c.chat_state = t.chat_state)
+        OR coalesce(t.changed_epoch, 0) <> coalesce((SELECT sum(extract(epoch FROM c.state_changed_at))
+                                                    FROM chats c WHERE c.chat_state = t.chat_state), 0)
+        OR t.queue_count <> (SELECT count(*) FROM chats c WHERE c.chat_state = t.chat_state
+                                AND c.chat_state = 'waiting_assignment' AND c.is_active)
+        OR coalesce(t.waiting_epoch, 0) <> coalesce((SELECT sum(extract(epoch FROM c.waiting_since))
+                                                    FROM chats c WHERE c.chat_state = t.chat_state
+                                                      AND c.chat_state = 'waiting_assignment'
+                                                      AND c.is_active), 0))),
   ('released assignments have a reason and a time after the assignment',
    (SELECT count(*) FROM chat_assignments
      WHERE (released_at IS NULL) <> (release_reason IS NULL) OR released_at < assigned_at)),
