@@ -6,7 +6,6 @@
 # bench/results/import.md. Uses the chat_assign build installed in the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
 IMPORT_CHATS=${IMPORT_CHATS:-1000000}
 IMPORT_MESSAGES=${IMPORT_MESSAGES:-10}
 IMPORT_OPERATORS=${IMPORT_OPERATORS:-1000}

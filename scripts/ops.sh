@@ -45,7 +45,7 @@ SUB_DIR=${OPS_TMP}_sub SUB_PORT=$((OPS_PORT + 3))
 WORK=${OPS_TMP}_work
 SQL_DIR=$ROOT/tests/ops
 EXT_DIR=$(/usr/lib/postgresql/15/bin/pg_config --sharedir)/extension
-EVENTS_BIN=$ROOT/tests/stress/target/release/chat_assign_events
+EVENTS_BIN=$ROOT/tests/stress/target/stress/chat_assign_events
 WORKER_TYPE='chat_assign idle worker'
 
 # shellcheck source=cluster.sh
@@ -434,7 +434,7 @@ events_cluster() {
 part_events() {
   section "2. change events (chat_events, read_chat_events, worker wake-ups)"
   local out rc
-  setup "build tests/stress (chat_assign_events)" cargo build --release --quiet \
+  setup "build tests/stress (chat_assign_events)" cargo build --profile stress --quiet \
     --manifest-path "$ROOT/tests/stress/Cargo.toml" --target-dir "$ROOT/tests/stress/target" \
     --bin chat_assign_events || return
   events_cluster || return
@@ -711,11 +711,11 @@ ssql() { psql_at "$SUB_DIR" "$SUB_PORT" "$@"; }
 # event_rows_md5 [CONDITION]: SQL for "count md5" of the rows of chat.chat_events in id
 # order (run with TimeZone pinned: `at` is compared as text).
 event_rows_md5() {
-  echo "SELECT count(*) || ' ' || coalesce(md5(string_agg((id, chat_id, old_state::text,
+  printf '%s\n' "SELECT count(*) || ' ' || coalesce(md5(string_agg((id, chat_id, old_state::text,
           new_state::text, operator_id, team_id, reason, at)::text, E'\n' ORDER BY id)), '-')
         FROM chat.chat_events WHERE ${1:-true}"
 }
-pub_md5() { PGOPTIONS='-c TimeZone=UTC' esql ops_pub -c "$(event_rows_md5 "$@")" 2>&1; }
+pub_md5() { PGOPTIONS='-c TimeZone=UTC' esql ops_pub -c "$(event_rows_md5)" 2>&1; }
 sub_md5() { PGOPTIONS='-c TimeZone=UTC' ssql ops_sub -c "$(event_rows_md5 "$@")" 2>&1; }
 
 part_replication() {

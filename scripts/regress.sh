@@ -15,9 +15,8 @@ trap 'cluster_stop "$DIR"' EXIT
 rm -rf "$OUT" && mkdir -p "$OUT"
 if [ "${1:-}" = "--bless" ]; then
   mkdir -p tests/pg_regress/expected
-  for t in $(awk '/^test:/ {for (i = 2; i <= NF; i++) print $i}' tests/pg_regress/schedule); do
-    touch "tests/pg_regress/expected/$t.out"
-  done
+  awk '/^test:/ {for (i = 2; i <= NF; i++) print $i}' tests/pg_regress/schedule |
+    while read -r t; do touch "tests/pg_regress/expected/$t.out"; done
 fi
 status=0
 "$REGRESS" --inputdir=tests/pg_regress --outputdir="$OUT" \
@@ -26,7 +25,7 @@ status=0
 if [ "${1:-}" = "--bless" ]; then
   mkdir -p tests/pg_regress/expected
   cp "$OUT"/results/*.out tests/pg_regress/expected/
-  echo "blessed: $(ls tests/pg_regress/expected | tr '\n' ' ')"
+  echo "blessed: $(find tests/pg_regress/expected -name '*.out' -printf '%f\n' | sort | tr '\n' ' ')"
 elif [ "$status" -ne 0 ] && [ -f "$OUT/regression.diffs" ]; then
   cat "$OUT/regression.diffs"
 fi

@@ -5,7 +5,7 @@
 # installed chat_assign; needs node and npm (the `pg` client comes from the npm registry).
 # Ends with one line "rpc: N passed, M failed"; exit status 0 only when M is 0.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 source scripts/cluster.sh
 DIR=/tmp/ca_sec_rpc
 PORT=54385
@@ -65,6 +65,6 @@ SQL
 PGDATABASE=$DB PGDATABASE_APP=${DB}_app node --test --test-reporter=tap tests/rpc/ 2>&1 | tee "$OUT/node.log"
 passed=$(sed -nE 's/^# pass ([0-9]+)$/\1/p' "$OUT/node.log" | tail -1)
 failed=$(sed -nE 's/^# fail ([0-9]+)$/\1/p' "$OUT/node.log" | tail -1)
-[ -n "$passed" ] && [ -n "$failed" ] || fail "no test summary from node --test"
+if [ -z "$passed" ] || [ -z "$failed" ]; then fail "no test summary from node --test"; fi
 echo "rpc: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

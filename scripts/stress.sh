@@ -22,10 +22,10 @@ export STRESS_SECONDS=${STRESS_SECONDS:-20}
 STRESS_DIR=${STRESS_DIR:-/tmp/ca_stress}
 STRESS_PORT=${STRESS_PORT:-54350}
 DB=chat_assign_stress
-BIN="$ROOT/tests/stress/target/release/chat_assign_stress"
+BIN="$ROOT/tests/stress/target/stress/chat_assign_stress"
 
 echo "== stress: building tests/stress"
-cargo build --release --quiet --manifest-path "$ROOT/tests/stress/Cargo.toml" \
+cargo build --profile stress --quiet --manifest-path "$ROOT/tests/stress/Cargo.toml" \
   --target-dir "$ROOT/tests/stress/target"
 
 # shellcheck source=cluster.sh

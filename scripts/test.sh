@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine (scripts/setup.sh) and runs every test of chat_assign:
-# fmt and clippy, the #[pg_test] suite, the pg_regress suite, the isolation specs, the
+# fmt (the whole workspace), clippy (the extension and the stress client), shellcheck, the #[pg_test] suite, the pg_regress suite, the isolation specs, the
 # multi-connection stress test, the node-postgres RPC test and the operations suite
 # (background worker, change events, dump/restore, upgrades). Prints one "N passed, N failed" line at the end and exits
 # non-zero if anything failed. Must run as root (apt-get; clusters run as postgres).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 export PATH="$HOME/.cargo/bin:$PATH"
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 LOGS=target/test-logs
@@ -19,7 +19,8 @@ passed=0; failed=0; report=()
 # parser turns the log into "passed failed" counts (a step that fails without counts is 1 failure).
 step() {
   local name=$1 parser=$2; shift 2
-  local log="$LOGS/${name// /_}.log" t0=$(date +%s) rc p f
+  local log="$LOGS/${name// /_}.log" t0 rc p f
+  t0=$(date +%s)
   echo; echo "=================== $name"
   "$@" 2>&1 | tee "$log"; rc=${PIPESTATUS[0]}
   read -r p f < <($parser "$log" "$rc")
@@ -65,6 +66,8 @@ pgrx_test() {
 
 step "cargo fmt" single cargo fmt --all -- --check
 step "cargo clippy" single cargo clippy --features pg_test -- -D warnings
+step "cargo clippy (stress)" single cargo clippy -p chat_assign_stress --all-targets -- -D warnings
+step "shellcheck" single shellcheck scripts/*.sh .ci/run
 step "pg_test" cargo_counts pgrx_test
 # cargo pgrx test installed its test build; everything after runs on the release build.
 step "install release build" single cargo pgrx install --release --pg-config "$PG_CONFIG"

@@ -753,7 +753,7 @@ async fn burst(
                     .map_err(|e| format!("start_chat: {}", db_error(&e)))?
                     .get(0);
                 calls += 1;
-                if calls % 3 == 0 {
+                if calls.is_multiple_of(3) {
                     client
                         .query_one("SELECT assign_chat_to_operator($1)", &[&op])
                         .await
