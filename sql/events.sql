@@ -37,7 +37,7 @@ SELECT pg_catalog.pg_extension_config_dump('chat_events_id_seq', '');
 -- transaction still running can precede. Ids are taken when a transaction writes its event,
 -- but transactions commit in any order: id 11 may be visible while id 10's transaction is
 -- still running. Every transaction that writes events first takes a shared advisory lock
--- (objsubid 25441) whose key is a number below every id it can take (src/store/mod.rs,
+-- (objsubid 25441) whose key is a number below every id it can take (src/store/events.rs,
 -- hold_event_id_floor), and holds it until it ends. So this function reads, in this order
 -- and each in its own statement:
 --   1. the sequence: no id above it was taken before step 2;

@@ -1,0 +1,34 @@
+//! What the background worker runs that the SQL functions do not.
+
+use super::queries::*;
+use super::{chats::*, spi::*};
+use crate::error::{ChatError, ChatResult};
+use pgrx::prelude::*;
+
+/// Sets the worker's own search_path for the rest of its transaction's statements.
+pub fn pin_worker_search_path() -> ChatResult<()> {
+    Spi::connect_mut(|client| {
+        client.update(WORKER_SEARCH_PATH, None, &[])?;
+        Ok(())
+    })
+}
+
+/// The idle worker's pass in the current transaction: `None` when the extension is not
+/// installed in this database, else what `release_idle_assignments()` released. It runs the
+/// function's Rust code, not the SQL function (whose name the database owner could shadow
+/// in the extension's schema), with the settings the SQL function would set for its call
+/// (for this transaction) and the `chat_assign.idle_timeout` the worker sees.
+pub fn worker_release_idle() -> ChatResult<Option<Vec<IdleRelease>>> {
+    let installed = Spi::connect_mut(|client| {
+        client.update(WORKER_SEARCH_PATH, None, &[])?;
+        if home(client)?.is_none() {
+            return Ok(false);
+        }
+        client.update(WORKER_PLAN_SETTINGS, None, &[])?;
+        Ok::<bool, ChatError>(true)
+    })?;
+    if !installed {
+        return Ok(None);
+    }
+    release_idle_assignments(f64::from(crate::guc::IDLE_TIMEOUT_SECONDS.get())).map(Some)
+}

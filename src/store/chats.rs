@@ -1,0 +1,491 @@
+//! The state machine on chats: the calls that start, answer, assign, release and end a
+//! chat, each under the chat's row lock, checking existence and state under it so that
+//! what it reports is what it stored.
+
+use super::queries::*;
+use super::{events::*, spi::*};
+use crate::error::{ChatError, ChatResult};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiHeapTupleData, SpiTupleTable};
+use pgrx::Uuid;
+
+/// A chat's state: the schema's `chat_state` enum.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum ChatState {
+    WaitingAssignment,
+    Assigned,
+    WaitingRealUserReply,
+    Completed,
+}
+
+impl ChatState {
+    /// The enum label, as SQL spells it.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            ChatState::WaitingAssignment => "waiting_assignment",
+            ChatState::Assigned => "assigned",
+            ChatState::WaitingRealUserReply => "waiting_real_user_reply",
+            ChatState::Completed => "completed",
+        }
+    }
+
+    /// A label read from the database.
+    pub(super) fn parse(label: &str) -> ChatResult<Self> {
+        Ok(match label {
+            "waiting_assignment" => ChatState::WaitingAssignment,
+            "assigned" => ChatState::Assigned,
+            "waiting_real_user_reply" => ChatState::WaitingRealUserReply,
+            "completed" => ChatState::Completed,
+            other => return Err(ChatError::Internal(format!("unknown chat state {other:?}"))),
+        })
+    }
+}
+
+/// A chat row as seen under its lock (column 3, its last operator, is not needed here).
+pub(super) struct LockedChat {
+    pub(super) state: ChatState,
+    pub(super) assigned_operator_id: Option<Uuid>,
+    pub(super) place: Place,
+}
+
+/// Since when a chat is in its state, and its place in the queue (`waiting_since`, when
+/// active): what its change event carries for the monitoring totals.
+#[derive(Clone, Copy)]
+pub(super) struct Place {
+    pub(super) since: Option<TimestampWithTimeZone>,
+    pub(super) waiting_since: Option<TimestampWithTimeZone>,
+}
+
+impl Place {
+    const NEW: Place = Place {
+        since: None,
+        waiting_since: None,
+    };
+
+    /// From two columns of a row, `since` at `at` and `waiting_since` after it.
+    pub(super) fn read(row: &impl TimestampColumns, at: usize) -> ChatResult<Place> {
+        Ok(Place {
+            since: row.timestamp(at)?,
+            waiting_since: row.timestamp(at + 1)?,
+        })
+    }
+}
+
+/// The two kinds of SPI row (a statement's first row, a row met while iterating), as far as
+/// [`Place::read`] needs them.
+pub(super) trait TimestampColumns {
+    fn timestamp(&self, ordinal: usize) -> ChatResult<Option<TimestampWithTimeZone>>;
+}
+
+impl TimestampColumns for SpiTupleTable<'_> {
+    fn timestamp(&self, ordinal: usize) -> ChatResult<Option<TimestampWithTimeZone>> {
+        Ok(self.get::<TimestampWithTimeZone>(ordinal)?)
+    }
+}
+
+impl TimestampColumns for SpiHeapTupleData<'_> {
+    fn timestamp(&self, ordinal: usize) -> ChatResult<Option<TimestampWithTimeZone>> {
+        Ok(self.get::<TimestampWithTimeZone>(ordinal)?)
+    }
+}
+
+pub(super) fn locked_chat(row: &SpiTupleTable<'_>) -> ChatResult<LockedChat> {
+    Ok(LockedChat {
+        state: ChatState::parse(&row.get::<String>(1)?.unwrap_or_default())?,
+        assigned_operator_id: row.get::<Uuid>(2)?,
+        place: Place::read(row, 4)?,
+    })
+}
+
+pub(super) fn lock_chat(client: &mut SpiClient<'_>, chat_id: Uuid) -> ChatResult<LockedChat> {
+    let row = exec(client, &LOCK_CHAT, &[chat_id.into()])?;
+    if row.is_empty() {
+        return Err(ChatError::ChatNotFound(chat_id));
+    }
+    locked_chat(&row.first())
+}
+
+/// Locks a chat for an operator's call, only when it is this operator's (assigned to it, or
+/// waiting for the user's reply to its answer): `None`, and no lock, otherwise.
+pub(super) fn lock_own_chat(
+    client: &mut SpiClient<'_>,
+    chat_id: Uuid,
+    operator_id: Uuid,
+) -> ChatResult<Option<LockedChat>> {
+    let row = exec(
+        client,
+        &LOCK_CHAT_FOR_OPERATOR,
+        &[chat_id.into(), operator_id.into()],
+    )?;
+    if row.is_empty() {
+        return Ok(None);
+    }
+    locked_chat(&row.first()).map(Some)
+}
+
+/// Why a chat is not this operator's, read without a lock: an unknown chat, then an unknown
+/// operator, is `P0002`; otherwise it is someone else's.
+pub(super) fn unknown_chat_or_operator(
+    client: &mut SpiClient<'_>,
+    chat_id: Uuid,
+    operator_id: Uuid,
+) -> ChatResult<()> {
+    let row = exec(
+        client,
+        &PEEK_CHAT_FOR_OPERATOR,
+        &[chat_id.into(), operator_id.into()],
+    )?;
+    if row.is_empty() {
+        return Err(ChatError::ChatNotFound(chat_id));
+    }
+    if row.first().get::<bool>(4)? != Some(true) {
+        return Err(ChatError::OperatorNotFound(operator_id));
+    }
+    Ok(())
+}
+
+/// The id in the first column of a statement that must return one (an id it just stored).
+pub(super) fn returned<T: FromDatum + IntoDatum>(
+    table: SpiTupleTable<'_>,
+    what: &str,
+) -> ChatResult<T> {
+    table
+        .first()
+        .get_one::<T>()?
+        .ok_or_else(|| ChatError::Internal(format!("{what} stored no row")))
+}
+
+/// The operator holding a locked chat, if it is assigned.
+pub(super) fn holder(chat: &LockedChat) -> Option<Uuid> {
+    (chat.state == ChatState::Assigned)
+        .then_some(chat.assigned_operator_id)
+        .flatten()
+}
+
+/// The message an earlier call with this idempotency key stored in the chat for this sender
+/// (`operator`: `None` for the real user), if any.
+pub(super) fn keyed_message(
+    client: &mut SpiClient<'_>,
+    chat_id: Uuid,
+    key: Option<&str>,
+    operator: Option<Uuid>,
+) -> ChatResult<Option<i64>> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let sender = if operator.is_some() {
+        "operator"
+    } else {
+        "real_user"
+    };
+    let found = exec(
+        client,
+        &FIND_KEYED_MESSAGE,
+        &[chat_id.into(), key.into(), sender.into(), operator.into()],
+    )?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    Ok(found.first().get_one::<i64>()?)
+}
+
+/// A new chat waiting in the queue with its first message; announces `chat_started`. With
+/// an idempotency key this user already started a chat with, that chat, and nothing written.
+pub fn start_chat(real_user_id: Uuid, content: &str, key: Option<&str>) -> ChatResult<Uuid> {
+    connect(|client| {
+        let started = exec(
+            client,
+            &START_CHAT,
+            &[real_user_id.into(), content.into(), key.into()],
+        )?;
+        if started.is_empty() {
+            // The key's chat exists (ON CONFLICT waited for the call that made it to commit).
+            if let Some(key) = key {
+                return returned(
+                    exec(
+                        client,
+                        &FIND_STARTED_CHAT,
+                        &[real_user_id.into(), key.into()],
+                    )?,
+                    "start_chat (its idempotency key)",
+                );
+            }
+        }
+        let chat = returned(started, "start_chat")?;
+        announce(
+            client,
+            Changes::one(
+                chat,
+                None,
+                Place::NEW,
+                None,
+                ChatState::WaitingAssignment,
+                "chat_started",
+            ),
+        )?;
+        Ok(chat)
+    })
+}
+
+/// Stores the user's message under the chat lock; a chat not already waiting goes back to
+/// the queue (announced as `real_user_message`). With an idempotency key the user already
+/// sent in this chat, that message's id, and nothing written.
+pub fn real_user_send_message(chat_id: Uuid, content: &str, key: Option<&str>) -> ChatResult<i64> {
+    connect(|client| {
+        if let Some(message) = keyed_message(client, chat_id, key, None)? {
+            return Ok(message);
+        }
+        let chat = lock_chat(client, chat_id)?;
+        // A call with the same key that committed while this one waited for the lock.
+        if let Some(message) = keyed_message(client, chat_id, key, None)? {
+            return Ok(message);
+        }
+        let message = returned(
+            exec(
+                client,
+                &REAL_USER_MESSAGE,
+                &[chat_id.into(), content.into(), key.into()],
+            )?,
+            "real_user_send_message",
+        )?;
+        if chat.state != ChatState::WaitingAssignment {
+            // The chat waits from now on (not from an old waiting_since it kept).
+            let place = Place {
+                waiting_since: None,
+                ..chat.place
+            };
+            let change = Changes::one(
+                chat_id,
+                holder(&chat),
+                place,
+                Some(chat.state),
+                ChatState::WaitingAssignment,
+                "real_user_message",
+            );
+            announce(client, change)?;
+        }
+        Ok(message)
+    })
+}
+
+/// Stores the assigned operator's reply (announced as `operator_replied`) or a follow-up by
+/// the operator who answered (no state change); anyone else is refused. With an idempotency
+/// key this operator already sent in this chat, that message's id, and nothing written
+/// (whatever the chat's state now: the call it repeats succeeded).
+pub fn operator_send_message(
+    chat_id: Uuid,
+    operator_id: Uuid,
+    content: &str,
+    key: Option<&str>,
+) -> ChatResult<i64> {
+    connect(|client| {
+        if let Some(message) = keyed_message(client, chat_id, key, Some(operator_id))? {
+            return Ok(message);
+        }
+        // Someone else's chat is refused without taking its lock.
+        let Some(chat) = lock_own_chat(client, chat_id, operator_id)? else {
+            unknown_chat_or_operator(client, chat_id, operator_id)?;
+            return Err(ChatError::NotAssignedOperator {
+                chat_id,
+                operator_id,
+            });
+        };
+        if let Some(message) = keyed_message(client, chat_id, key, Some(operator_id))? {
+            return Ok(message);
+        }
+        // Assigned to this operator: its reply; else waiting for the user: a follow-up.
+        let first_reply = chat.state == ChatState::Assigned;
+        let stmt = if first_reply {
+            &OPERATOR_REPLY
+        } else {
+            &OPERATOR_FOLLOW_UP
+        };
+        let message = returned(
+            exec(
+                client,
+                stmt,
+                &[
+                    chat_id.into(),
+                    operator_id.into(),
+                    content.into(),
+                    key.into(),
+                ],
+            )?,
+            "operator_send_message",
+        )?;
+        if first_reply {
+            let change = Changes::one(
+                chat_id,
+                Some(operator_id),
+                chat.place,
+                Some(ChatState::Assigned),
+                ChatState::WaitingRealUserReply,
+                "operator_replied",
+            );
+            announce(client, change)?;
+        }
+        Ok(message)
+    })
+}
+
+/// Locks the operator, then claims the next free chat in queue order (announced as
+/// `assigned`); refuses an inactive operator or one at capacity.
+pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<Option<Uuid>> {
+    connect(|client| {
+        let op = exec(client, &LOCK_OPERATOR, &[operator_id.into()])?;
+        if op.is_empty() {
+            return Err(ChatError::OperatorNotFound(operator_id));
+        }
+        let op = op.first();
+        let (is_active, max) = op.get_two::<bool, i32>()?;
+        let row = op
+            .get::<pg_sys::ItemPointerData>(3)?
+            .ok_or_else(|| ChatError::Internal("operator row without ctid".into()))?;
+        let max = max.unwrap_or(1);
+        if is_active != Some(true) {
+            return Err(ChatError::OperatorInactive(operator_id));
+        }
+        let claimed = exec(
+            client,
+            &CLAIM_NEXT_CHAT,
+            &[
+                operator_id.into(),
+                max.into(),
+                avoid_same_operator.into(),
+                row.into(),
+            ],
+        )?;
+        let claimed = claimed.first();
+        let (open, chat) = claimed.get_two::<i64, Uuid>()?;
+        let place = Place::read(&claimed, 3)?;
+        let open = open.unwrap_or(0);
+        if open >= i64::from(max) {
+            return Err(ChatError::OperatorAtCapacity {
+                operator_id,
+                active: open,
+                max,
+            });
+        }
+        if let Some(chat_id) = chat {
+            let change = Changes::one(
+                chat_id,
+                Some(operator_id),
+                place,
+                Some(ChatState::WaitingAssignment),
+                ChatState::Assigned,
+                "assigned",
+            );
+            announce(client, change)?;
+        }
+        Ok(chat)
+    })
+}
+
+/// Puts locked chats that are still assigned back in the queue and announces it; returns
+/// how many it released. Each chat comes with where it was, as its lock read it.
+pub(super) fn release_locked(
+    client: &mut SpiClient<'_>,
+    locked: &[(Uuid, Place)],
+    reason: &str,
+) -> ChatResult<usize> {
+    let ids: Vec<Uuid> = locked.iter().map(|(chat, _)| *chat).collect();
+    let mut released = Vec::with_capacity(locked.len());
+    for row in exec(client, &RELEASE_TO_QUEUE, &[ids.into(), reason.into()])? {
+        if let Some(chat) = row.get::<Uuid>(1)? {
+            let place = locked
+                .iter()
+                .find(|(id, _)| *id == chat)
+                .map_or(Place::NEW, |(_, place)| *place);
+            released.push((chat, row.get::<Uuid>(2)?, place));
+        }
+    }
+    let count = released.len();
+    announce(
+        client,
+        Changes {
+            old: Some(ChatState::Assigned),
+            new: ChatState::WaitingAssignment,
+            reason,
+            chats: released,
+        },
+    )?;
+    Ok(count)
+}
+
+/// Puts an assigned chat back in the queue with `reason`; false for any other state.
+pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool> {
+    connect(|client| {
+        let chat = lock_chat(client, chat_id)?;
+        if chat.state != ChatState::Assigned {
+            return Ok(false);
+        }
+        Ok(release_locked(client, &[(chat_id, chat.place)], reason)? == 1)
+    })
+}
+
+/// Refreshes the heartbeat of the operator holding the chat; false if they do not hold it.
+pub fn touch_operator_activity(operator_id: Uuid, chat_id: Uuid) -> ChatResult<bool> {
+    connect(|client| {
+        // Someone else's chat is answered without taking its lock. This operator's is
+        // locked first, like every call that writes a chat (chat, then assignment: no
+        // deadlock with a release or a reply in the same transaction).
+        let Some(chat) = lock_own_chat(client, chat_id, operator_id)? else {
+            unknown_chat_or_operator(client, chat_id, operator_id)?;
+            return Ok(false);
+        };
+        if chat.state != ChatState::Assigned {
+            return Ok(false);
+        }
+        Ok(!exec(
+            client,
+            &TOUCH_ACTIVITY,
+            &[operator_id.into(), chat_id.into()],
+        )?
+        .is_empty())
+    })
+}
+
+/// A chat released for idleness: (chat, operator, seconds since its last heartbeat).
+pub type IdleRelease = (Uuid, Uuid, f64);
+
+/// Releases every assigned chat whose heartbeat is older than `idle_seconds`, passing over
+/// rows others hold; announced as `idle_timeout`.
+pub fn release_idle_assignments(idle_seconds: f64) -> ChatResult<Vec<IdleRelease>> {
+    connect(|client| {
+        let mut idle = Vec::new();
+        let mut locked = Vec::new();
+        for row in exec(client, &LOCK_IDLE_CHATS, &[idle_seconds.into()])? {
+            if let (Some(chat), Some(op)) = (row.get::<Uuid>(1)?, row.get::<Uuid>(2)?) {
+                idle.push((chat, op, row.get::<f64>(3)?.unwrap_or(0.0)));
+                locked.push((chat, Place::read(&row, 4)?));
+            }
+        }
+        if !locked.is_empty() {
+            release_locked(client, &locked, "idle_timeout")?;
+        }
+        Ok(idle)
+    })
+}
+
+/// Ends a chat (announced as `completed`); false when it already was.
+pub fn complete_chat(chat_id: Uuid) -> ChatResult<bool> {
+    connect(|client| {
+        let chat = lock_chat(client, chat_id)?;
+        if chat.state == ChatState::Completed {
+            return Ok(false);
+        }
+        exec(client, &COMPLETE_CHAT, &[chat_id.into()])?;
+        let change = Changes::one(
+            chat_id,
+            holder(&chat),
+            chat.place,
+            Some(chat.state),
+            ChatState::Completed,
+            "completed",
+        );
+        announce(client, change)?;
+        Ok(true)
+    })
+}

@@ -1,0 +1,48 @@
+//! Operators: creation, and (de)activation, which releases the chats an operator holds.
+
+use super::queries::*;
+use super::{chats::*, spi::*};
+use crate::error::{ChatError, ChatResult};
+use pgrx::Uuid;
+
+/// A new operator with room for `max_concurrent_chats` chats.
+pub fn create_operator(name: &str, max_concurrent_chats: i32) -> ChatResult<Uuid> {
+    connect(|client| {
+        returned(
+            exec(
+                client,
+                &CREATE_OPERATOR,
+                &[name.into(), max_concurrent_chats.into()],
+            )?,
+            "create_operator",
+        )
+    })
+}
+
+/// (De)activates an operator under its lock; deactivation releases its chats (announced as
+/// `operator_inactive`).
+pub fn set_operator_active(operator_id: Uuid, is_active: bool) -> ChatResult<bool> {
+    connect(|client| {
+        if exec(client, &LOCK_OPERATOR, &[operator_id.into()])?.is_empty() {
+            return Err(ChatError::OperatorNotFound(operator_id));
+        }
+        let changed = !exec(
+            client,
+            &SET_OPERATOR_ACTIVE,
+            &[operator_id.into(), is_active.into()],
+        )?
+        .is_empty();
+        if !is_active {
+            let mut held = Vec::new();
+            for row in exec(client, &LOCK_OPERATOR_CHATS, &[operator_id.into()])? {
+                if let Some(chat) = row.get::<Uuid>(1)? {
+                    held.push((chat, Place::read(&row, 2)?));
+                }
+            }
+            if !held.is_empty() {
+                release_locked(client, &held, "operator_inactive")?;
+            }
+        }
+        Ok(changed)
+    })
+}
