@@ -45,7 +45,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
 OUT=${BENCH_OUT:-$BENCH/results}
 RAW="$OUT/raw"
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# shellcheck source=scripts/pg.sh
+if ! source "$ROOT/scripts/pg.sh" 2>/dev/null; then
+  bash "$ROOT/scripts/setup.sh"
+  # shellcheck source=scripts/pg.sh
+  source "$ROOT/scripts/pg.sh"
+fi
 PGBENCH="$PG_BIN/pgbench"
 
 BENCH_SIZES=${BENCH_SIZES:-"1000 100000 1000000"}
@@ -87,15 +92,15 @@ for n in $BENCH_SIZES; do
 done
 
 if [ ! -x "$PGBENCH" ] || [ ! -x "$PG_BIN/initdb" ]; then
-  log "PostgreSQL 15 not found: running scripts/setup.sh"
+  log "PostgreSQL not found: running scripts/setup.sh"
   bash "$ROOT/scripts/setup.sh"
 fi
-ext_control=$("$PG_BIN/pg_config" --sharedir)/extension/chat_assign.control
+ext_control=$("$PG_CONFIG" --sharedir)/extension/chat_assign.control
 if uses_ext && { [ "$BENCH_BUILD" = 1 ] || [ ! -f "$ext_control" ]; }; then
   log "building and installing chat_assign (release)"
   bash "$ROOT/scripts/setup.sh"
   export PATH="$HOME/.cargo/bin:$PATH"
-  (cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_BIN/pg_config" >/dev/null)
+  (cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null)
 fi
 if ! python3 -c 'import matplotlib' 2>/dev/null; then
   log "installing matplotlib (pip)"
@@ -123,7 +128,7 @@ fi
 source "$ROOT/scripts/cluster.sh"
 cleanup() { cluster_stop "$BENCH_DIR"; }
 trap cleanup EXIT
-log "starting PostgreSQL 15 in $BENCH_DIR (port $BENCH_PORT), fsync=$BENCH_FSYNC, chat_assign.notify=$BENCH_NOTIFY, implementations: $IMPLS"
+log "starting PostgreSQL $PG_MAJOR in $BENCH_DIR (port $BENCH_PORT), fsync=$BENCH_FSYNC, chat_assign.notify=$BENCH_NOTIFY, implementations: $IMPLS"
 cluster_start "$BENCH_DIR" "$BENCH_PORT" \
   "shared_buffers = 1GB" \
   "${durability[@]}" \
@@ -142,8 +147,8 @@ psql_at() { psql -X -q -A -t -v ON_ERROR_STOP=1 "$@"; }
 # The installed build is fingerprinted before and after: a reinstall in the middle of a run
 # (another session's `cargo pgrx install`) would mix two builds in one table.
 ext_fingerprint() {
-  cat "$("$PG_BIN/pg_config" --pkglibdir)/chat_assign.so" \
-      "$("$PG_BIN/pg_config" --sharedir)"/extension/chat_assign* 2>/dev/null | md5sum | cut -c1-12
+  cat "$("$PG_CONFIG" --pkglibdir)/chat_assign.so" \
+      "$("$PG_CONFIG" --sharedir)"/extension/chat_assign* 2>/dev/null | md5sum | cut -c1-12
 }
 build_start=$(ext_fingerprint)
 
@@ -158,7 +163,7 @@ build_start=$(ext_fingerprint)
   echo "pgbench	$("$PGBENCH" --version)"
   echo "tree	git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src sql Cargo.toml 2>/dev/null || echo ' (with uncommitted changes in src/sql)')"
   if [ -f "$ext_control" ]; then
-    so="$("$PG_BIN/pg_config" --pkglibdir)/chat_assign.so"
+    so="$("$PG_CONFIG" --pkglibdir)/chat_assign.so"
     so_mb=$(( $(stat -c %s "$so") / 1048576 ))
     echo "extension	chat_assign $(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$ext_control"), $(date -r "$so" '+%Y-%m-%d %H:%M') build, ${so_mb} MB, fingerprint $build_start"
     # A release build (cargo pgrx install --release) is a few MB; cargo pgrx install/test

@@ -2,7 +2,7 @@
 # Times moving an app onto the extension at scale: an app database of bench/plpgsql's shape
 # (bench/plpgsql) with IMPORT_CHATS chats of IMPORT_MESSAGES messages each
 # (default 1,000,000 x 10), then import_app_tables, switch_app_calls and restore_app_calls,
-# each timed, in a throw-away PostgreSQL 15 cluster (durable defaults, port 54361). Writes
+# each timed, in a throw-away PostgreSQL cluster (durable defaults, port 54361). Writes
 # bench/results/import.md. Uses the chat_assign build installed in the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Helpers to run a throw-away PostgreSQL 15 cluster as the postgres OS user
+# Helpers to run a throw-away PostgreSQL cluster (the one scripts/pg.sh names) as the postgres OS user
 # (initdb and pg_ctl refuse to run as root). Source this file, then:
 #   cluster_start DIR PORT [extra postgresql.conf lines...]
 #   cluster_stop DIR
 # Connect with: psql -h "$PGHOST" -p PORT -U postgres
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# shellcheck source=scripts/pg.sh
+source "$(dirname "${BASH_SOURCE[0]}")/pg.sh"
 
 as_postgres() {
   if [ "$(id -un)" = postgres ]; then "$@"; else sudo -u postgres -- "$@"; fi

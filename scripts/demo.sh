@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: set up the machine, build and install chat_assign (release), start a local
-# PostgreSQL 15 cluster, run a realistic live-chat session against it and print the
+# PostgreSQL cluster, run a realistic live-chat session against it and print the
 # monitoring output. Must run as root (apt-get; the cluster runs as postgres).
 #
 # The session: 36 users open chats; four operators work them from their own connections
@@ -19,9 +19,11 @@ PORT=${CHAT_ASSIGN_DEMO_PORT:-54310}
 
 bash scripts/setup.sh
 echo "== building and installing chat_assign (release)"
-cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null
+# shellcheck source=scripts/pg.sh
+source scripts/pg.sh
+cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null
 source scripts/cluster.sh
-echo "== starting PostgreSQL 15 in $DIR (port $PORT)"
+echo "== starting PostgreSQL $PG_MAJOR in $DIR (port $PORT)"
 # The idle worker runs in chat_demo every second and releases chats idle for 4 s. The
 # database must exist before the worker connects, so it is created first and the server
 # restarted with the library preloaded.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Isolation tests: the concurrency promises of chat_assign, run with PostgreSQL's own
-# isolation tester against the extension installed in the system PostgreSQL 15.
+# isolation tester against the extension installed in the PostgreSQL scripts/pg.sh names.
 #
 #   bash scripts/isolation.sh              # every test in tests/isolation/schedule
 #   bash scripts/isolation.sh NAME...      # only tests/isolation/specs/NAME.spec
@@ -15,7 +15,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+# shellcheck source=scripts/pg.sh
+source "$repo/scripts/pg.sh"
 ISO_DIR=${ISO_DIR:-/tmp/ca_iso}
 ISO_PORT=${ISO_PORT:-54340}
 ISO_DB=${ISO_DB:-chat_assign_isolation}

@@ -44,7 +44,9 @@ EVENTS_DIR=${OPS_TMP}_events EVENTS_PORT=$((OPS_PORT + 2))
 SUB_DIR=${OPS_TMP}_sub SUB_PORT=$((OPS_PORT + 3))
 WORK=${OPS_TMP}_work
 SQL_DIR=$ROOT/tests/ops
-EXT_DIR=$(/usr/lib/postgresql/15/bin/pg_config --sharedir)/extension
+# shellcheck source=scripts/pg.sh
+source "$ROOT/scripts/pg.sh"
+EXT_DIR=$("$PG_CONFIG" --sharedir)/extension
 EVENTS_BIN=$ROOT/tests/stress/target/stress/chat_assign_events
 WORKER_TYPE='chat_assign idle worker'
 
@@ -806,7 +808,7 @@ PGB
 
 started=$SECONDS
 rm -rf "$WORK" && mkdir -p "$WORK"
-echo "== ops: starting PostgreSQL 15 in $MAIN_DIR on port $MAIN_PORT"
+echo "== ops: starting PostgreSQL $PG_MAJOR in $MAIN_DIR on port $MAIN_PORT"
 if ! cluster_start "$MAIN_DIR" "$MAIN_PORT" "chat_assign.databases = 'ops_nopre'" \
   "chat_assign.idle_check_interval = 1"; then
   fail "start the main cluster"

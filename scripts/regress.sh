@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs the pg_regress suite (tests/pg_regress) against a throw-away PostgreSQL 15 cluster
+# Runs the pg_regress suite (tests/pg_regress) against a throw-away PostgreSQL cluster
 # with the installed chat_assign. Expects the extension to be installed already
 # (scripts/test.sh does that). --bless copies the results over the expected files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cluster.sh
-PGXS=$(/usr/lib/postgresql/15/bin/pg_config --pgxs)
+PGXS=$("$PG_CONFIG" --pgxs)
 REGRESS=$(dirname "$PGXS")/../test/regress/pg_regress
 DIR=/tmp/chat_assign_regress
 OUT=target/pg_regress
@@ -20,7 +20,7 @@ if [ "${1:-}" = "--bless" ]; then
 fi
 status=0
 "$REGRESS" --inputdir=tests/pg_regress --outputdir="$OUT" \
-  --bindir=/usr/lib/postgresql/15/bin --host="$PGHOST" --port="$PGPORT" --user=postgres \
+  --bindir="$PG_BIN" --host="$PGHOST" --port="$PGPORT" --user=postgres \
   --dbname=chat_assign_regress --schedule=tests/pg_regress/schedule || status=$?
 if [ "${1:-}" = "--bless" ]; then
   mkdir -p tests/pg_regress/expected

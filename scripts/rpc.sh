@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # RPC tests (tests/rpc): every function called the way PostgREST / Supabase calls it, as
 # the login role `authenticator` switching per request to the role the JWT names, with
-# the documented grants (docs/security.md) and the operator claim on. Starts its own PostgreSQL 15 cluster with the
+# the documented grants (docs/security.md) and the operator claim on. Starts its own PostgreSQL cluster with the
 # installed chat_assign; needs node and npm (the `pg` client comes from the npm registry).
 # Ends with one line "rpc: N passed, M failed"; exit status 0 only when M is 0.
 set -uo pipefail

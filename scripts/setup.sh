@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up of a fresh Debian 12 machine for chat_assign:
-# PostgreSQL 15 server + headers, clang for bindgen, Node.js + npm for the RPC test,
-# cargo-pgrx 0.18.1, pgrx init.
+# Debian 12's PostgreSQL server (15) + headers, clang for bindgen, Node.js + npm for the RPC
+# test, cargo-pgrx 0.18.1, and pgrx init for the PostgreSQL scripts/pg.sh names (PG_CONFIG).
 # Must be run as root (it uses apt-get). Safe to re-run: each step checks first.
 set -euo pipefail
 
 PGRX_VERSION=0.18.1
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 export DEBIAN_FRONTEND=noninteractive
 
 need_pkgs=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang pkg-config sudo shellcheck)
@@ -40,8 +39,10 @@ if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
   echo "== cargo install cargo-pgrx $PGRX_VERSION (takes a few minutes cold)"
   cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
 fi
-if ! grep -qs '^pg15' "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-  echo "== cargo pgrx init --pg15 $PG_CONFIG"
-  cargo pgrx init --pg15 "$PG_CONFIG"
+# shellcheck source=scripts/pg.sh
+source "$(dirname "$0")/pg.sh"
+if ! grep -qs "^pg$PG_MAJOR = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+  echo "== cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
+  cargo pgrx init "--pg$PG_MAJOR" "$PG_CONFIG"
 fi
 echo "== setup done: $(cargo pgrx --version), $($PG_CONFIG --version)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Multi-connection stress test of chat_assign against a throw-away PostgreSQL 15 cluster.
+# Multi-connection stress test of chat_assign against a throw-away PostgreSQL cluster.
 #
 #   bash scripts/stress.sh
 #
@@ -33,7 +33,7 @@ source "$ROOT/scripts/cluster.sh"
 cleanup() { cluster_stop "$STRESS_DIR"; }
 trap cleanup EXIT
 # max_connections=200 comes from cluster.sh; the stress run needs connections + 2.
-echo "== stress: starting PostgreSQL 15 in $STRESS_DIR on port $STRESS_PORT"
+echo "== stress: starting PostgreSQL $PG_MAJOR in $STRESS_DIR on port $STRESS_PORT"
 cluster_start "$STRESS_DIR" "$STRESS_PORT" "deadlock_timeout = '200ms'"
 
 psql_() { psql -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -U postgres "$@"; }

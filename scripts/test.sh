@@ -7,11 +7,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 export PATH="$HOME/.cargo/bin:$PATH"
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 LOGS=target/test-logs
 started=$(date +%s)
 
 bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+# shellcheck source=scripts/pg.sh
+source scripts/pg.sh
+echo "== PostgreSQL $PG_MAJOR ($PG_CONFIG)"
 mkdir -p "$LOGS"
 
 passed=0; failed=0; report=()
@@ -61,11 +63,11 @@ suite_counts() {
 pgrx_test() {
   # initdb and postgres refuse root: the test cluster runs as postgres in a dir it owns.
   mkdir -p /tmp/chat_assign_pgrx && chown postgres:postgres /tmp/chat_assign_pgrx
-  cargo pgrx test pg15 --runas postgres --pgdata /tmp/chat_assign_pgrx/data
+  cargo pgrx test "pg$PG_MAJOR" --runas postgres --pgdata /tmp/chat_assign_pgrx/data
 }
 
 step "cargo fmt" single cargo fmt --all -- --check
-step "cargo clippy" single cargo clippy --features pg_test -- -D warnings
+step "cargo clippy" single cargo clippy --no-default-features --features "pg$PG_MAJOR pg_test" -- -D warnings
 step "cargo clippy (stress)" single cargo clippy -p chat_assign_stress --all-targets -- -D warnings
 step "shellcheck" single shellcheck scripts/*.sh .ci/run
 step "pg_test" cargo_counts pgrx_test
