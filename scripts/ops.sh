@@ -486,14 +486,14 @@ part_dump() {
     "$(msql "$src" -f "$ROOT/tests/invariants.sql" 2>&1)"
 
   rm -rf "$WORK/dump" && mkdir -p "$WORK/dump"
-  setup "pg_dump -Fc" pg_dump -h "$MAIN_DIR" -p "$MAIN_PORT" -U postgres -Fc \
+  setup "pg_dump -Fc" "$PG_BIN/pg_dump" -h "$MAIN_DIR" -p "$MAIN_PORT" -U postgres -Fc \
     -f "$WORK/dump/src.dump" "$src" || return
   msql postgres -c "CREATE DATABASE ops_dump_custom" -c "CREATE DATABASE ops_dump_plain"
-  out=$(pg_restore -h "$MAIN_DIR" -p "$MAIN_PORT" -U postgres --exit-on-error \
+  out=$("$PG_BIN/pg_restore" -h "$MAIN_DIR" -p "$MAIN_PORT" -U postgres --exit-on-error \
     -d ops_dump_custom "$WORK/dump/src.dump" 2>&1)
   rc=$?
   check "pg_restore of the pg_dump -Fc archive into a new database: no error" "0" "$rc$out"
-  out=$(pg_dump -h "$MAIN_DIR" -p "$MAIN_PORT" -U postgres -Fp "$src" 2>&1 >"$WORK/dump/src.sql" &&
+  out=$("$PG_BIN/pg_dump" -h "$MAIN_DIR" -p "$MAIN_PORT" -U postgres -Fp "$src" 2>&1 >"$WORK/dump/src.sql" &&
     msql ops_dump_plain -f "$WORK/dump/src.sql" 2>&1 >/dev/null)
   rc=$?
   check "plain pg_dump restored with psql into a new database: no error" "0" "$rc$out"

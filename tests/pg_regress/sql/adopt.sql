@@ -127,10 +127,12 @@ SELECT p.proname, p.prosecdef, p.proconfig
 FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace ORDER BY 1;
 
 -- The app's grants came along; on the function the app restricted, only its role.
-SELECT p.proname, p.proacl FROM pg_proc p
-WHERE p.pronamespace = 'public'::regnamespace AND p.proacl IS NOT NULL ORDER BY 1;
-SELECT c.relname, c.relacl FROM pg_class c
-WHERE c.relnamespace = 'public'::regnamespace AND c.relacl IS NOT NULL ORDER BY 1;
+SELECT p.proname, a.grantee::regrole AS grantee, a.privilege_type
+FROM pg_proc p CROSS JOIN LATERAL aclexplode(p.proacl) a
+WHERE p.pronamespace = 'public'::regnamespace AND a.grantee <> p.proowner ORDER BY 1, 2, 3;
+SELECT c.relname, a.grantee::regrole AS grantee, a.privilege_type
+FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
+WHERE c.relnamespace = 'public'::regnamespace AND a.grantee <> c.relowner ORDER BY 1, 2, 3;
 
 -- The app's calls, unchanged, as the app's role from search_path public (as PostgREST calls
 -- them), once the DBA gave it the extension's grants (docs/security.md, "Roles and grants").

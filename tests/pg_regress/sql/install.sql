@@ -4,12 +4,15 @@ CREATE EXTENSION chat_assign;
 SELECT extname, extversion, extrelocatable, nspname
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
 WHERE extname = 'chat_assign';
--- Every object the extension made, by kind.
-SELECT pg_describe_object(classid, objid, 0) AS object
-FROM pg_depend
-WHERE refclassid = 'pg_extension'::regclass
-  AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'chat_assign')
-  AND deptype = 'e'
+-- Every object the extension made, by kind (not the row and array types that come with
+-- its tables, views and enum, which PostgreSQL 17 on also records as members).
+SELECT pg_describe_object(d.classid, d.objid, 0) AS object
+FROM pg_depend d
+LEFT JOIN pg_type t ON d.classid = 'pg_type'::regclass AND t.oid = d.objid
+WHERE d.refclassid = 'pg_extension'::regclass
+  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'chat_assign')
+  AND d.deptype = 'e'
+  AND NOT coalesce(t.typrelid <> 0 OR t.typcategory = 'A', false)
 ORDER BY 1;
 -- The function signatures are the API: names, parameter names, defaults.
 SELECT p.proname, pg_get_function_arguments(p.oid) AS arguments,
