@@ -1,14 +1,49 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian 12 machine (scripts/setup.sh) and runs every test of chat_assign:
-# fmt (the whole workspace), clippy (the extension and the stress client), shellcheck, the #[pg_test] suite, the pg_regress suite, the isolation specs, the
-# multi-connection stress test, the node-postgres RPC test and the operations suite
-# (background worker, change events, dump/restore, upgrades). Prints one "N passed, N failed" line at the end and exits
-# non-zero if anything failed. Must run as root (apt-get; clusters run as postgres).
+# Sets up a fresh Debian 12 machine (scripts/setup.sh) and runs every test of chat_assign on
+# every supported PostgreSQL: 15 (Debian 12's package), 17 and 18 (built once from Debian's
+# source packages by scripts/pg_build.sh, cached). For each: fmt (the whole workspace), clippy
+# (the extension and the stress client), shellcheck, the #[pg_test] suite, the pg_regress
+# suite, the isolation specs, the multi-connection stress test, the node-postgres RPC test,
+# the operations suite (background worker, change events, dump/restore, upgrades,
+# replication, retries) and the docs SQL blocks. Prints one "N passed, N failed" line at the
+# end and exits non-zero if anything failed. Must run as root (apt-get; clusters run as
+# postgres). With PG_CONFIG set, only that PostgreSQL is tested.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 export PATH="$HOME/.cargo/bin:$PATH"
 LOGS=target/test-logs
 started=$(date +%s)
+
+# Every version, one after the other: this script again, with PG_CONFIG set.
+if [ -z "${PG_CONFIG:-}" ]; then
+  versions=(15 17 18)
+  total_passed=0; total_failed=0; lines=()
+  bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+  mkdir -p "$LOGS"
+  for major in "${versions[@]}"; do
+    t0=$(date +%s)
+    if [ "$major" = 15 ]; then
+      # shellcheck source=scripts/pg.sh
+      config=$(source scripts/pg.sh && echo "$PG_CONFIG")
+    else
+      echo; echo "=================== PostgreSQL $major: build (cached after the first run)"
+      config=$(bash scripts/pg_build.sh "$major") || config=
+    fi
+    if [ -z "$config" ]; then
+      lines+=("PostgreSQL $major: no server (build failed)"); total_failed=$((total_failed + 1)); continue
+    fi
+    PG_CONFIG=$config bash scripts/test.sh 2>&1 | tee "$LOGS/postgresql-$major.log"
+    result=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$LOGS/postgresql-$major.log" | tail -n 1)
+    read -r p _ f _ <<<"${result:-0 passed, 1 failed}"
+    total_passed=$((total_passed + p)); total_failed=$((total_failed + f))
+    lines+=("$(printf 'PostgreSQL %-3s %s  (%ds)' "$major" "${result:-no result}" $(( $(date +%s) - t0 )))")
+  done
+  echo; echo "=================== all versions ($(( $(date +%s) - started ))s)"
+  printf '%s\n' "${lines[@]}"
+  echo "$total_passed passed, $total_failed failed"
+  [ "$total_failed" -eq 0 ]
+  exit
+fi
 
 bash scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 # shellcheck source=scripts/pg.sh
