@@ -22,6 +22,8 @@
 #               publisher prunes
 #   retry    6. calls whose replies were lost to a server crash after their commit, retried
 #               with their idempotency keys, return the original results and store nothing twice
+#   standby  7. a physical streaming replica of the main cluster (pg_basebackup) answers the
+#               monitoring as the primary does once replay caught up; writes are refused there
 #
 # Throw-away clusters (scripts/cluster.sh): /tmp/ca_ops_main on port 54370 (no preload),
 # /tmp/ca_ops_worker on 54371 (part 1), /tmp/ca_ops_events on 54372 (preloaded, wal_level =
@@ -36,12 +38,13 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
-OPS_PARTS=${OPS_PARTS:-worker events dump upgrade replication retry}
+OPS_PARTS=${OPS_PARTS:-worker events dump upgrade replication retry standby}
 OPS_TMP=${OPS_TMP:-/tmp/ca_ops} OPS_PORT=${OPS_PORT:-54370}
 MAIN_DIR=${OPS_TMP}_main MAIN_PORT=$OPS_PORT
 WORKER_DIR=${OPS_TMP}_worker WORKER_PORT=$((OPS_PORT + 1))
 EVENTS_DIR=${OPS_TMP}_events EVENTS_PORT=$((OPS_PORT + 2))
 SUB_DIR=${OPS_TMP}_sub SUB_PORT=$((OPS_PORT + 3))
+STANDBY_DIR=${OPS_TMP}_standby STANDBY_PORT=$((OPS_PORT + 4))
 WORK=${OPS_TMP}_work
 SQL_DIR=$ROOT/tests/ops
 # shellcheck source=scripts/pg.sh
@@ -56,6 +59,7 @@ source "$ROOT/scripts/cluster.sh"
 # Released install scripts this run copied into $EXT_DIR (put back or removed on exit).
 COPIED=()
 cleanup() {
+  cluster_stop "$STANDBY_DIR"
   cluster_stop "$SUB_DIR"
   cluster_stop "$EVENTS_DIR"
   cluster_stop "$WORKER_DIR"
@@ -516,6 +520,57 @@ part_dump() {
   done
 }
 
+# ------------------------------------------------------------------------------ 7. standby
+# A physical streaming replica (pg_basebackup) answers the monitoring as the primary does once
+# replay caught up, and refuses what writes.
+part_standby() {
+  section "7. monitoring on a hot standby (pg_basebackup, streaming)"
+  local db=ops_standby op chats primary standby lsn rc out
+  setup "$db on the primary, with chats in every state" msql postgres -c "CREATE DATABASE $db" || return
+  setup "extension in $db" msql "$db" -c "CREATE EXTENSION chat_assign" || return
+  setup "fill $db (tests/ops/fill.sql)" msql "$db" -f "$SQL_DIR/fill.sql" || return
+  cluster_stop "$STANDBY_DIR" 2>/dev/null || true
+  rm -rf "$STANDBY_DIR" && mkdir -p "$STANDBY_DIR" && chown postgres:postgres "$STANDBY_DIR"
+  setup "pg_basebackup -R of the primary" as_postgres "$PG_BIN/pg_basebackup" -h "$MAIN_DIR" \
+    -p "$MAIN_PORT" -U postgres -D "$STANDBY_DIR/data" -R -X stream || return
+  printf '%s\n' "port = $STANDBY_PORT" "unix_socket_directories = '$STANDBY_DIR'" "hot_standby = on" |
+    as_postgres tee -a "$STANDBY_DIR/data/postgresql.conf" >/dev/null
+  setup "standby started" as_postgres "$PG_BIN/pg_ctl" -D "$STANDBY_DIR/data" \
+    -l "$STANDBY_DIR/server.log" -w -t 60 start || return
+  check "the standby is in recovery" t "$(rsql "$db" -c "SELECT pg_is_in_recovery()" 2>&1)"
+  # More changes on the primary after the base backup: they reach the standby by streaming.
+  op=$(msql "$db" -c "SELECT create_operator('standby op', 3)")
+  chats=$(msql "$db" -c "SELECT count(start_chat(gen_random_uuid(), 'after the backup ' || g))
+                          FROM generate_series(1, 5) g")
+  msql "$db" -c "SELECT assign_chat_to_operator('$op')" >/dev/null
+  lsn=$(msql postgres -c "SELECT pg_current_wal_lsn()")
+  poll 30 eval '[ "$(rsql postgres -c "SELECT pg_last_wal_replay_lsn() >= '"'$lsn'"'::pg_lsn")" = t ]'
+  check "replay caught up with the primary ($chats chats started after the backup)" t \
+    "$(rsql postgres -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn" 2>&1)"
+  # The same answers: everything but the ages, which depend on now().
+  for q in \
+    "SELECT waiting_count, assigned_count, waiting_reply_count, active_operators, busy_operators, available_operators FROM get_assignment_queue_status()" \
+    "SELECT chat_state, chat_count, oldest_state_changed_at FROM chat_state_summary" \
+    "SELECT chat_id, chat_state, state_changed_at, assigned_operator_id, last_operator_id, operator_name FROM detect_stuck_chats(0.000001)" \
+    "SELECT * FROM operator_assignment_stats ORDER BY operator_id" \
+    "SELECT * FROM operator_activity ORDER BY chat_id"; do
+    primary=$(msql "$db" -c "$q" 2>&1)
+    standby=$(rsql "$db" -c "$q" 2>&1)
+    check "standby = primary: ${q:0:60}..." "$primary" "$standby"
+  done
+  check "the monitoring agrees with the tables on the standby, every invariant holds" "" \
+    "$(rsql "$db" -f "$ROOT/tests/invariants.sql" 2>&1)"
+  # What writes is refused there, with PostgreSQL's code for it; read_chat_events says why.
+  out=$(rsql "$db" -v VERBOSITY=sqlstate -c "SELECT start_chat(gen_random_uuid(), 'on the standby')" 2>&1)
+  check "a call that writes is refused on the standby: 25006 (read_only_sql_transaction)" \
+    "ERROR:  25006" "$out"
+  out=$(rsql "$db" -v VERBOSITY=sqlstate -c "SELECT * FROM read_chat_events(0, 10)" 2>&1)
+  check "read_chat_events on the standby: 0A000 (it runs on the primary)" "ERROR:  0A000" "$out"
+  as_postgres "$PG_BIN/pg_ctl" -D "$STANDBY_DIR/data" -m fast -w -t 30 stop >/dev/null 2>&1
+  rc=0; msql postgres -c "DROP DATABASE $db" >/dev/null 2>&1 || rc=$?
+  check "$db dropped" 0 "$rc"
+}
+
 # ------------------------------------------------------------------------------ 6. retries
 # A call whose reply was lost (the server crashed after its commit) is retried with its
 # idempotency key: the retry returns the original result and stores nothing twice.
@@ -710,6 +765,7 @@ part_upgrade() {
 
 # ssql DB [psql args...]: psql on the subscriber cluster.
 ssql() { psql_at "$SUB_DIR" "$SUB_PORT" "$@"; }
+rsql() { psql_at "$STANDBY_DIR" "$STANDBY_PORT" "$@"; }
 # event_rows_md5 [CONDITION]: SQL for "count md5" of the rows of chat.chat_events in id
 # order (run with TimeZone pinned: `at` is compared as text).
 event_rows_md5() {
@@ -815,8 +871,8 @@ if ! cluster_start "$MAIN_DIR" "$MAIN_PORT" "chat_assign.databases = 'ops_nopre'
 else
   for part in $OPS_PARTS; do
     case $part in
-      worker | events | dump | upgrade | replication | retry) "part_$part" ;;
-      *) fail "unknown part '$part' in OPS_PARTS (worker, events, dump, upgrade, replication, retry)" ;;
+      worker | events | dump | upgrade | replication | retry | standby) "part_$part" ;;
+      *) fail "unknown part '$part' in OPS_PARTS (worker, events, dump, upgrade, replication, retry, standby)" ;;
     esac
   done
 fi

@@ -39,6 +39,17 @@ if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
   echo "== cargo install cargo-pgrx $PGRX_VERSION (takes a few minutes cold)"
   cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
 fi
+# A pg_config pgrx was given that is gone (a removed build of scripts/pg_build.sh) would stop
+# every pgrx build, of every version: forget it.
+pgrx_config=${PGRX_HOME:-$HOME/.pgrx}/config.toml
+if [ -f "$pgrx_config" ]; then
+  grep -oE '^pg[0-9]+ = "[^"]+"' "$pgrx_config" | while IFS='"' read -r key path _; do
+    if [ ! -x "$path" ]; then
+      echo "== pgrx: forgetting ${key% = } ($path is gone)"
+      sed -i "\|^${key}\"${path}\"\$|d" "$pgrx_config"
+    fi
+  done
+fi
 # shellcheck source=scripts/pg.sh
 source "$(dirname "$0")/pg.sh"
 if ! grep -qs "^pg$PG_MAJOR = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then

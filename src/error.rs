@@ -8,6 +8,7 @@
 //! | `ChatNotFound`, `OperatorNotFound` | `P0002` no_data_found |
 //! | `OperatorAtCapacity`, `OperatorInactive`, `NotAssignedOperator` | `55000` object_not_in_prerequisite_state |
 //! | `NotClaimedOperator` | `42501` insufficient_privilege |
+//! | `ReadOnlyStandby` | `25006` read_only_sql_transaction |
 //! | `Internal` | `XX000` internal_error (a bug in the extension, never a user error) |
 //!
 //! Every function validates and locks before it writes, and Postgres aborts the statement
@@ -50,6 +51,8 @@ pub enum ChatError {
     UpdatePending {
         installed: String,
     },
+    /// A call that writes, on a hot standby (which answers the monitoring only).
+    ReadOnlyStandby,
     /// An SPI failure or a statement that returned no row where it must: a bug.
     Internal(String),
 }
@@ -82,6 +85,7 @@ impl ChatError {
             | ChatError::NotAssignedOperator { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             ChatError::NotClaimedOperator { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
             ChatError::UpdatePending { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
+            ChatError::ReadOnlyStandby => ERRCODE_READ_ONLY_SQL_TRANSACTION,
             ChatError::Internal(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
@@ -109,6 +113,9 @@ impl fmt::Display for ChatError {
                 f,
                 "chat_assign {installed} is installed in this database but the library is {}: run ALTER EXTENSION chat_assign UPDATE",
                 env!("CARGO_PKG_VERSION")
+            ),
+            ChatError::ReadOnlyStandby => f.write_str(
+                "this call writes, and this server is a standby: call it on the primary (the monitoring functions and views run here)",
             ),
             ChatError::Internal(what) => write!(f, "chat_assign internal error: {what}"),
         }

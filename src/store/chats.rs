@@ -194,7 +194,7 @@ pub(super) fn keyed_message(
 /// A new chat waiting in the queue with its first message; announces `chat_started`. With
 /// an idempotency key this user already started a chat with, that chat, and nothing written.
 pub fn start_chat(real_user_id: Uuid, content: &str, key: Option<&str>) -> ChatResult<Uuid> {
-    connect(|client| {
+    connect_write(|client| {
         let started = exec(
             client,
             &START_CHAT,
@@ -233,7 +233,7 @@ pub fn start_chat(real_user_id: Uuid, content: &str, key: Option<&str>) -> ChatR
 /// the queue (announced as `real_user_message`). With an idempotency key the user already
 /// sent in this chat, that message's id, and nothing written.
 pub fn real_user_send_message(chat_id: Uuid, content: &str, key: Option<&str>) -> ChatResult<i64> {
-    connect(|client| {
+    connect_write(|client| {
         if let Some(message) = keyed_message(client, chat_id, key, None)? {
             return Ok(message);
         }
@@ -280,7 +280,7 @@ pub fn operator_send_message(
     content: &str,
     key: Option<&str>,
 ) -> ChatResult<i64> {
-    connect(|client| {
+    connect_write(|client| {
         if let Some(message) = keyed_message(client, chat_id, key, Some(operator_id))? {
             return Ok(message);
         }
@@ -333,7 +333,7 @@ pub fn operator_send_message(
 /// Locks the operator, then claims the next free chat in queue order (announced as
 /// `assigned`); refuses an inactive operator or one at capacity.
 pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<Option<Uuid>> {
-    connect(|client| {
+    connect_write(|client| {
         let op = exec(client, &LOCK_OPERATOR, &[operator_id.into()])?;
         if op.is_empty() {
             return Err(ChatError::OperatorNotFound(operator_id));
@@ -416,7 +416,7 @@ pub(super) fn release_locked(
 
 /// Puts an assigned chat back in the queue with `reason`; false for any other state.
 pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool> {
-    connect(|client| {
+    connect_write(|client| {
         let chat = lock_chat(client, chat_id)?;
         if chat.state != ChatState::Assigned {
             return Ok(false);
@@ -427,7 +427,7 @@ pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool
 
 /// Refreshes the heartbeat of the operator holding the chat; false if they do not hold it.
 pub fn touch_operator_activity(operator_id: Uuid, chat_id: Uuid) -> ChatResult<bool> {
-    connect(|client| {
+    connect_write(|client| {
         // Someone else's chat is answered without taking its lock. This operator's is
         // locked first, like every call that writes a chat (chat, then assignment: no
         // deadlock with a release or a reply in the same transaction).
@@ -453,7 +453,7 @@ pub type IdleRelease = (Uuid, Uuid, f64);
 /// Releases every assigned chat whose heartbeat is older than `idle_seconds`, passing over
 /// rows others hold; announced as `idle_timeout`.
 pub fn release_idle_assignments(idle_seconds: f64) -> ChatResult<Vec<IdleRelease>> {
-    connect(|client| {
+    connect_write(|client| {
         let mut idle = Vec::new();
         let mut locked = Vec::new();
         for row in exec(client, &LOCK_IDLE_CHATS, &[idle_seconds.into()])? {
@@ -471,7 +471,7 @@ pub fn release_idle_assignments(idle_seconds: f64) -> ChatResult<Vec<IdleRelease
 
 /// Ends a chat (announced as `completed`); false when it already was.
 pub fn complete_chat(chat_id: Uuid) -> ChatResult<bool> {
-    connect(|client| {
+    connect_write(|client| {
         let chat = lock_chat(client, chat_id)?;
         if chat.state == ChatState::Completed {
             return Ok(false);

@@ -191,7 +191,7 @@ pub(super) fn hold_event_id_floor() {
 /// Deletes at most `batch` events older than `retention_seconds` (oldest first); returns
 /// how many it deleted.
 pub fn prune_chat_events(retention_seconds: f64, batch: i64) -> ChatResult<i64> {
-    connect(|client| {
+    connect_write(|client| {
         let deleted = exec(
             client,
             &PRUNE_EVENTS,

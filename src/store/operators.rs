@@ -7,7 +7,7 @@ use pgrx::Uuid;
 
 /// A new operator with room for `max_concurrent_chats` chats.
 pub fn create_operator(name: &str, max_concurrent_chats: i32) -> ChatResult<Uuid> {
-    connect(|client| {
+    connect_write(|client| {
         returned(
             exec(
                 client,
@@ -22,7 +22,7 @@ pub fn create_operator(name: &str, max_concurrent_chats: i32) -> ChatResult<Uuid
 /// (De)activates an operator under its lock; deactivation releases its chats (announced as
 /// `operator_inactive`).
 pub fn set_operator_active(operator_id: Uuid, is_active: bool) -> ChatResult<bool> {
-    connect(|client| {
+    connect_write(|client| {
         if exec(client, &LOCK_OPERATOR, &[operator_id.into()])?.is_empty() {
             return Err(ChatError::OperatorNotFound(operator_id));
         }

@@ -80,6 +80,18 @@ pub(super) fn connect<R>(
     })
 }
 
+/// [`connect`] for an operation that writes: on a hot standby, where nothing can be written,
+/// it is refused at once with `25006` (the monitoring, which only reads, runs there).
+pub(super) fn connect_write<R>(
+    operation: impl FnOnce(&mut SpiClient<'_>) -> ChatResult<R>,
+) -> ChatResult<R> {
+    // SAFETY: a read of the server's recovery state.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        return Err(ChatError::ReadOnlyStandby);
+    }
+    connect(operation)
+}
+
 /// A statement's text as it runs in this database, the extension's schema in place (for
 /// EXPLAIN in tests).
 #[cfg(any(test, feature = "pg_test"))]
