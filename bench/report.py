@@ -26,7 +26,7 @@ IMPL_NAMES = {
     "a": "(a) chat_assign",
     "a0": "(a0) chat_assign, events off",
     "d": "(d) PL/pgSQL peer",
-    "b": "(b) seed PL/pgSQL",
+    "b": "(b) earlier PL/pgSQL design",
     "c": "(c) floor",
 }
 IMPL_ORDER = ["a", "a0", "d", "b", "c"]

@@ -170,7 +170,7 @@ echo
 echo "== an existing app moves onto the extension (docs/adopting.md)"
 app() { psql -X -q -v ON_ERROR_STOP=1 -d chat_demo_app "$@"; }
 psql -qX -d postgres -c "CREATE DATABASE chat_demo_app"
-for f in bench/plpgsql/0*.sql tests/pg_regress/sql/include/legacy_app_data.sql; do app -f "$f" >/dev/null; done
+app -f tests/pg_regress/sql/include/legacy_app.sql >/dev/null
 app <<'SQL'
 \echo '-- the app, on its own PL/pgSQL: the queue as it sees it'
 SELECT * FROM get_assignment_queue_status();

@@ -41,12 +41,7 @@ SQL
 psql -X -q -v ON_ERROR_STOP=1 -d postgres >>"$OUT/setup.log" 2>&1 <<SQL || { cat "$OUT/setup.log"; fail "setup of the adopted app failed"; }
 CREATE DATABASE ${DB}_app;
 \c ${DB}_app
-SET client_min_messages = warning;
-\i bench/plpgsql/001_base_schema.sql
-\i bench/plpgsql/014_chat_state_management.sql
-\i bench/plpgsql/015_fix_assignment_function.sql
-\i bench/plpgsql/016_chat_state_verification.sql
-\i tests/pg_regress/sql/include/legacy_app_data.sql
+\i tests/pg_regress/sql/include/legacy_app.sql
 GRANT EXECUTE ON FUNCTION public.assign_chat_to_operator(uuid) TO chat_operator;
 GRANT EXECUTE ON FUNCTION public.release_and_reassign_chat(uuid, text), public.get_assignment_queue_status(),
                           public.detect_stuck_chats(integer) TO chat_admin;

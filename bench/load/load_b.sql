@@ -1,4 +1,4 @@
--- (b) the seed's PL/pgSQL design: its tables after migrations 001-016, the same rows.
+-- (b) the PL/pgSQL design apps ran before this extension (bench/plpgsql): its tables after migrations 001-016, the same rows.
 \set ON_ERROR_STOP on
 BEGIN;
 INSERT INTO operators (id, name, is_active, max_concurrent_chats, created_at)

@@ -1,4 +1,4 @@
--- (b) The plan of the seed design's queue query at the largest queue (auto_explain, nested
+-- (b) The plan of the PL/pgSQL design's queue query (bench/plpgsql) at the largest queue (auto_explain, nested
 -- statements of the PL/pgSQL function), in a rolled-back transaction.
 LOAD 'auto_explain';
 SET auto_explain.log_min_duration = 0;

@@ -1,4 +1,4 @@
--- (b) the seed's PL/pgSQL design (bench/plpgsql): one live-chat cycle, as three
+-- (b) the PL/pgSQL design apps ran before this extension (bench/plpgsql): one live-chat cycle, as three
 -- transactions (autocommit statements). Same structure as cycle_a.sql, same calls.
 --
 -- Client c is operator c+1 (-D step=0). Each pgbench "transaction" is ONE step of the

@@ -1,10 +1,10 @@
 -- (b) baseline, part 1: the app's tables as they stood before migration 014.
 --
--- The seed (shared/seed/000_*.txt) describes migrations 014-016 of a Supabase app but not
+-- The app's design document describes migrations 014-016 of a Supabase app but not
 -- the earlier ones it alters. This file is the minimal "001-004" those migrations need,
 -- written the way a Supabase migration would: uuid keys with gen_random_uuid(), text
 -- columns, timestamptz defaults, plain b-tree indexes on every foreign key the app looks
--- up by. Same five tables and the same columns (where the seed has them) as the extension,
+-- up by. Same five tables and the same columns (where that design has them) as the extension,
 -- so both implementations store the same rows.
 --
 -- Deliberately lean, to keep the baseline honest: no updated_at triggers, no RLS policies

@@ -1,4 +1,4 @@
--- (b) baseline: supabase/migrations/014_chat_state_management.sql, as the seed describes it.
+-- (b) baseline: supabase/migrations/014_chat_state_management.sql, as the app's design describes it.
 --
 -- "New Columns Added: chat_state, last_operator_id, operator_replied_at.
 --  Indexes Created: idx_chats_waiting_assignment - Fast lookup of assignable chats,

@@ -1,5 +1,5 @@
--- (b) baseline: supabase/migrations/015_fix_assignment_function.sql, as the seed describes it,
--- plus the two message paths the seed's API routes perform (app/api/operator/messages and
+-- (b) baseline: supabase/migrations/015_fix_assignment_function.sql, as the app's design describes it,
+-- plus the two message paths the app's API routes perform (app/api/operator/messages and
 -- app/api/messages), written here as PL/pgSQL functions so that (b) does the same state
 -- changes as (a) in one round trip per step (the routes would need several; this is
 -- generous to (b)).

@@ -1,4 +1,4 @@
--- (b) baseline: supabase/migrations/016_chat_state_verification.sql, as the seed describes it.
+-- (b) baseline: supabase/migrations/016_chat_state_verification.sql, as the app's design describes it.
 --
 -- "Constraints Added: Ensures assigned state always has an operator; Ensures
 --  waiting_real_user_reply state has operator_replied_at timestamp.
@@ -6,7 +6,7 @@
 --  get_assignment_queue_status() - Queue metrics; detect_stuck_chats(hours) - Find
 --  problematic chats."
 --
--- The seed's schema has no state_changed_at; the time a chat last moved is approximated the
+-- That schema has no state_changed_at; the time a chat last moved is approximated the
 -- way the app can: its last message (or its creation).
 
 ALTER TABLE public.chats

@@ -7,13 +7,7 @@
 SELECT current_database() AS home \gset
 CREATE DATABASE chat_assign_adopt;
 \c chat_assign_adopt
-SET client_min_messages = warning;
-\i bench/plpgsql/001_base_schema.sql
-\i bench/plpgsql/014_chat_state_management.sql
-\i bench/plpgsql/015_fix_assignment_function.sql
-\i bench/plpgsql/016_chat_state_verification.sql
-\i tests/pg_regress/sql/include/legacy_app_data.sql
-RESET client_min_messages;
+\i tests/pg_regress/sql/include/legacy_app.sql
 -- The app's own role and grants, the way a Supabase app has them: it calls the functions
 -- (the app took EXECUTE away from everyone else on one of them), reads chats and the summary.
 CREATE ROLE adopt_app NOLOGIN;
