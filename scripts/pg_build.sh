@@ -18,8 +18,26 @@ cache=${CHAT_ASSIGN_PG_CACHE:-/var/cache/chat_assign}
 prefix=$cache/pg$major
 log() { echo "== pg_build $major: $*" >&2; }
 
+# PostgreSQL's TAP modules (PostgreSQL::Test::Cluster), which the operations suite uses: pure
+# Perl, installed by `make install` only with --enable-tap-tests (which needs IPC::Run at
+# configure time), so copied from the source tree instead. $1: the unpacked source.
+tap_dir=$prefix/lib/pgxs/src/test/perl
+install_tap_modules() {
+  mkdir -p "$tap_dir" && cp -R "$1/src/test/perl/PostgreSQL" "$tap_dir/"
+}
+
 if [ -x "$prefix/bin/pg_config" ] &&
    [ -x "$(dirname "$("$prefix/bin/pg_config" --pgxs)")/../test/isolation/pg_isolation_regress" ]; then
+  if ! [ -f "$tap_dir/PostgreSQL/Test/Cluster.pm" ]; then
+    # A build cached before the TAP modules were part of it: take them from its tarball.
+    tarball=$(find "$cache/src" -maxdepth 1 -name "postgresql-${major}_*.orig.tar.*" | sort -V | tail -n 1)
+    [ -n "$tarball" ] || { log "no source tarball left in $cache/src for the TAP modules"; exit 1; }
+    tmp=$(mktemp -d)
+    tar -xf "$tarball" -C "$tmp" --strip-components=1 --wildcards '*/src/test/perl/*'
+    install_tap_modules "$tmp"
+    rm -rf "$tmp"
+    log "TAP modules added from $(basename "$tarball")"
+  fi
   echo "$prefix/bin/pg_config"
   exit 0
 fi
@@ -87,5 +105,6 @@ make -s -j"$(nproc)" >"$work/make.log" 2>&1 || { tail -30 "$work/make.log" >&2; 
   make -s -C src/test/regress install
   make -s -C src/test/isolation install
 } >>"$work/make.log" 2>&1
+install_tap_modules "$work"
 log "built in $(( $(date +%s) - t0 )) s"
 echo "$prefix/bin/pg_config"

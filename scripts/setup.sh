@@ -8,7 +8,9 @@ set -euo pipefail
 PGRX_VERSION=0.18.1
 export DEBIAN_FRONTEND=noninteractive
 
-need_pkgs=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang pkg-config sudo shellcheck)
+# libipc-run-perl: PostgreSQL's TAP framework (scripts/tap.sh), whose modules come with the dev package.
+need_pkgs=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang pkg-config sudo shellcheck
+           libipc-run-perl)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -34,7 +34,7 @@
 //! `max_prepared_transactions > 0` and trust authentication for the role it creates.
 //! Prints `ok - events: ...` / `not ok - events: ...` per check (diagnostics on `#` lines)
 //! and ends with `events: N passed, M failed`; exit status 0 only when M is 0. Run by
-//! scripts/ops.sh.
+//! tests/tap/t/002_events.pl (scripts/tap.sh).
 
 use futures_util::{stream, StreamExt};
 use rand::rngs::StdRng;

@@ -1,4 +1,4 @@
--- Data for the upgrade tests (scripts/ops.sh, part 4) in a database that still has an older
+-- Data for the upgrade tests (tests/tap/t/004_upgrade.pl) in a database that still has an older
 -- release's schema (0.1.0 or 0.2.0), written straight into its tables: the installed
 -- library is the current one, and it refuses to run against an older schema until
 -- ALTER EXTENSION UPDATE (0A000, src/error.rs UpdatePending). Same tables in both

@@ -1,4 +1,4 @@
--- Realistic data for the operations tests (scripts/ops.sh), made only with the functions
+-- Realistic data for the operations tests (tests/tap/t), made only with the functions
 -- of the first release (0.1.0), so that the same script fills a database of any version.
 -- Run with psql in autocommit mode (each call its own transaction, as apps make them).
 --

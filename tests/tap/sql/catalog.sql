@@ -1,6 +1,6 @@
 -- A description of everything the chat_assign extension owns (pg_depend deptype 'e'): one
 -- entry per fact, sorted, with no oids, so that two databases print the same text exactly
--- when their extension objects are the same. scripts/ops.sh diffs it between an upgraded
+-- when their extension objects are the same. tests/tap/t/004_upgrade.pl diffs it between an upgraded
 -- and a fresh install, and between a dumped database and its restore.
 --
 -- Covered: the extension row and its pg_dump configuration (extconfig/extcondition); the

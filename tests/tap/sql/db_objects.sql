@@ -2,7 +2,7 @@
 -- with an oid of a user object (>= 16384, FirstNormalObjectId), the names of the
 -- relations, functions, types and schemas among them, and the bookkeeping rows without an
 -- oid (dependencies, initial privileges, comments, shared dependencies of this database).
--- scripts/ops.sh takes it before CREATE EXTENSION and after DROP EXTENSION: equal output
+-- tests/tap/t/004_upgrade.pl takes it before CREATE EXTENSION and after DROP EXTENSION: equal output
 -- means the drop left nothing behind. Run with psql (uses \gexec).
 SELECT format($q$
 SELECT entry FROM (

@@ -1,0 +1,239 @@
+# The idle-release background worker (shared_preload_libraries): it starts per database of
+# chat_assign.databases, waits for the extension, releases idle chats with no client
+# calling release_idle_assignments(), logs what it did, survives failing passes, re-reads
+# its settings on reload, stops cleanly, and never runs objects a database owner planted.
+# Without preload the same settings start nothing.
+use strict;
+use warnings;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(sleep time);
+use ChatAssign;
+
+# ---------------------------------------------------------------- without preload
+# The same settings start nothing; its idle chat is looked at again at the end.
+my $nopre = node_with('nopre',
+	[ "chat_assign.databases = 'ops_nopre'", 'chat_assign.idle_check_interval = 1' ]);
+$nopre->safe_psql('postgres', 'CREATE DATABASE ops_nopre');
+$nopre->safe_psql('ops_nopre',
+	"CREATE EXTENSION chat_assign; ALTER DATABASE ops_nopre SET chat_assign.idle_timeout = 2");
+my $nopre_op = $nopre->safe_psql('ops_nopre', "SELECT create_operator('no preload')");
+$nopre->safe_psql('ops_nopre', "SELECT start_chat(gen_random_uuid(), 'Hello?')");
+my $nopre_chat = $nopre->safe_psql('ops_nopre', "SELECT assign_chat_to_operator('$nopre_op')");
+my $nopre_since = time();
+
+# ---------------------------------------------------------------- the worker cluster
+# The databases exist before the library is preloaded (a worker for a missing database
+# would fail and restart). ops_b gets the extension later.
+my $node = node_with('worker',
+	[ "chat_assign.databases = 'ops_a,ops_b'", 'chat_assign.idle_check_interval = 1',
+	  'chat_assign.idle_timeout = 2' ]);
+$node->safe_psql('postgres', 'CREATE DATABASE ops_a');
+$node->safe_psql('postgres', 'CREATE DATABASE ops_b');
+# ops_b belongs to a non-superuser, who plants an '=' for oid in public and puts public
+# first on the database's search_path, and a zero-argument release_idle_assignments()
+# beside the extension's (which would make a call by name ambiguous): the worker, a
+# superuser, must never run either, nor fail because of them.
+$node->safe_psql('ops_b', q{
+	CREATE ROLE ops_b_owner NOLOGIN;
+	ALTER DATABASE ops_b OWNER TO ops_b_owner;
+	SET ROLE ops_b_owner;
+	CREATE TABLE public.ops_trap (pid int, run_as name);
+	CREATE FUNCTION public.ops_trap_eq(oid, oid) RETURNS boolean LANGUAGE plpgsql AS
+	  $$BEGIN INSERT INTO public.ops_trap VALUES (pg_backend_pid(), current_user);
+	         RETURN $1 OPERATOR(pg_catalog.=) $2; END$$;
+	CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.ops_trap_eq);
+	CREATE FUNCTION public.release_idle_assignments()
+	  RETURNS TABLE (chat_id uuid, operator_id uuid, idle_seconds float8) LANGUAGE sql AS
+	  $$INSERT INTO public.ops_trap VALUES (pg_backend_pid(), current_user)
+	    RETURNING NULL::uuid, NULL::uuid, 0::float8$$;
+	ALTER DATABASE ops_b SET search_path = public, pg_catalog;
+});
+$node->safe_psql('ops_a', 'CREATE EXTENSION chat_assign');
+my @ops = split /\n/,
+  $node->safe_psql('ops_a', "SELECT create_operator('worker op ' || g) FROM generate_series(1, 3) AS g");
+$node->safe_psql('ops_a', "SELECT start_chat(gen_random_uuid(), 'chat ' || g) FROM generate_series(1, 3) AS g");
+my $c_replied = $node->safe_psql('ops_a', "SELECT assign_chat_to_operator('$ops[1]')");
+$node->safe_psql('ops_a', "SELECT operator_send_message('$c_replied', '$ops[1]', 'Hi!')");
+$node->safe_psql('postgres', "ALTER SYSTEM SET shared_preload_libraries = 'chat_assign'");
+my $from = -s $node->logfile;
+$node->restart;
+
+sub worker_dbs
+{
+	return $node->safe_psql('postgres', qq{
+		SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_stat_activity
+		WHERE backend_type = '$WORKER_TYPE'});
+}
+sub worker_pid
+{
+	return $node->safe_psql('postgres', qq{
+		SELECT pid FROM pg_stat_activity WHERE backend_type = '$WORKER_TYPE' AND datname = '$_[0]'});
+}
+sub log_has { return log_count($node, $from, $_[0]) > 0; }
+# The chats of a database back in the queue by an idle release.
+sub idle_released
+{
+	return q_($node, $_[0], q{
+		SELECT count(*) FROM chats c WHERE chat_state = 'waiting_assignment'
+		  AND (SELECT release_reason FROM chat_assignments a WHERE a.chat_id = c.id
+		       ORDER BY a.id DESC LIMIT 1) = 'idle_timeout'});
+}
+sub state_is
+{
+	my ($db, $chat, $state) = @_;
+	return q_($node, $db, "SELECT chat_state FROM chats WHERE id = '$chat'") eq $state;
+}
+
+poll(15, sub { worker_dbs() eq 'ops_a ops_b' });
+is(worker_dbs(), 'ops_a ops_b', "pg_stat_activity has a '$WORKER_TYPE' in ops_a and in ops_b");
+my $pid_a = worker_pid('ops_a');
+for my $db (qw(ops_a ops_b))
+{
+	ok(log_has(qq{chat_assign: idle worker started in database "$db" (every 1 s)}),
+		qq{log: 'idle worker started in database "$db" (every 1 s)'});
+}
+my $not_installed =
+  'chat_assign: extension chat_assign is not installed in database "ops_b"; idle worker waiting';
+poll(5, sub { log_has($not_installed) });
+ok(log_has($not_installed), "log: ops_b without the extension: 'not installed ... idle worker waiting'");
+
+# ops_a: one chat left idle, one kept alive by heartbeats, one waiting for its user.
+# ops_b: the extension arrives, with 25 idle chats (more than the log names one by one).
+# A session LISTENs in ops_a meanwhile; what it got is read when its sleep ends.
+my $listener = $node->background_psql('ops_a');
+$listener->query_safe('LISTEN chat_assign');
+my $c_idle = $node->safe_psql('ops_a', "SELECT assign_chat_to_operator('$ops[0]')");
+my $c_hb = $node->safe_psql('ops_a', "SELECT assign_chat_to_operator('$ops[2]')");
+$node->safe_psql('ops_b', 'CREATE EXTENSION chat_assign');
+my $b_op = $node->safe_psql('ops_b', "SELECT create_operator('worker op b', 25)");
+$node->safe_psql('ops_b', qq{
+	SELECT start_chat(gen_random_uuid(), 'Hello ' || g) FROM generate_series(1, 25) AS g;
+	SELECT assign_chat_to_operator('$b_op') FROM generate_series(1, 25)});
+my $t0 = time();
+sub heartbeat { $node->safe_psql('ops_a', "SELECT touch_operator_activity('$ops[2]', '$c_hb')"); }
+# Heartbeat every 0.5 s until the idle chat is released and at least 5 s (several passes
+# past the 2 s threshold) have gone by; 15 s at most.
+while (1)
+{
+	heartbeat();
+	last if state_is('ops_a', $c_idle, 'waiting_assignment') && time() - $t0 >= 5;
+	last if time() - $t0 >= 15;
+	sleep 0.5;
+}
+is(last_release($node, 'ops_a', $c_idle), 'waiting_assignment idle_timeout',
+	'ops_a: the idle chat is released by the worker within 15 s, no client calling release_idle_assignments');
+is( q_($node, 'ops_a', qq{
+		SELECT released_at - assigned_at >= interval '2 s' FROM chat_assignments
+		WHERE chat_id = '$c_idle' ORDER BY id DESC LIMIT 1}),
+	't', 'ops_a: not before the 2 s chat_assign.idle_timeout of postgresql.conf');
+is(last_release($node, 'ops_a', $c_hb), 'assigned (open)',
+	'ops_a: a chat whose operator keeps sending heartbeats stays assigned');
+is(last_release($node, 'ops_a', $c_replied), 'waiting_real_user_reply operator_replied',
+	'ops_a: a chat in waiting_real_user_reply is never touched');
+ok(log_has('chat_assign: released 1 idle chat(s) in database "ops_a"'),
+	q{log: 'released 1 idle chat(s) in database "ops_a"'});
+my ($idle_s) = log_since($node, $from) =~
+  /chat_assign: released chat \Q$c_idle\E from operator \Q$ops[0]\E after ([0-9]+) s idle/;
+ok(defined $idle_s && $idle_s >= 2,
+	q{log: 'released chat <chat> from operator <operator> after <n> s idle' with n >= 2});
+poll(10, sub { idle_released('ops_b') eq '25' });
+is(idle_released('ops_b'), '25', 'ops_b: once the extension is created there, its 25 idle chats are released too');
+ok(log_has('chat_assign: released 25 idle chat(s) in database "ops_b"'),
+	q{log: 'released 25 idle chat(s) in database "ops_b"'});
+my $pid_b = worker_pid('ops_b');
+is(scalar(() = log_since($node, $from) =~
+	  /\[$pid_b\] LOG:  chat_assign: released chat [0-9a-f-]+ from operator \Q$b_op\E after/g),
+	20, 'log: then one line per chat for 20 of the 25');
+is(log_count($node, $from, $not_installed), 1, "log: 'not installed' was logged once, not on every pass");
+is( q_($node, 'ops_a', q{
+		SELECT database, idle_passes > 0, failed_passes, started_at < last_pass_at
+		FROM worker_status() ORDER BY 1}),
+	"ops_a|t|0|t\nops_b|t|0|t", 'worker_status(): both workers made idle passes, none failed');
+is(q_($node, 'ops_b', "SELECT count(*) FROM public.ops_trap WHERE pid = $pid_b"),
+	'0', "ops_b: the worker never ran the database owner's '=' for oid nor its release_idle_assignments()");
+is( q_($node, 'ops_b', q{
+		SELECT 1::oid = 1::oid;
+		SELECT count(*) FROM public.ops_trap WHERE pid = pg_backend_pid()}),
+	"t\n1", "ops_b: the trap does catch a session that looks '=' up on the database's search_path");
+
+# The release is an event row; LISTEN clients get the worker's wake-up, whose payload is
+# the newest event id (a hint), never the event itself. psql prints what arrived after
+# its next command.
+my $heard = $listener->query_safe('SELECT 1');
+$listener->quit;
+my $idle_event = q_($node, 'ops_a', qq{
+	SELECT max(id) FROM chat_events WHERE chat_id = '$c_idle'
+	  AND operator_id = '$ops[0]' AND reason = 'idle_timeout'
+	  AND old_state = 'assigned' AND new_state = 'waiting_assignment'});
+my @woken = sort { $a <=> $b }
+  $heard =~ /with payload "([0-9]+)" received from server process with PID $pid_a\./g;
+ok($idle_event =~ /^[0-9]+$/ && @woken && $woken[-1] >= $idle_event,
+	'ops_a: the idle release has its event (assigned -> waiting_assignment, idle_timeout), and a LISTEN client gets a wake-up from the worker with a payload at or past its id')
+  or diag("event id '$idle_event', what the listener got: $heard");
+
+# A pass that fails: a user trigger refuses every update of chat_assignments. The heartbeat
+# chat, no longer touched, is the one the passes try to release.
+$node->safe_psql('ops_a', q{
+	CREATE FUNCTION ops_refuse() RETURNS trigger LANGUAGE plpgsql
+	  AS $$BEGIN RAISE EXCEPTION 'ops test: chat_assignments is read-only'; END$$;
+	CREATE TRIGGER ops_refuse BEFORE UPDATE ON chat_assignments
+	  FOR EACH ROW EXECUTE FUNCTION ops_refuse()});
+my $warning =
+  'WARNING:  chat_assign: idle release in database "ops_a" failed: ops test: chat_assignments is read-only';
+poll(15, sub { log_count($node, $from, $warning) >= 2 });
+ok(log_has($warning), "a failing pass logs: $warning");
+ok(log_count($node, $from, $warning) >= 2, 'the worker goes on after a failed pass (the next pass fails again)');
+is(last_release($node, 'ops_a', $c_hb), 'assigned (open)', 'a failed pass changes nothing: the chat is still assigned');
+is(worker_pid('ops_a'), $pid_a, "the same worker process after failed passes (pid $pid_a)");
+is( q_($node, 'ops_a', q{
+		SELECT failed_passes >= 2, last_error, last_error_at > now() - interval '1 minute'
+		FROM worker_status() WHERE database = 'ops_a'}),
+	't|ops test: chat_assignments is read-only|t',
+	'worker_status(): the failed passes are counted, with the last error and its time');
+$node->safe_psql('ops_a', 'DROP TRIGGER ops_refuse ON chat_assignments; DROP FUNCTION ops_refuse()');
+poll(10, sub { state_is('ops_a', $c_hb, 'waiting_assignment') });
+is(last_release($node, 'ops_a', $c_hb), 'waiting_assignment idle_timeout',
+	'after the trigger is dropped a later pass releases the chat');
+is(worker_pid('ops_a'), $pid_a, "still the same worker process (pid $pid_a)");
+
+# A reload re-reads idle_check_interval and runs a pass at once.
+$node->safe_psql('postgres',
+	'ALTER SYSTEM SET chat_assign.idle_check_interval = 3600; SELECT pg_reload_conf()');
+sleep 1.5;
+my $c_h = $node->safe_psql('ops_a', "SELECT assign_chat_to_operator('$ops[1]')");
+sleep 3.5;
+is(last_release($node, 'ops_a', $c_h), 'assigned (open)',
+	'reload with idle_check_interval = 3600: no pass for 3.5 s, the idle chat stays assigned');
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+poll(5, sub { state_is('ops_a', $c_h, 'waiting_assignment') });
+is(last_release($node, 'ops_a', $c_h), 'waiting_assignment idle_timeout',
+	'a reload (SIGHUP) runs a pass at once: released within 5 s');
+is(worker_pid('ops_a'), $pid_a, "same worker process after the reloads (pid $pid_a)");
+$node->safe_psql('postgres',
+	'ALTER SYSTEM RESET chat_assign.idle_check_interval; SELECT pg_reload_conf()');
+
+# A fast stop: the workers say goodbye and exit cleanly.
+$node->stop('fast');
+for my $db (qw(ops_a ops_b))
+{
+	ok(log_has(qq{chat_assign: idle worker in database "$db" stopped}),
+		qq{log at stop: 'idle worker in database "$db" stopped'});
+}
+is(join("\n", grep { /chat_assign.*(exited with exit code|terminated by signal)|PANIC/ }
+	  split /\n/, log_since($node, $from)),
+	'', "log: no worker exited abnormally or was restarted (no 'exited with exit code' / 'terminated by signal' / PANIC)");
+
+# ---------------------------------------------------------------- without preload, again
+is(q_($nopre, 'ops_nopre', 'SELECT count(*) FROM worker_status()'), '0',
+	'without preload: worker_status() has no rows');
+is( q_($nopre, 'postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = '$WORKER_TYPE'"),
+	'0', "without preload: no '$WORKER_TYPE' in pg_stat_activity");
+is(last_release($nopre, 'ops_nopre', $nopre_chat), 'assigned (open)',
+	sprintf('without preload: the idle chat is still assigned after %d s', time() - $nopre_since));
+is(q_($nopre, 'ops_nopre', 'SELECT chat_id FROM release_idle_assignments()'),
+	$nopre_chat, "without preload: a client's release_idle_assignments() releases it (the threshold applied)");
+$nopre->stop;
+
+done_testing();
