@@ -65,7 +65,6 @@ DECLARE
     has_activity boolean;
     n_heartbeats bigint := 0;
     n_messages bigint;
-    replication_role text;
     n_problems bigint;
     problems  text;
     before    text;
@@ -400,13 +399,7 @@ BEGIN
       FROM ca_chats c ORDER BY c.created_at, c.id;
 
     -- The references of every assignment and message left were checked above, against the
-    -- rows just written, and nothing can change either side meanwhile (the locks): for a
-    -- superuser, their foreign-key checks (a query per row, most of the time of a big
-    -- import) are skipped, as pg_restore does. Back to the caller's setting below.
-    IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
-        replication_role := current_setting('session_replication_role');
-        PERFORM set_config('session_replication_role', 'replica', true);
-    END IF;
+    -- rows just written, and nothing can change either side meanwhile (the locks).
 
     -- A chat's open assignment is its newest (the functions find it as max(id)): the open
     -- ones are numbered after every released one, each group in time order.
@@ -441,9 +434,6 @@ BEGIN
         CASE WHEN 'messages.operator_id' = ANY (cols) THEN 'm.operator_id::uuid' ELSE 'NULL::uuid' END,
         CASE WHEN 'messages.created_at' = ANY (cols) THEN 'm.created_at::timestamptz' ELSE 'NULL::timestamptz' END);
     GET DIAGNOSTICS n_messages = ROW_COUNT;
-    IF replication_role IS NOT NULL THEN
-        PERFORM set_config('session_replication_role', replication_role, true);
-    END IF;
 
     -- The identities go on after the ids written.
     PERFORM setval(pg_get_serial_sequence('@extschema@.messages', 'id'),

@@ -24,7 +24,16 @@ mod pg_tests;
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
-extension_sql_file!("../sql/events.sql", name = "events", requires = ["schema"]);
+extension_sql_file!(
+    "../sql/references.sql",
+    name = "references",
+    requires = ["schema"]
+);
+extension_sql_file!(
+    "../sql/events.sql",
+    name = "events",
+    requires = ["references"]
+);
 // The totals read the events.
 extension_sql_file!(
     "../sql/state_totals.sql",

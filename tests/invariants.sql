@@ -49,6 +49,17 @@ FROM (VALUES
                                                     FROM chats c WHERE c.chat_state = t.chat_state
                                                       AND c.chat_state = 'waiting_assignment'
                                                       AND c.is_active), 0))),
+  ('references: every message, assignment and last operator names a row that exists',
+   (SELECT count(*) FROM messages m
+     WHERE NOT EXISTS (SELECT FROM chats c WHERE c.id = m.chat_id)
+        OR (m.operator_id IS NOT NULL
+            AND NOT EXISTS (SELECT FROM operators o WHERE o.id = m.operator_id)))
+   + (SELECT count(*) FROM chat_assignments a
+       WHERE NOT EXISTS (SELECT FROM chats c WHERE c.id = a.chat_id)
+          OR NOT EXISTS (SELECT FROM operators o WHERE o.id = a.operator_id))
+   + (SELECT count(*) FROM chats c
+       WHERE c.last_operator_id IS NOT NULL
+         AND NOT EXISTS (SELECT FROM operators o WHERE o.id = c.last_operator_id))),
   ('released assignments have a reason and a time after the assignment',
    (SELECT count(*) FROM chat_assignments
      WHERE (released_at IS NULL) <> (release_reason IS NULL) OR released_at < assigned_at)),

@@ -15,9 +15,9 @@
 //!
 //! Every function takes row locks in this order and never the other way round:
 //!
-//! 1. `operators` row, `FOR NO KEY UPDATE` (assignment and (de)activation only). `NO KEY`
-//!    so that foreign-key checks from message and assignment inserts (`FOR KEY SHARE`) never
-//!    wait on it.
+//! 1. `operators` row, `FOR NO KEY UPDATE` (assignment and (de)activation only): the mode
+//!    its UPDATE takes anyway. A DELETE of the operator waits for it, so an assignment row
+//!    written under it never names a deleted operator (sql/references.sql).
 //! 2. `chats` row(s), `FOR NO KEY UPDATE`. A function that waits locks one chat, except
 //!    deactivation, which locks its operator's chats in id order; every chat lock that could
 //!    be taken out of order (assignment, idle release) uses `SKIP LOCKED` and so never waits.
@@ -95,7 +95,7 @@ pub static LOCK_CHAT: Statement = Statement {
 /// assigned to it, or waiting for the user's reply to its answer. A chat the operator may not
 /// act on is neither returned nor locked (a failed call's locks would last until its
 /// transaction ends); [`PEEK_CHAT_FOR_OPERATOR`] then tells why. Such a chat's operator
-/// exists (it is the chat's last operator, whose foreign key holds).
+/// exists (it is the chat's last operator, which cannot be deleted while a chat names it).
 pub static LOCK_CHAT_FOR_OPERATOR: Statement = Statement {
     sql: "SELECT c.chat_state::text, c.assigned_operator_id, c.last_operator_id, c.state_changed_at, \
                  CASE WHEN c.is_active THEN c.waiting_since END \

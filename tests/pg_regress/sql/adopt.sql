@@ -200,7 +200,7 @@ INSERT INTO public.chat_assignments (chat_id, operator_id, assigned_at, released
 CREATE SCHEMA ca;
 CREATE EXTENSION chat_assign SCHEMA ca;
 -- Imported by a role that is not a superuser: the app's owner, given what the import
--- writes (its foreign keys are checked row by row then).
+-- writes.
 CREATE ROLE adopt_legacy_owner NOLOGIN;
 ALTER TABLE public.operators OWNER TO adopt_legacy_owner;
 ALTER TABLE public.chats OWNER TO adopt_legacy_owner;

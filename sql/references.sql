@@ -1,0 +1,128 @@
+-- What the foreign keys of messages and chat_assignments (to chats and operators) and of
+-- chats.last_operator_id (to operators) promised, kept without foreign keys.
+--
+-- A foreign key checks every referencing row written: a query per row that locks the row
+-- it finds (FOR KEY SHARE). Every row the functions write references a row the call has
+-- already locked or read under a lock that keeps it there: a message or assignment, the
+-- chat the call holds FOR NO KEY UPDATE; an assignment's operator, the operator the claim
+-- holds; a reply's operator, the chat's last operator (the chat is locked, and that
+-- operator cannot be deleted while a committed row names it: below). Those checks were five
+-- queries per cycle, about a tenth of its CPU (docs/performance.md). Only the functions and
+-- the owner write these tables (sql/privileges.sql); `tests/invariants.sql` checks in every
+-- test layer that no row references nothing.
+--
+-- What the foreign keys also did is on the other side, and stays: deleting a chat deletes
+-- its messages and assignments (ON DELETE CASCADE), and an operator, or a chat id, that a
+-- row references cannot be deleted or changed (23503, as a foreign key refuses it). Those
+-- statement triggers cost nothing to the functions, which never delete nor change ids.
+-- A concurrent call cannot slip a row past them: a call holds the chat's lock, which a
+-- DELETE of the chat waits for (and then the cascade, a new statement, sees the call's
+-- rows); an assignment is written under the operator's lock, which a DELETE of the operator
+-- waits for; a reply's operator is the last operator of a committed chat row, which the
+-- check sees.
+
+CREATE FUNCTION chats_delete_cascade() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+        -- DELETE, not TRUNCATE: the statement that fired this may be truncating these too,
+        -- and a table cannot be truncated twice in one statement.
+        DELETE FROM @extschema@.messages;
+        DELETE FROM @extschema@.chat_assignments;
+    ELSE
+        DELETE FROM @extschema@.messages m USING gone g WHERE m.chat_id OPERATOR(pg_catalog.=) g.id;
+        DELETE FROM @extschema@.chat_assignments a USING gone g WHERE a.chat_id OPERATOR(pg_catalog.=) g.id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER chats_delete_cascade AFTER DELETE ON chats
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION chats_delete_cascade();
+-- TRUNCATE chats empties them too (as TRUNCATE ... CASCADE did; TRUNCATE fires no DELETE
+-- trigger).
+CREATE TRIGGER chats_truncate_cascade AFTER TRUNCATE ON chats
+    FOR EACH STATEMENT EXECUTE FUNCTION chats_delete_cascade();
+
+-- A DELETE or TRUNCATE of operators, or an UPDATE of a chat's or an operator's id, that would
+-- leave rows referencing nothing: refused with 23503, as the foreign key did. (The checks read the
+-- committed rows with a snapshot of their own, taken after any lock the statement waited for.)
+CREATE FUNCTION refuse_dangling_references() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ids           uuid[];
+    one_id        uuid;
+    referenced_by text;
+BEGIN
+    IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+        -- Every operator is gone: any name of one dangles.
+        referenced_by := CASE
+            WHEN EXISTS (SELECT FROM @extschema@.chats c WHERE c.last_operator_id IS NOT NULL) THEN 'chats'
+            WHEN EXISTS (SELECT FROM @extschema@.messages m WHERE m.operator_id IS NOT NULL) THEN 'messages'
+            WHEN EXISTS (SELECT FROM @extschema@.chat_assignments) THEN 'chat_assignments'
+        END;
+        IF referenced_by IS NOT NULL THEN
+            RAISE EXCEPTION 'truncate on table "operators" would leave rows of "%" referencing operators',
+                referenced_by
+                USING ERRCODE = '23503',
+                      HINT = 'Truncate chats (which empties messages and chat_assignments) in the same statement.';
+        END IF;
+        RETURN NULL;
+    ELSIF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN
+        ids := ARRAY[OLD.id];
+    ELSE
+        SELECT pg_catalog.array_agg(g.id) INTO ids FROM gone g;
+    END IF;
+    FOREACH one_id IN ARRAY coalesce(ids, '{}') LOOP
+        IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'operators' THEN
+            referenced_by := CASE
+                WHEN EXISTS (SELECT FROM @extschema@.chats c
+                              WHERE c.last_operator_id OPERATOR(pg_catalog.=) one_id) THEN 'chats'
+                WHEN EXISTS (SELECT FROM @extschema@.messages m
+                              WHERE m.operator_id OPERATOR(pg_catalog.=) one_id) THEN 'messages'
+                WHEN EXISTS (SELECT FROM @extschema@.chat_assignments a
+                              WHERE a.operator_id OPERATOR(pg_catalog.=) one_id) THEN 'chat_assignments'
+            END;
+            IF referenced_by IS NOT NULL THEN
+                RAISE EXCEPTION '% on table "operators" would leave rows of "%" referencing id %',
+                    pg_catalog.lower(TG_OP), referenced_by, one_id
+                    USING ERRCODE = '23503',
+                          HINT = 'Deactivate the operator instead (set_operator_active).';
+            END IF;
+        ELSE
+            referenced_by := CASE
+                WHEN EXISTS (SELECT FROM @extschema@.messages m
+                              WHERE m.chat_id OPERATOR(pg_catalog.=) one_id) THEN 'messages'
+                WHEN EXISTS (SELECT FROM @extschema@.chat_assignments a
+                              WHERE a.chat_id OPERATOR(pg_catalog.=) one_id) THEN 'chat_assignments'
+            END;
+            IF referenced_by IS NOT NULL THEN
+                RAISE EXCEPTION '% on table "%" would leave rows of "%" referencing id %',
+                    pg_catalog.lower(TG_OP), TG_TABLE_NAME, referenced_by, one_id
+                    USING ERRCODE = '23503';
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER operators_delete_referenced AFTER DELETE ON operators
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_dangling_references();
+CREATE TRIGGER operators_truncate_referenced AFTER TRUNCATE ON operators
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_dangling_references();
+-- Row triggers (a column list cannot go with transition tables), AFTER: a BEFORE row
+-- trigger would make every UPDATE fetch and lock the old row first. UPDATE OF id: the
+-- functions never set id, so these never fire for them.
+CREATE TRIGGER operators_update_referenced AFTER UPDATE OF id ON operators
+    FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+    EXECUTE FUNCTION refuse_dangling_references();
+CREATE TRIGGER chats_update_referenced AFTER UPDATE OF id ON chats
+    FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+    EXECUTE FUNCTION refuse_dangling_references();
