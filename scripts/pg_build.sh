@@ -32,7 +32,7 @@ if [ -x "$prefix/bin/pg_config" ] &&
    [ -x "$(dirname "$("$prefix/bin/pg_config" --pgxs)")/../test/isolation/pg_isolation_regress" ]; then
   if ! [ -f "$(dirname "$("$prefix/bin/pg_config" --pgxs)")/../test/perl/PostgreSQL/Test/Cluster.pm" ]; then
     # A build cached before the TAP modules were part of it: take them from its tarball.
-    tarball=$(find "$cache/src" -maxdepth 1 -name "postgresql-${major}_*.orig.tar.*" | sort -V | tail -n 1)
+    tarball=$(find "$cache/src" -maxdepth 1 -name "postgresql-${major}_*.orig.tar.*" 2>/dev/null | sort -V | tail -n 1)
     [ -n "$tarball" ] || { log "no source tarball left in $cache/src for the TAP modules"; exit 1; }
     tmp=$(mktemp -d)
     tar -xf "$tarball" -C "$tmp" --strip-components=1 --wildcards '*/src/test/perl/*'

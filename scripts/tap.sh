@@ -57,6 +57,6 @@ for t in "$@"; do tests+=("$WORK/src/tests/tap/t/$t"); done
 cd "$WORK"
 sudo -u postgres -- env PATH="$PG_BIN:$PATH" PERL5LIB="$PGXS_TEST/perl:$WORK/src/tests/tap" \
   PG_REGRESS="$PGXS_TEST/regress/pg_regress" CHAT_ASSIGN_SRC="$WORK/src" \
-  CHAT_ASSIGN_EVENTS_BIN="$WORK/bin/chat_assign_events" CHAT_ASSIGN_EXT_DIR="$EXT_DIR" \
+  CHAT_ASSIGN_EVENTS_BIN="$WORK/bin/chat_assign_events" \
   TESTDIR="$WORK" TESTDATADIR="$WORK/tmp_check" TESTLOGDIR="$WORK/tmp_check/log" \
   prove -v --timer "${tests[@]}"

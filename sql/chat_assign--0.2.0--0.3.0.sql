@@ -24,9 +24,9 @@
 --   last_operator_id instead of its own foreign key.
 -- * no foreign keys on messages, chat_assignments and chats.last_operator_id: every row the
 --   functions write names a chat or an operator the call holds locked, and the checks
---   were a tenth of a cycle's CPU. Statement triggers keep the cascade of a chat's delete
---   and refuse (23503) deleting or re-keying an operator or a chat that rows still name
---   (sql/references.sql).
+--   were a tenth of a cycle's CPU. Triggers keep the cascade of a chat's delete and
+--   truncate and refuse (23503) deleting, truncating or re-keying an operator or a chat
+--   that rows still name (sql/references.sql).
 -- * every API function plans with `enable_seqscan = off`, `plan_cache_mode =
 --   force_generic_plan` and `jit = off` (sql/privileges.sql says why).
 -- * moving an existing app onto the extension: `import_app_tables`, `switch_app_calls`,
@@ -296,7 +296,7 @@ LEFT JOIN (SELECT chat_state, sum(chat_count) AS chat_count, sum(changed_epoch) 
 -- ------------------------------------------------------------ references without foreign keys
 -- As sql/references.sql says (a copy of it follows): the functions write only rows that name
 -- a chat or an operator they hold; the foreign keys' checks per row go, what they did for
--- deletes and id changes stays, by statement triggers.
+-- deletes, truncates and id changes stays, by triggers.
 ALTER TABLE messages DROP CONSTRAINT messages_chat_id_fkey,
     DROP CONSTRAINT messages_operator_id_fkey;
 ALTER TABLE chat_assignments DROP CONSTRAINT chat_assignments_chat_id_fkey,
@@ -311,7 +311,8 @@ AS $$
 BEGIN
     IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
         -- DELETE, not TRUNCATE: the statement that fired this may be truncating these too,
-        -- and a table cannot be truncated twice in one statement.
+        -- and a table cannot be truncated twice in one statement. (Naming them in the same
+        -- TRUNCATE is the fast way: these DELETEs then find nothing.)
         DELETE FROM @extschema@.messages;
         DELETE FROM @extschema@.chat_assignments;
     ELSE
@@ -353,7 +354,7 @@ BEGIN
             RAISE EXCEPTION 'truncate on table "operators" would leave rows of "%" referencing operators',
                 referenced_by
                 USING ERRCODE = '23503',
-                      HINT = 'Truncate chats (which empties messages and chat_assignments) in the same statement.';
+                      HINT = 'Truncate chats first, in the same statement: TRUNCATE chats, operators.';
         END IF;
         RETURN NULL;
     ELSIF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN

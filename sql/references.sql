@@ -11,15 +11,18 @@
 -- the owner write these tables (sql/privileges.sql); `tests/invariants.sql` checks in every
 -- test layer that no row references nothing.
 --
--- What the foreign keys also did is on the other side, and stays: deleting a chat deletes
--- its messages and assignments (ON DELETE CASCADE), and an operator, or a chat id, that a
--- row references cannot be deleted or changed (23503, as a foreign key refuses it). Those
--- statement triggers cost nothing to the functions, which never delete nor change ids.
--- A concurrent call cannot slip a row past them: a call holds the chat's lock, which a
--- DELETE of the chat waits for (and then the cascade, a new statement, sees the call's
--- rows); an assignment is written under the operator's lock, which a DELETE of the operator
--- waits for; a reply's operator is the last operator of a committed chat row, which the
--- check sees.
+-- What the foreign keys also did on the other side stays, by triggers that never fire for the
+-- functions (they neither delete nor change ids): deleting or truncating chats deletes their
+-- messages and assignments (ON DELETE CASCADE; statement triggers), and deleting or
+-- truncating operators, or changing a chat's or an operator's id (row triggers on UPDATE OF
+-- id), while committed rows name them is refused with 23503. Against the functions this is
+-- race-free: a call holds the chat's lock, which a DELETE of the chat waits for (the cascade,
+-- a new statement under READ COMMITTED, then sees the call's rows; under REPEATABLE READ the
+-- DELETE fails to serialize against the call's update of the chat); an assignment is written
+-- under the operator's lock; a reply's operator is the last operator of a committed chat row.
+-- What is no longer checked: a direct INSERT or UPDATE that names a missing chat or operator,
+-- and a direct INSERT of a message racing a DELETE of its chat. Only the owner (and roles a
+-- DBA gives write grants) can write these tables; tests/invariants.sql reports any such row.
 
 CREATE FUNCTION chats_delete_cascade() RETURNS trigger
 LANGUAGE plpgsql
@@ -29,7 +32,8 @@ AS $$
 BEGIN
     IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
         -- DELETE, not TRUNCATE: the statement that fired this may be truncating these too,
-        -- and a table cannot be truncated twice in one statement.
+        -- and a table cannot be truncated twice in one statement. (Naming them in the same
+        -- TRUNCATE is the fast way: these DELETEs then find nothing.)
         DELETE FROM @extschema@.messages;
         DELETE FROM @extschema@.chat_assignments;
     ELSE
@@ -71,7 +75,7 @@ BEGIN
             RAISE EXCEPTION 'truncate on table "operators" would leave rows of "%" referencing operators',
                 referenced_by
                 USING ERRCODE = '23503',
-                      HINT = 'Truncate chats (which empties messages and chat_assignments) in the same statement.';
+                      HINT = 'Truncate chats first, in the same statement: TRUNCATE chats, operators.';
         END IF;
         RETURN NULL;
     ELSIF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN

@@ -35,14 +35,18 @@ sub node_with
 	return $node;
 }
 
-# The output of SQL in DB (unaligned tuples, psql -XAtq), or the error text: for checks
-# that compare what came back, whatever it was.
+# The output of SQL in DB (unaligned tuples, psql -XAtq), or, when it fails, its error text
+# with a number no other failure has: a check that compares two results never passes because
+# both failed alike.
+my $failures = 0;
 sub q_
 {
 	my ($node, $db, $sql) = @_;
 	my ($out, $err) = ('', '');
 	my $rc = $node->psql($db, $sql, stdout => \$out, stderr => \$err, on_error_stop => 1);
-	return $rc == 0 ? $out : "$out$err";
+	return $out if $rc == 0;
+	$failures++;
+	return "psql failed (#$failures, exit $rc): $out$err";
 }
 
 # What psql printed to stderr for SQL in DB when it failed ('' when it succeeded: notices
