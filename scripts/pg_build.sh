@@ -22,15 +22,14 @@ log() { echo "== pg_build $major: $*" >&2; }
 # Perl, installed by `make install` only with --enable-tap-tests (which needs IPC::Run at
 # configure time), so copied from the source tree instead. $1: the unpacked source.
 # Where PGXS puts the test programs: the TAP modules go beside them.
+tap_dir() { echo "$(dirname "$("$prefix/bin/pg_config" --pgxs)")/../test/perl"; }
 install_tap_modules() {
-  local tap_dir
-  tap_dir=$(dirname "$("$prefix/bin/pg_config" --pgxs)")/../test/perl
-  mkdir -p "$tap_dir" && cp -R "$1/src/test/perl/PostgreSQL" "$tap_dir/"
+  mkdir -p "$(tap_dir)" && cp -R "$1/src/test/perl/PostgreSQL" "$(tap_dir)/"
 }
 
 if [ -x "$prefix/bin/pg_config" ] &&
    [ -x "$(dirname "$("$prefix/bin/pg_config" --pgxs)")/../test/isolation/pg_isolation_regress" ]; then
-  if ! [ -f "$(dirname "$("$prefix/bin/pg_config" --pgxs)")/../test/perl/PostgreSQL/Test/Cluster.pm" ]; then
+  if ! [ -f "$(tap_dir)/PostgreSQL/Test/Cluster.pm" ]; then
     # A build cached before the TAP modules were part of it: take them from its tarball.
     tarball=$(find "$cache/src" -maxdepth 1 -name "postgresql-${major}_*.orig.tar.*" 2>/dev/null | sort -V | tail -n 1)
     [ -n "$tarball" ] || { log "no source tarball left in $cache/src for the TAP modules"; exit 1; }

@@ -12,7 +12,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(src_file sql_file node_with q_ q_err sqlstate poll works invariants_hold
-  last_release executable_by log_since log_count $WORKER_TYPE);
+  last_release executable_by log_since log_count worker_databases $WORKER_TYPE);
 
 our $WORKER_TYPE = 'chat_assign idle worker';
 
@@ -41,9 +41,7 @@ sub node_with
 my $failures = 0;
 sub q_
 {
-	my ($node, $db, $sql) = @_;
-	my ($out, $err) = ('', '');
-	my $rc = $node->psql($db, $sql, stdout => \$out, stderr => \$err, on_error_stop => 1);
+	my ($rc, $out, $err) = run_psql(@_);
 	return $out if $rc == 0;
 	$failures++;
 	return "psql failed (#$failures, exit $rc): $out$err";
@@ -53,10 +51,26 @@ sub q_
 # are not failures).
 sub q_err
 {
+	my ($rc, $out, $err) = run_psql(@_);
+	return $rc == 0 ? '' : $err;
+}
+
+# psql's exit status, stdout and stderr for SQL in DB, stopping at the first error.
+sub run_psql
+{
 	my ($node, $db, $sql) = @_;
 	my ($out, $err) = ('', '');
 	my $rc = $node->psql($db, $sql, stdout => \$out, stderr => \$err, on_error_stop => 1);
-	return $rc == 0 ? '' : $err;
+	return ($rc, $out, $err);
+}
+
+# The databases whose idle worker runs now, in name order, space separated.
+sub worker_databases
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres', qq{
+		SELECT coalesce(string_agg(datname, ' ' ORDER BY datname), '') FROM pg_stat_activity
+		WHERE backend_type = '$WORKER_TYPE'});
 }
 
 # The SQLSTATE SQL fails with in DB ('' when it succeeds).

@@ -59,12 +59,6 @@ $node->safe_psql('postgres', "ALTER SYSTEM SET shared_preload_libraries = 'chat_
 my $from = -s $node->logfile;
 $node->restart;
 
-sub worker_dbs
-{
-	return $node->safe_psql('postgres', qq{
-		SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_stat_activity
-		WHERE backend_type = '$WORKER_TYPE'});
-}
 sub worker_pid
 {
 	return $node->safe_psql('postgres', qq{
@@ -85,8 +79,8 @@ sub state_is
 	return q_($node, $db, "SELECT chat_state FROM chats WHERE id = '$chat'") eq $state;
 }
 
-poll(15, sub { worker_dbs() eq 'ops_a ops_b' });
-is(worker_dbs(), 'ops_a ops_b', "pg_stat_activity has a '$WORKER_TYPE' in ops_a and in ops_b");
+poll(15, sub { worker_databases($node) eq 'ops_a ops_b' });
+is(worker_databases($node), 'ops_a ops_b', "pg_stat_activity has a '$WORKER_TYPE' in ops_a and in ops_b");
 my $pid_a = worker_pid('ops_a');
 for my $db (qw(ops_a ops_b))
 {

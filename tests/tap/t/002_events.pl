@@ -14,12 +14,8 @@ $node->safe_psql('ops_events', 'CREATE EXTENSION chat_assign');
 $node->safe_psql('postgres', "ALTER SYSTEM SET shared_preload_libraries = 'chat_assign'");
 $node->restart;
 my $from = -s $node->logfile;
-poll(15, sub {
-	q_($node, 'postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = '$WORKER_TYPE'") eq '1' });
-is( q_($node, 'postgres',
-		"SELECT string_agg(datname, ' ') FROM pg_stat_activity WHERE backend_type = '$WORKER_TYPE'"),
-	'ops_events', "a '$WORKER_TYPE' runs in ops_events");
+poll(15, sub { worker_databases($node) eq 'ops_events' });
+is(worker_databases($node), 'ops_events', "a '$WORKER_TYPE' runs in ops_events");
 
 my ($out, $err) = ('', '');
 my $dsn = sprintf('host=%s port=%d user=postgres dbname=ops_events', $node->host, $node->port);
