@@ -42,6 +42,14 @@
 --   TRUNCATE grants on the tables are revoked (0.1.0 needed them; column grants are kept).
 --   Grants on everything else are kept.
 --
+-- * teams, presence and transfers: tables `teams`, `team_members`, `chat_transfers`,
+--   columns `operators.status`, `operators.status_changed_at`, `chats.team_id`; the queue
+--   index and `idx_chats_last_operator` gain the queue's key first (one queue per team and
+--   one for chats without a team); new functions `create_team`, `set_team_routing`,
+--   `add_team_member`, `remove_team_member`, `set_operator_status`, `transfer_chat`,
+--   `set_chat_priority`, `get_queue_position` and the view `team_queue_status`; `start_chat`
+--   gains `p_team_id` and `p_priority` (its grants are kept, as for p_idempotency_key).
+--
 -- Not released yet: this file may change until 0.3.0's install script is archived in
 -- sql/released/ (and both are listed in SHA256SUMS); from then on, never edit it.
 
@@ -78,10 +86,9 @@ CREATE INDEX idx_chat_assignments_chat ON chat_assignments (chat_id, id);
 DROP INDEX idx_chats_operator_replied;
 DROP INDEX idx_chats_assigned_operator;
 DROP INDEX idx_chats_last_operator;
+DROP INDEX idx_chats_waiting_assignment;
 CREATE INDEX idx_chats_assigned_operator ON chats (assigned_operator_id)
     WHERE chat_state = 'assigned';
-CREATE INDEX idx_chats_last_operator ON chats (last_operator_id)
-    WHERE chat_state = 'waiting_assignment' AND is_active;
 CREATE INDEX idx_chat_assignments_assigned_at ON chat_assignments USING brin (assigned_at);
 
 -- ------------------------------------------------------------ change events
@@ -315,9 +322,11 @@ BEGIN
         -- TRUNCATE is the fast way: these DELETEs then find nothing.)
         DELETE FROM @extschema@.messages;
         DELETE FROM @extschema@.chat_assignments;
+        DELETE FROM @extschema@.chat_transfers;
     ELSE
         DELETE FROM @extschema@.messages m USING gone g WHERE m.chat_id OPERATOR(pg_catalog.=) g.id;
         DELETE FROM @extschema@.chat_assignments a USING gone g WHERE a.chat_id OPERATOR(pg_catalog.=) g.id;
+        DELETE FROM @extschema@.chat_transfers t USING gone g WHERE t.chat_id OPERATOR(pg_catalog.=) g.id;
     END IF;
     RETURN NULL;
 END
@@ -356,6 +365,7 @@ BEGIN
                 USING ERRCODE = '23503',
                       HINT = 'Truncate chats first, in the same statement: TRUNCATE chats, operators.';
         END IF;
+        DELETE FROM @extschema@.team_members;
         RETURN NULL;
     ELSIF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN
         ids := ARRAY[OLD.id];
@@ -371,6 +381,9 @@ BEGIN
                               WHERE m.operator_id OPERATOR(pg_catalog.=) one_id) THEN 'messages'
                 WHEN EXISTS (SELECT FROM @extschema@.chat_assignments a
                               WHERE a.operator_id OPERATOR(pg_catalog.=) one_id) THEN 'chat_assignments'
+                WHEN TG_OP OPERATOR(pg_catalog.=) 'UPDATE'
+                     AND EXISTS (SELECT FROM @extschema@.team_members m
+                                  WHERE m.operator_id OPERATOR(pg_catalog.=) one_id) THEN 'team_members'
             END;
             IF referenced_by IS NOT NULL THEN
                 RAISE EXCEPTION '% on table "operators" would leave rows of "%" referencing id %',
@@ -392,6 +405,10 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
+    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' AND TG_TABLE_NAME OPERATOR(pg_catalog.=) 'operators' THEN
+        DELETE FROM @extschema@.team_members m
+         WHERE m.operator_id OPERATOR(pg_catalog.=) ANY (ids);
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -572,7 +589,8 @@ DROP FUNCTION start_chat(uuid, text);
 DROP FUNCTION real_user_send_message(uuid, text);
 DROP FUNCTION operator_send_message(uuid, uuid, text);
 
-CREATE FUNCTION start_chat(p_real_user_id uuid, p_content text, p_idempotency_key text DEFAULT NULL)
+CREATE FUNCTION start_chat(p_real_user_id uuid, p_content text, p_idempotency_key text DEFAULT NULL,
+                           p_team_id uuid DEFAULT NULL, p_priority integer DEFAULT 0)
 RETURNS uuid
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
@@ -593,6 +611,229 @@ VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'operator_send_message_wrapper';
+
+-- ------------------------------------------------------------ teams, presence, transfers
+-- As sql/schema.sql, sql/references.sql and sql/views.sql (copies follow). Operators start
+-- online, so an app that never sets a presence sees no change; every chat starts without a
+-- team, in the queue anyone takes from.
+ALTER TABLE operators
+    ADD COLUMN status text NOT NULL DEFAULT 'online',
+    ADD COLUMN status_changed_at timestamptz NOT NULL DEFAULT now(),
+    ADD CONSTRAINT operators_status_valid CHECK (status IN ('online', 'away', 'offline'));
+ALTER TABLE chats ADD COLUMN team_id uuid;
+
+-- Teams route chats: a chat with a team is given only to the team's members; a chat without
+-- one to anyone. `routing` says how chats reach the members (`manual`: they ask). The nil
+-- uuid is reserved: the queue index files chats without a team under it.
+CREATE TABLE teams (
+    id         uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    name       text        NOT NULL,
+    routing    text        NOT NULL DEFAULT 'manual',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT teams_name_unique UNIQUE (name),
+    CONSTRAINT teams_valid CHECK (
+        btrim(name) <> ''
+        AND routing IN ('manual', 'least_loaded', 'round_robin')
+        AND id <> '00000000-0000-0000-0000-000000000000')
+);
+
+-- Who may take a team's chats. Referenced without foreign keys, like everything that names
+-- an operator (sql/references.sql): deleting a team or an operator deletes its memberships.
+CREATE TABLE team_members (
+    operator_id uuid        NOT NULL,
+    team_id     uuid        NOT NULL,
+    added_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (operator_id, team_id)
+);
+CREATE INDEX idx_team_members_team ON team_members (team_id);
+
+-- Transfers, the full history: who had the chat (operator and team) and who has it after.
+-- A log like chat_events (no foreign keys); deleting a chat deletes its transfers.
+CREATE TABLE chat_transfers (
+    id               bigint      GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    chat_id          uuid        NOT NULL,
+    from_operator_id uuid,
+    from_team_id     uuid,
+    to_operator_id   uuid,
+    to_team_id       uuid,
+    reason           text        NOT NULL,
+    transferred_at   timestamptz NOT NULL DEFAULT now(),
+    -- To an operator (to_team_id: the chat's team, which stays) or to a team.
+    CONSTRAINT chat_transfers_target CHECK (to_operator_id IS NOT NULL OR to_team_id IS NOT NULL)
+);
+CREATE INDEX idx_chat_transfers_chat ON chat_transfers (chat_id, id);
+
+-- The queue and who last held its chats, per queue (one per team, one without a team).
+CREATE INDEX idx_chats_waiting_assignment
+    ON chats ((coalesce(team_id, '00000000-0000-0000-0000-000000000000'::uuid)),
+              priority DESC, waiting_since, id)
+    WHERE chat_state = 'waiting_assignment' AND is_active;
+CREATE INDEX idx_chats_last_operator
+    ON chats ((coalesce(team_id, '00000000-0000-0000-0000-000000000000'::uuid)), last_operator_id)
+    WHERE chat_state = 'waiting_assignment' AND is_active;
+SELECT pg_catalog.pg_extension_config_dump('teams', '');
+SELECT pg_catalog.pg_extension_config_dump('team_members', '');
+SELECT pg_catalog.pg_extension_config_dump('chat_transfers', '');
+SELECT pg_catalog.pg_extension_config_dump('chat_transfers_id_seq', '');
+
+-- Teams that chats or memberships name (see the head of this file).
+CREATE FUNCTION refuse_dangling_team_references() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ids           uuid[];
+    named         uuid;
+    referenced_by text := 'chats';
+BEGIN
+    LOCK TABLE @extschema@.chats IN SHARE MODE;
+    IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+        SELECT c.team_id INTO named FROM @extschema@.chats c WHERE c.team_id IS NOT NULL LIMIT 1;
+    ELSE
+        IF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN
+            ids := ARRAY[OLD.id];
+        ELSE
+            SELECT pg_catalog.array_agg(g.id) INTO ids FROM gone g;
+        END IF;
+        SELECT c.team_id INTO named FROM @extschema@.chats c
+         WHERE c.team_id OPERATOR(pg_catalog.=) ANY (ids) LIMIT 1;
+        IF named IS NULL AND TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+            SELECT m.team_id INTO named FROM @extschema@.team_members m
+             WHERE m.team_id OPERATOR(pg_catalog.=) ANY (ids) LIMIT 1;
+            referenced_by := 'team_members';
+        END IF;
+    END IF;
+    IF named IS NOT NULL THEN
+        RAISE EXCEPTION '% on table "teams" would leave rows of "%" referencing id %',
+            pg_catalog.lower(TG_OP), referenced_by, named
+            USING ERRCODE = '23503',
+                  HINT = 'Transfer the team''s chats to another team first (transfer_chat).';
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+        DELETE FROM @extschema@.team_members;
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+        DELETE FROM @extschema@.team_members m WHERE m.team_id OPERATOR(pg_catalog.=) ANY (ids);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER teams_delete_referenced AFTER DELETE ON teams
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_dangling_team_references();
+CREATE TRIGGER teams_truncate_referenced AFTER TRUNCATE ON teams
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_dangling_team_references();
+CREATE TRIGGER teams_update_referenced AFTER UPDATE OF id ON teams
+    FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+    EXECUTE FUNCTION refuse_dangling_team_references();
+
+-- One row per queue: each team's, and the one of chats without a team (team_id NULL): how
+-- many chats wait in it and since when the oldest, how many of its chats are assigned, and
+-- who may take them: eligible operators (the team's members; everyone for chats without a
+-- team), how many of those are online and active, and how many of those have room for
+-- another chat. The waiting count and oldest wait read the queue's part of the queue index
+-- (index-only where the visibility map allows): the cost grows with the waiting chats,
+-- about 100 ms per million; get_assignment_queue_status() answers the totals from the
+-- running totals instead.
+CREATE VIEW team_queue_status AS
+WITH queues AS (
+    SELECT NULL::uuid AS team_id, NULL::text AS team_name, NULL::text AS routing,
+           '00000000-0000-0000-0000-000000000000'::uuid AS k
+    UNION ALL
+    SELECT t.id, t.name, t.routing, t.id FROM teams t
+),
+operator_load AS (
+    SELECT o.id, o.is_active AND o.status = 'online' AS online,
+           o.max_concurrent_chats > (SELECT count(*) FROM chats c
+                                     WHERE c.assigned_operator_id = o.id
+                                       AND c.chat_state = 'assigned') AS has_room
+    FROM operators o
+)
+SELECT q.team_id,
+       q.team_name,
+       q.routing,
+       w.waiting,
+       round(extract(epoch FROM now() - w.oldest), 1)::float8            AS oldest_waiting_seconds,
+       (SELECT count(*) FROM chats c
+         WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL
+           AND coalesce(c.team_id, '00000000-0000-0000-0000-000000000000'::uuid) = q.k)
+                                                                          AS assigned,
+       e.eligible,
+       e.online,
+       e.available
+FROM queues q
+CROSS JOIN LATERAL (
+    SELECT count(*) AS waiting, min(c.waiting_since) AS oldest
+    FROM chats c
+    WHERE coalesce(c.team_id, '00000000-0000-0000-0000-000000000000'::uuid) = q.k
+      AND c.chat_state = 'waiting_assignment' AND c.is_active
+) AS w
+CROSS JOIN LATERAL (
+    SELECT count(*) AS eligible,
+           count(*) FILTER (WHERE l.online) AS online,
+           count(*) FILTER (WHERE l.online AND l.has_room) AS available
+    FROM operator_load l
+    WHERE q.team_id IS NULL
+       OR EXISTS (SELECT 1 FROM team_members m WHERE m.team_id = q.team_id AND m.operator_id = l.id)
+) AS e
+ORDER BY q.team_name NULLS FIRST;
+
+CREATE FUNCTION create_team(p_name text, p_routing text DEFAULT 'manual')
+RETURNS uuid
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'create_team_wrapper';
+
+CREATE FUNCTION set_team_routing(p_team_id uuid, p_routing text)
+RETURNS boolean
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_team_routing_wrapper';
+
+CREATE FUNCTION add_team_member(p_team_id uuid, p_operator_id uuid)
+RETURNS boolean
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'add_team_member_wrapper';
+
+CREATE FUNCTION remove_team_member(p_team_id uuid, p_operator_id uuid)
+RETURNS boolean
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'remove_team_member_wrapper';
+
+CREATE FUNCTION set_operator_status(p_operator_id uuid, p_status text)
+RETURNS text
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_operator_status_wrapper';
+
+CREATE FUNCTION transfer_chat(p_chat_id uuid, p_to_operator_id uuid DEFAULT NULL,
+                              p_to_team_id uuid DEFAULT NULL, p_reason text DEFAULT 'transfer')
+RETURNS boolean
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'transfer_chat_wrapper';
+
+CREATE FUNCTION set_chat_priority(p_chat_id uuid, p_priority integer)
+RETURNS boolean
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_chat_priority_wrapper';
+
+CREATE FUNCTION get_queue_position(p_chat_id uuid)
+RETURNS TABLE (queue_position integer, waiting_ahead integer, estimated_wait_seconds double precision)
+STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'get_queue_position_wrapper';
 
 -- ------------------------------------------------------------ moving an existing app onto the extension
 -- As sql/import.sql.
@@ -1371,7 +1612,16 @@ BEGIN
                   '@extschema@.read_chat_events(bigint, integer)'::pg_catalog.regprocedure,
                   '@extschema@.prune_chat_events()'::pg_catalog.regprocedure,
                   '@extschema@.worker_status()'::pg_catalog.regprocedure,
-                  '@extschema@.start_chat(uuid, text, text)'::pg_catalog.regprocedure,
+                  '@extschema@.start_chat(uuid, text, text, uuid, integer)'::pg_catalog.regprocedure,
+                  '@extschema@.create_team(text, text)'::pg_catalog.regprocedure,
+                  '@extschema@.set_team_routing(uuid, text)'::pg_catalog.regprocedure,
+                  '@extschema@.add_team_member(uuid, uuid)'::pg_catalog.regprocedure,
+                  '@extschema@.remove_team_member(uuid, uuid)'::pg_catalog.regprocedure,
+                  '@extschema@.set_operator_status(uuid, text)'::pg_catalog.regprocedure,
+                  '@extschema@.transfer_chat(uuid, uuid, uuid, text)'::pg_catalog.regprocedure,
+                  '@extschema@.set_chat_priority(uuid, integer)'::pg_catalog.regprocedure,
+                  '@extschema@.get_queue_position(uuid)'::pg_catalog.regprocedure,
+                  '@extschema@.refuse_dangling_team_references()'::pg_catalog.regprocedure,
                   '@extschema@.real_user_send_message(uuid, text, text)'::pg_catalog.regprocedure,
                   '@extschema@.operator_send_message(uuid, uuid, text, text)'::pg_catalog.regprocedure,
                   '@extschema@.chat_events_recount_totals()'::pg_catalog.regprocedure,
@@ -1395,7 +1645,12 @@ BEGIN
                   '@extschema@.chat_state_fold'::pg_catalog.regclass,
                   '@extschema@.chat_state_event_deltas'::pg_catalog.regclass,
                   '@extschema@.app_imports'::pg_catalog.regclass,
-                  '@extschema@.imported_ids'::pg_catalog.regclass]::pg_catalog.oid[])
+                  '@extschema@.imported_ids'::pg_catalog.regclass,
+                  '@extschema@.teams'::pg_catalog.regclass,
+                  '@extschema@.team_members'::pg_catalog.regclass,
+                  '@extschema@.chat_transfers'::pg_catalog.regclass,
+                  '@extschema@.chat_transfers_id_seq'::pg_catalog.regclass,
+                  '@extschema@.team_queue_status'::pg_catalog.regclass]::pg_catalog.oid[])
           AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', grant_row.object,
@@ -1491,7 +1746,7 @@ BEGIN
                       pg_catalog.current_setting('chat_assign_upgrade.message_acls')::pg_catalog.json) j
     LOOP
         fn := CASE f.key
-                  WHEN 'start_chat' THEN '@extschema@.start_chat(uuid, text, text)'
+                  WHEN 'start_chat' THEN '@extschema@.start_chat(uuid, text, text, uuid, integer)'
                   WHEN 'real_user_send_message' THEN '@extschema@.real_user_send_message(uuid, text, text)'
                   ELSE '@extschema@.operator_send_message(uuid, uuid, text, text)' END::pg_catalog.regprocedure;
         SELECT p.proacl INTO initial FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) fn;

@@ -20,6 +20,17 @@
 -- a new statement under READ COMMITTED, then sees the call's rows; under REPEATABLE READ the
 -- DELETE fails to serialize against the call's update of the chat); an assignment is written
 -- under the operator's lock; a reply's operator is the last operator of a committed chat row.
+-- A chat's team (chats.team_id) is referenced the same way: deleting, truncating or
+-- re-keying a team that chats name is refused with 23503. Memberships (team_members) go
+-- with the team or the operator they name when it is deleted or truncated (re-keying one
+-- that memberships name is refused); add_team_member holds the operator's and the team's
+-- rows locked while it writes one, so a DELETE waits for it and then sees it. The functions write a team id only in a statement that finds the team
+-- in its own snapshot (start_chat, transfer_chat); the trigger first locks chats in SHARE
+-- mode, which waits for every transaction writing chats and makes any later one wait for the
+-- DELETE: each such statement either committed before the check reads the chats, or takes
+-- its snapshot after the DELETE committed and finds no team. Teams are deleted at an
+-- admin's pace; the lock holds chat writes only for that moment.
+--
 -- What is no longer checked: a direct INSERT or UPDATE that names a missing chat or operator,
 -- and a direct INSERT of a message racing a DELETE of its chat. Only the owner (and roles a
 -- DBA gives write grants) can write these tables; tests/invariants.sql reports any such row.
@@ -36,9 +47,11 @@ BEGIN
         -- TRUNCATE is the fast way: these DELETEs then find nothing.)
         DELETE FROM @extschema@.messages;
         DELETE FROM @extschema@.chat_assignments;
+        DELETE FROM @extschema@.chat_transfers;
     ELSE
         DELETE FROM @extschema@.messages m USING gone g WHERE m.chat_id OPERATOR(pg_catalog.=) g.id;
         DELETE FROM @extschema@.chat_assignments a USING gone g WHERE a.chat_id OPERATOR(pg_catalog.=) g.id;
+        DELETE FROM @extschema@.chat_transfers t USING gone g WHERE t.chat_id OPERATOR(pg_catalog.=) g.id;
     END IF;
     RETURN NULL;
 END
@@ -77,6 +90,7 @@ BEGIN
                 USING ERRCODE = '23503',
                       HINT = 'Truncate chats first, in the same statement: TRUNCATE chats, operators.';
         END IF;
+        DELETE FROM @extschema@.team_members;
         RETURN NULL;
     ELSIF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN
         ids := ARRAY[OLD.id];
@@ -92,6 +106,9 @@ BEGIN
                               WHERE m.operator_id OPERATOR(pg_catalog.=) one_id) THEN 'messages'
                 WHEN EXISTS (SELECT FROM @extschema@.chat_assignments a
                               WHERE a.operator_id OPERATOR(pg_catalog.=) one_id) THEN 'chat_assignments'
+                WHEN TG_OP OPERATOR(pg_catalog.=) 'UPDATE'
+                     AND EXISTS (SELECT FROM @extschema@.team_members m
+                                  WHERE m.operator_id OPERATOR(pg_catalog.=) one_id) THEN 'team_members'
             END;
             IF referenced_by IS NOT NULL THEN
                 RAISE EXCEPTION '% on table "operators" would leave rows of "%" referencing id %',
@@ -113,6 +130,10 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
+    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' AND TG_TABLE_NAME OPERATOR(pg_catalog.=) 'operators' THEN
+        DELETE FROM @extschema@.team_members m
+         WHERE m.operator_id OPERATOR(pg_catalog.=) ANY (ids);
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -130,3 +151,54 @@ CREATE TRIGGER operators_update_referenced AFTER UPDATE OF id ON operators
 CREATE TRIGGER chats_update_referenced AFTER UPDATE OF id ON chats
     FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
     EXECUTE FUNCTION refuse_dangling_references();
+
+-- Teams that chats or memberships name (see the head of this file).
+CREATE FUNCTION refuse_dangling_team_references() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ids           uuid[];
+    named         uuid;
+    referenced_by text := 'chats';
+BEGIN
+    LOCK TABLE @extschema@.chats IN SHARE MODE;
+    IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+        SELECT c.team_id INTO named FROM @extschema@.chats c WHERE c.team_id IS NOT NULL LIMIT 1;
+    ELSE
+        IF TG_LEVEL OPERATOR(pg_catalog.=) 'ROW' THEN
+            ids := ARRAY[OLD.id];
+        ELSE
+            SELECT pg_catalog.array_agg(g.id) INTO ids FROM gone g;
+        END IF;
+        SELECT c.team_id INTO named FROM @extschema@.chats c
+         WHERE c.team_id OPERATOR(pg_catalog.=) ANY (ids) LIMIT 1;
+        IF named IS NULL AND TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+            SELECT m.team_id INTO named FROM @extschema@.team_members m
+             WHERE m.team_id OPERATOR(pg_catalog.=) ANY (ids) LIMIT 1;
+            referenced_by := 'team_members';
+        END IF;
+    END IF;
+    IF named IS NOT NULL THEN
+        RAISE EXCEPTION '% on table "teams" would leave rows of "%" referencing id %',
+            pg_catalog.lower(TG_OP), referenced_by, named
+            USING ERRCODE = '23503',
+                  HINT = 'Transfer the team''s chats to another team first (transfer_chat).';
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
+        DELETE FROM @extschema@.team_members;
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+        DELETE FROM @extschema@.team_members m WHERE m.team_id OPERATOR(pg_catalog.=) ANY (ids);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER teams_delete_referenced AFTER DELETE ON teams
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_dangling_team_references();
+CREATE TRIGGER teams_truncate_referenced AFTER TRUNCATE ON teams
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_dangling_team_references();
+CREATE TRIGGER teams_update_referenced AFTER UPDATE OF id ON teams
+    FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
+    EXECUTE FUNCTION refuse_dangling_team_references();

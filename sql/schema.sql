@@ -18,9 +18,39 @@ CREATE TABLE operators (
     max_concurrent_chats integer     NOT NULL DEFAULT 1,
     last_assigned_at     timestamptz,
     created_at           timestamptz NOT NULL DEFAULT now(),
+    -- Presence: only online (and active) operators are given chats. Operators start online,
+    -- so an app that never sets a status sees no change.
+    status               text        NOT NULL DEFAULT 'online',
+    status_changed_at    timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT operators_name_not_blank CHECK (btrim(name) <> ''),
-    CONSTRAINT operators_capacity_positive CHECK (max_concurrent_chats >= 1)
+    CONSTRAINT operators_capacity_positive CHECK (max_concurrent_chats >= 1),
+    CONSTRAINT operators_status_valid CHECK (status IN ('online', 'away', 'offline'))
 );
+
+-- Teams route chats: a chat with a team is given only to the team's members; a chat without
+-- one to anyone. `routing` says how chats reach the members (`manual`: they ask). The nil
+-- uuid is reserved: the queue index files chats without a team under it.
+CREATE TABLE teams (
+    id         uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    name       text        NOT NULL,
+    routing    text        NOT NULL DEFAULT 'manual',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT teams_name_unique UNIQUE (name),
+    CONSTRAINT teams_valid CHECK (
+        btrim(name) <> ''
+        AND routing IN ('manual', 'least_loaded', 'round_robin')
+        AND id <> '00000000-0000-0000-0000-000000000000')
+);
+
+-- Who may take a team's chats. Referenced without foreign keys, like everything that names
+-- an operator (sql/references.sql): deleting a team or an operator deletes its memberships.
+CREATE TABLE team_members (
+    operator_id uuid        NOT NULL,
+    team_id     uuid        NOT NULL,
+    added_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (operator_id, team_id)
+);
+CREATE INDEX idx_team_members_team ON team_members (team_id);
 
 CREATE TABLE chats (
     id                   uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -40,6 +70,9 @@ CREATE TABLE chats (
     last_message_at      timestamptz,
     -- start_chat's p_idempotency_key: a retry of the call finds its chat (per user).
     idempotency_key      text,
+    -- The team whose members may take the chat (NULL: anyone); referenced without a foreign
+    -- key (sql/references.sql).
+    team_id              uuid,
     -- What a row can say of the invariants, as ONE constraint: PostgreSQL reads each CHECK
     -- back from its stored text for every statement that writes the table, and every state
     -- change writes chats; one expression costs a sixth of six.
@@ -99,19 +132,25 @@ CREATE TABLE chat_assignments (
 
 -- The queue, in exactly the order assign_chat_to_operator takes it: an index scan that
 -- stops at the first unlocked row, so the cost of an assignment does not grow with the queue.
+-- One queue per team, and one for chats without a team (filed under the nil uuid, so that
+-- every queue is reached with `=`, which an index scan can also walk in order): a claim
+-- reads the head of each queue the operator may take from, however many teams there are.
 --
 -- Every index on `chats` costs an entry in each UPDATE that changes the state (a state change
 -- can never be HOT, the queue index's predicate names chat_state), so the other indexes are
 -- partial where a partial one answers every query that uses it.
-CREATE INDEX idx_chats_waiting_assignment ON chats (priority DESC, waiting_since, id)
+CREATE INDEX idx_chats_waiting_assignment
+    ON chats ((coalesce(team_id, '00000000-0000-0000-0000-000000000000'::uuid)),
+              priority DESC, waiting_since, id)
     WHERE chat_state = 'waiting_assignment' AND is_active;
 -- The chats an operator holds: capacity checks, deactivation, idle detection.
 CREATE INDEX idx_chats_assigned_operator ON chats (assigned_operator_id)
     WHERE chat_state = 'assigned';
--- Who last held each waiting chat: lets assignment tell in three index probes whether any
--- waiting chat is someone else's (avoid_same_operator), instead of walking the whole queue
--- past the caller's own chats.
-CREATE INDEX idx_chats_last_operator ON chats (last_operator_id)
+-- Who last held each waiting chat, per queue: lets assignment tell in two index probes per
+-- queue whether any waiting chat is someone else's (avoid_same_operator), instead of
+-- walking the whole queue past the caller's own chats.
+CREATE INDEX idx_chats_last_operator
+    ON chats ((coalesce(team_id, '00000000-0000-0000-0000-000000000000'::uuid)), last_operator_id)
     WHERE chat_state = 'waiting_assignment' AND is_active;
 -- Monitoring: counts and ages per state, stuck chats oldest first.
 CREATE INDEX idx_chats_state_changed ON chats (chat_state, state_changed_at);
@@ -133,6 +172,22 @@ CREATE INDEX idx_chat_assignments_chat ON chat_assignments (chat_id, id);
 -- assigned_at order, so a BRIN index answers that at almost no cost per insert.
 CREATE INDEX idx_chat_assignments_assigned_at ON chat_assignments USING brin (assigned_at);
 
+-- Transfers, the full history: who had the chat (operator and team) and who has it after.
+-- A log like chat_events (no foreign keys); deleting a chat deletes its transfers.
+CREATE TABLE chat_transfers (
+    id               bigint      GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    chat_id          uuid        NOT NULL,
+    from_operator_id uuid,
+    from_team_id     uuid,
+    to_operator_id   uuid,
+    to_team_id       uuid,
+    reason           text        NOT NULL,
+    transferred_at   timestamptz NOT NULL DEFAULT now(),
+    -- To an operator (to_team_id: the chat's team, which stays) or to a team.
+    CONSTRAINT chat_transfers_target CHECK (to_operator_id IS NOT NULL OR to_team_id IS NOT NULL)
+);
+CREATE INDEX idx_chat_transfers_chat ON chat_transfers (chat_id, id);
+
 -- Every assignment leaves a dead entry at the head of the queue index, and every cycle
 -- rewrites a chat row; scans of the queue head slow down until vacuum
 -- removes them. Vacuum these two by a small fixed amount of churn, not by the default 20%
@@ -150,3 +205,7 @@ SELECT pg_catalog.pg_extension_config_dump('messages', '');
 SELECT pg_catalog.pg_extension_config_dump('chat_assignments', '');
 SELECT pg_catalog.pg_extension_config_dump('messages_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('chat_assignments_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('teams', '');
+SELECT pg_catalog.pg_extension_config_dump('team_members', '');
+SELECT pg_catalog.pg_extension_config_dump('chat_transfers', '');
+SELECT pg_catalog.pg_extension_config_dump('chat_transfers_id_seq', '');

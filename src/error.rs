@@ -5,8 +5,9 @@
 //! |---|---|
 //! | `NullArgument` | `22004` null_value_not_allowed |
 //! | `InvalidParameter` | `22023` invalid_parameter_value |
-//! | `ChatNotFound`, `OperatorNotFound` | `P0002` no_data_found |
-//! | `OperatorAtCapacity`, `OperatorInactive`, `NotAssignedOperator` | `55000` object_not_in_prerequisite_state |
+//! | `ChatNotFound`, `OperatorNotFound`, `TeamNotFound` | `P0002` no_data_found |
+//! | `OperatorAtCapacity`, `OperatorInactive`, `OperatorNotOnline`, `NotAssignedOperator`, `NotTeamMember` | `55000` object_not_in_prerequisite_state |
+//! | `TeamNameTaken` | `23505` unique_violation |
 //! | `NotClaimedOperator` | `42501` insufficient_privilege |
 //! | `ReadOnlyStandby` | `25006` read_only_sql_transaction |
 //! | `Internal` | `XX000` internal_error (a bug in the extension, never a user error) |
@@ -27,6 +28,9 @@ pub enum ChatError {
     InvalidParameter(String),
     ChatNotFound(Uuid),
     OperatorNotFound(Uuid),
+    TeamNotFound(Uuid),
+    /// Another team has this name.
+    TeamNameTaken(String),
     /// The operator already holds `max_concurrent_chats` open assignments.
     OperatorAtCapacity {
         operator_id: Uuid,
@@ -34,6 +38,16 @@ pub enum ChatError {
         max: i32,
     },
     OperatorInactive(Uuid),
+    /// The operator is `offline` (asking for a chat), or not `online` (a transfer to it).
+    OperatorNotOnline {
+        operator_id: Uuid,
+        status: String,
+    },
+    /// A chat of a team goes only to that team's members.
+    NotTeamMember {
+        operator_id: Uuid,
+        team_id: Uuid,
+    },
     /// Only the operator assigned to a chat (or, while it waits for the user, the operator
     /// who answered it) may write into it.
     NotAssignedOperator {
@@ -79,10 +93,15 @@ impl ChatError {
         match self {
             ChatError::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
             ChatError::InvalidParameter(_) => ERRCODE_INVALID_PARAMETER_VALUE,
-            ChatError::ChatNotFound(_) | ChatError::OperatorNotFound(_) => ERRCODE_NO_DATA_FOUND,
+            ChatError::ChatNotFound(_)
+            | ChatError::OperatorNotFound(_)
+            | ChatError::TeamNotFound(_) => ERRCODE_NO_DATA_FOUND,
+            ChatError::TeamNameTaken(_) => ERRCODE_UNIQUE_VIOLATION,
             ChatError::OperatorAtCapacity { .. }
             | ChatError::OperatorInactive(_)
-            | ChatError::NotAssignedOperator { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            | ChatError::OperatorNotOnline { .. }
+            | ChatError::NotAssignedOperator { .. }
+            | ChatError::NotTeamMember { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             ChatError::NotClaimedOperator { .. } => ERRCODE_INSUFFICIENT_PRIVILEGE,
             ChatError::UpdatePending { .. } => ERRCODE_FEATURE_NOT_SUPPORTED,
             ChatError::ReadOnlyStandby => ERRCODE_READ_ONLY_SQL_TRANSACTION,
@@ -98,6 +117,21 @@ impl fmt::Display for ChatError {
             ChatError::InvalidParameter(msg) => f.write_str(msg),
             ChatError::ChatNotFound(id) => write!(f, "chat {id} does not exist"),
             ChatError::OperatorNotFound(id) => write!(f, "operator {id} does not exist"),
+            ChatError::TeamNotFound(id) => write!(f, "team {id} does not exist"),
+            ChatError::TeamNameTaken(name) => {
+                write!(f, "a team named \"{}\" already exists", echo(name))
+            }
+            ChatError::OperatorNotOnline {
+                operator_id,
+                status,
+            } => write!(f, "operator {operator_id} is {status}, not online"),
+            ChatError::NotTeamMember {
+                operator_id,
+                team_id,
+            } => write!(
+                f,
+                "operator {operator_id} is not a member of team {team_id}, whose chat this is"
+            ),
             ChatError::OperatorAtCapacity { operator_id, active, max } => write!(
                 f,
                 "operator {operator_id} already has an active assignment ({active} of {max} allowed)"

@@ -12,6 +12,10 @@ use std::ffi::{CStr, CString};
 /// Seconds without a heartbeat after which `release_idle_assignments()` releases a chat.
 pub static IDLE_TIMEOUT_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(300);
 
+/// Seconds without a sign of life after which the worker marks an online operator `away`
+/// (0: never).
+pub static AWAY_AFTER_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(0);
+
 /// Prefer chats last handled by someone else; fall back to the caller's own only when
 /// nothing else waits.
 pub static AVOID_SAME_OPERATOR: GucSetting<bool> = GucSetting::<bool>::new(true);
@@ -65,6 +69,16 @@ pub fn register() {
         1,
         i32::MAX,
         GucContext::Userset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"chat_assign.away_after",
+        c"Time without a heartbeat, assignment or status change after which the worker marks an online operator away.",
+        c"0 (the default) never does. Read by the background worker at each idle pass. Accepts units, e.g. '10min'.",
+        &AWAY_AFTER_SECONDS,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
         GucFlags::UNIT_S,
     );
     GucRegistry::define_bool_guc(

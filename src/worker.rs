@@ -4,6 +4,8 @@
 //!
 //! - every `chat_assign.idle_check_interval` seconds it runs `release_idle_assignments()`
 //!   and deletes expired change events in bounded batches (`chat_assign.event_retention`);
+//!   with `chat_assign.away_after` set, it also marks online operators without a sign of
+//!   life for that long as `away`;
 //! - every `chat_assign.notify_interval` milliseconds (every second when that is 0) it folds
 //!   the change events into the monitoring totals, and when the newest event a reader can
 //!   get moved, sends one `NOTIFY chat_assign, '<id>'`: a coalesced wake-up for LISTEN
@@ -242,6 +244,7 @@ pub extern "C-unwind" fn chat_assign_idle_worker_main(_arg: pg_sys::Datum) {
                     waiting_for_extension = false;
                     record(&database, true, None);
                     log_released(&database, &released);
+                    mark_away(&database);
                     prune_events(&database);
                 }
                 Ok(None) => {
@@ -330,6 +333,22 @@ fn tick(database: &str, announced: Option<i64>) -> Option<i64> {
         }
         Some(_) if notify_interval().is_some() => announced,
         _ => Some(horizon),
+    }
+}
+
+/// Marks online operators without a sign of life for `chat_assign.away_after` as away.
+fn mark_away(database: &str) {
+    let after = guc::AWAY_AFTER_SECONDS.get();
+    if after <= 0 {
+        return;
+    }
+    match run_pass(|| store::worker_mark_away(f64::from(after))) {
+        Ok(0) => {}
+        Ok(marked) => log!("chat_assign: {marked} operator(s) marked away in database \"{database}\""),
+        Err(message) => {
+            record(database, false, Some(&message));
+            warning!("chat_assign: marking operators away in database \"{database}\" failed: {message}");
+        }
     }
 }
 

@@ -60,6 +60,26 @@ FROM (VALUES
    + (SELECT count(*) FROM chats c
        WHERE c.last_operator_id IS NOT NULL
          AND NOT EXISTS (SELECT FROM operators o WHERE o.id = c.last_operator_id))),
+  ('teams: a chat of a team is assigned only to a member of that team',
+   (SELECT count(*) FROM chats c
+     WHERE c.chat_state = 'assigned' AND c.team_id IS NOT NULL
+       AND NOT EXISTS (SELECT FROM team_members m
+                        WHERE m.team_id = c.team_id AND m.operator_id = c.assigned_operator_id))),
+  ('presence: no chat is assigned to an offline operator',
+   (SELECT count(*) FROM chats c JOIN operators o ON o.id = c.assigned_operator_id
+     WHERE c.chat_state = 'assigned' AND o.status = 'offline')),
+  ('teams: every chat''s team exists',
+   (SELECT count(*) FROM chats c
+     WHERE c.team_id IS NOT NULL AND NOT EXISTS (SELECT FROM teams t WHERE t.id = c.team_id))),
+  ('monitoring: team_queue_status counts = the tables',
+   (SELECT count(*) FROM team_queue_status q
+     WHERE q.waiting <> (SELECT count(*) FROM chats c
+                          WHERE c.team_id IS NOT DISTINCT FROM q.team_id
+                            AND c.chat_state = 'waiting_assignment' AND c.is_active)
+        OR q.assigned <> (SELECT count(*) FROM chats c
+                           WHERE c.team_id IS NOT DISTINCT FROM q.team_id
+                             AND c.chat_state = 'assigned'))
+   + abs((SELECT count(*) FROM team_queue_status) - 1 - (SELECT count(*) FROM teams))),
   ('released assignments have a reason and a time after the assignment',
    (SELECT count(*) FROM chat_assignments
      WHERE (released_at IS NULL) <> (release_reason IS NULL) OR released_at < assigned_at)),

@@ -10,6 +10,7 @@ pub mod chats;
 pub mod events;
 pub mod monitoring;
 pub mod operators;
+pub mod teams;
 
 use crate::error::{echo, ChatError, ChatResult};
 use crate::guc;

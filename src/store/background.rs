@@ -19,16 +19,30 @@ pub fn pin_worker_search_path() -> ChatResult<()> {
 /// in the extension's schema), with the settings the SQL function would set for its call
 /// (for this transaction) and the `chat_assign.idle_timeout` the worker sees.
 pub fn worker_release_idle() -> ChatResult<Option<Vec<IdleRelease>>> {
-    let installed = Spi::connect_mut(|client| {
+    if !worker_installed()? {
+        return Ok(None);
+    }
+    release_idle_assignments(f64::from(crate::guc::IDLE_TIMEOUT_SECONDS.get())).map(Some)
+}
+
+/// The worker's presence pass in the current transaction (`chat_assign.away_after` > 0):
+/// online operators with no sign of life for that long become `away`. Returns how many.
+pub fn worker_mark_away(after_seconds: f64) -> ChatResult<usize> {
+    if !worker_installed()? {
+        return Ok(0);
+    }
+    super::teams::mark_away(after_seconds)
+}
+
+/// Whether the extension is installed here; if so, this transaction plans as the SQL
+/// functions do (the settings they set for their calls).
+fn worker_installed() -> ChatResult<bool> {
+    Spi::connect_mut(|client| {
         client.update(WORKER_SEARCH_PATH, None, &[])?;
         if home(client)?.is_none() {
             return Ok(false);
         }
         client.update(WORKER_PLAN_SETTINGS, None, &[])?;
         Ok::<bool, ChatError>(true)
-    })?;
-    if !installed {
-        return Ok(None);
-    }
-    release_idle_assignments(f64::from(crate::guc::IDLE_TIMEOUT_SECONDS.get())).map(Some)
+    })
 }

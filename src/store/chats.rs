@@ -43,51 +43,63 @@ impl ChatState {
     }
 }
 
-/// A chat row as seen under its lock (column 3, its last operator, is not needed here).
+/// A chat row as seen under its lock.
 pub(super) struct LockedChat {
     pub(super) state: ChatState,
     pub(super) assigned_operator_id: Option<Uuid>,
+    pub(super) last_operator_id: Option<Uuid>,
     pub(super) place: Place,
 }
 
-/// Since when a chat is in its state, and its place in the queue (`waiting_since`, when
-/// active): what its change event carries for the monitoring totals.
+/// Since when a chat is in its state, its place in the queue (`waiting_since`, when
+/// active) and its team: what its change event carries (the first two for the monitoring
+/// totals).
 #[derive(Clone, Copy)]
 pub(super) struct Place {
     pub(super) since: Option<TimestampWithTimeZone>,
     pub(super) waiting_since: Option<TimestampWithTimeZone>,
+    pub(super) team: Option<Uuid>,
 }
 
 impl Place {
-    const NEW: Place = Place {
+    pub(super) const NEW: Place = Place {
         since: None,
         waiting_since: None,
+        team: None,
     };
 
-    /// From two columns of a row, `since` at `at` and `waiting_since` after it.
-    pub(super) fn read(row: &impl TimestampColumns, at: usize) -> ChatResult<Place> {
+    /// From three columns of a row: `since` at `at`, `waiting_since` and the team after it.
+    pub(super) fn read(row: &impl PlaceColumns, at: usize) -> ChatResult<Place> {
         Ok(Place {
             since: row.timestamp(at)?,
             waiting_since: row.timestamp(at + 1)?,
+            team: row.uuid(at + 2)?,
         })
     }
 }
 
 /// The two kinds of SPI row (a statement's first row, a row met while iterating), as far as
 /// [`Place::read`] needs them.
-pub(super) trait TimestampColumns {
+pub(super) trait PlaceColumns {
     fn timestamp(&self, ordinal: usize) -> ChatResult<Option<TimestampWithTimeZone>>;
+    fn uuid(&self, ordinal: usize) -> ChatResult<Option<Uuid>>;
 }
 
-impl TimestampColumns for SpiTupleTable<'_> {
+impl PlaceColumns for SpiTupleTable<'_> {
     fn timestamp(&self, ordinal: usize) -> ChatResult<Option<TimestampWithTimeZone>> {
         Ok(self.get::<TimestampWithTimeZone>(ordinal)?)
     }
+    fn uuid(&self, ordinal: usize) -> ChatResult<Option<Uuid>> {
+        Ok(self.get::<Uuid>(ordinal)?)
+    }
 }
 
-impl TimestampColumns for SpiHeapTupleData<'_> {
+impl PlaceColumns for SpiHeapTupleData<'_> {
     fn timestamp(&self, ordinal: usize) -> ChatResult<Option<TimestampWithTimeZone>> {
         Ok(self.get::<TimestampWithTimeZone>(ordinal)?)
+    }
+    fn uuid(&self, ordinal: usize) -> ChatResult<Option<Uuid>> {
+        Ok(self.get::<Uuid>(ordinal)?)
     }
 }
 
@@ -95,6 +107,7 @@ pub(super) fn locked_chat(row: &SpiTupleTable<'_>) -> ChatResult<LockedChat> {
     Ok(LockedChat {
         state: ChatState::parse(&row.get::<String>(1)?.unwrap_or_default())?,
         assigned_operator_id: row.get::<Uuid>(2)?,
+        last_operator_id: row.get::<Uuid>(3)?,
         place: Place::read(row, 4)?,
     })
 }
@@ -191,35 +204,53 @@ pub(super) fn keyed_message(
     Ok(found.first().get_one::<i64>()?)
 }
 
-/// A new chat waiting in the queue with its first message; announces `chat_started`. With
-/// an idempotency key this user already started a chat with, that chat, and nothing written.
-pub fn start_chat(real_user_id: Uuid, content: &str, key: Option<&str>) -> ChatResult<Uuid> {
+/// A new chat waiting in the queue of `team` (`None`: the queue without a team) with its
+/// first message; announces `chat_started`. With an idempotency key this user already
+/// started a chat with, that chat, and nothing written. An unknown team is `P0002`.
+pub fn start_chat(
+    real_user_id: Uuid,
+    content: &str,
+    key: Option<&str>,
+    team: Option<Uuid>,
+    priority: i32,
+) -> ChatResult<Uuid> {
     connect_write(|client| {
         let started = exec(
             client,
             &START_CHAT,
-            &[real_user_id.into(), content.into(), key.into()],
+            &[
+                real_user_id.into(),
+                content.into(),
+                key.into(),
+                team.into(),
+                priority.into(),
+            ],
         )?;
         if started.is_empty() {
             // The key's chat exists (ON CONFLICT waited for the call that made it to commit).
             if let Some(key) = key {
-                return returned(
-                    exec(
-                        client,
-                        &FIND_STARTED_CHAT,
-                        &[real_user_id.into(), key.into()],
-                    )?,
-                    "start_chat (its idempotency key)",
-                );
+                let found = exec(
+                    client,
+                    &FIND_STARTED_CHAT,
+                    &[real_user_id.into(), key.into()],
+                )?;
+                if !found.is_empty() {
+                    return returned(found, "start_chat (its idempotency key)");
+                }
+            }
+            // Else the team does not exist (the statement looked for it).
+            if let Some(team) = team {
+                return Err(ChatError::TeamNotFound(team));
             }
         }
         let chat = returned(started, "start_chat")?;
+        let place = Place { team, ..Place::NEW };
         announce(
             client,
             Changes::one(
                 chat,
                 None,
-                Place::NEW,
+                place,
                 None,
                 ChatState::WaitingAssignment,
                 "chat_started",
@@ -330,22 +361,64 @@ pub fn operator_send_message(
     })
 }
 
-/// Locks the operator, then claims the next free chat in queue order (announced as
-/// `assigned`); refuses an inactive operator or one at capacity.
+/// An operator as its lock (step 1) read it.
+pub(super) struct LockedOperator {
+    pub(super) is_active: bool,
+    pub(super) max: i32,
+    pub(super) row: pg_sys::ItemPointerData,
+    pub(super) status: String,
+}
+
+/// Locks an operator (step 1); an unknown one is `P0002`.
+pub(super) fn lock_operator(
+    client: &mut SpiClient<'_>,
+    operator_id: Uuid,
+) -> ChatResult<LockedOperator> {
+    let op = exec(client, &LOCK_OPERATOR, &[operator_id.into()])?;
+    if op.is_empty() {
+        return Err(ChatError::OperatorNotFound(operator_id));
+    }
+    let op = op.first();
+    let (is_active, max) = op.get_two::<bool, i32>()?;
+    Ok(LockedOperator {
+        is_active: is_active == Some(true),
+        max: max.unwrap_or(1),
+        row: op
+            .get::<pg_sys::ItemPointerData>(3)?
+            .ok_or_else(|| ChatError::Internal("operator row without ctid".into()))?,
+        status: op.get::<String>(4)?.unwrap_or_default(),
+    })
+}
+
+/// Locks the operator, then claims the next free chat in queue order from the queues it may
+/// take from (announced as `assigned`); refuses an inactive or offline operator or one at
+/// capacity. An `away` operator who asks is back: it becomes `online`.
 pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<Option<Uuid>> {
     connect_write(|client| {
-        let op = exec(client, &LOCK_OPERATOR, &[operator_id.into()])?;
-        if op.is_empty() {
-            return Err(ChatError::OperatorNotFound(operator_id));
-        }
-        let op = op.first();
-        let (is_active, max) = op.get_two::<bool, i32>()?;
-        let row = op
-            .get::<pg_sys::ItemPointerData>(3)?
-            .ok_or_else(|| ChatError::Internal("operator row without ctid".into()))?;
-        let max = max.unwrap_or(1);
-        if is_active != Some(true) {
+        let LockedOperator {
+            is_active,
+            max,
+            row,
+            status,
+        } = lock_operator(client, operator_id)?;
+        if !is_active {
             return Err(ChatError::OperatorInactive(operator_id));
+        }
+        match status.as_str() {
+            "online" => {}
+            "away" => {
+                exec(
+                    client,
+                    &SET_OPERATOR_STATUS,
+                    &[operator_id.into(), "online".into()],
+                )?;
+            }
+            _ => {
+                return Err(ChatError::OperatorNotOnline {
+                    operator_id,
+                    status,
+                })
+            }
         }
         let claimed = exec(
             client,

@@ -50,11 +50,13 @@ pub(super) fn announce(client: &mut SpiClient<'_>, changes: Changes<'_>) -> Chat
     let mut operators = Vec::with_capacity(changes.chats.len());
     let mut since = Vec::with_capacity(changes.chats.len());
     let mut waiting = Vec::with_capacity(changes.chats.len());
+    let mut teams = Vec::with_capacity(changes.chats.len());
     for (chat, operator, place) in changes.chats {
         chats.push(chat);
         operators.push(operator);
         since.push(place.since);
         waiting.push(place.waiting_since);
+        teams.push(place.team);
     }
     exec(
         client,
@@ -67,6 +69,7 @@ pub(super) fn announce(client: &mut SpiClient<'_>, changes: Changes<'_>) -> Chat
             changes.reason.into(),
             since.into(),
             waiting.into(),
+            teams.into(),
         ],
     )?;
     // Now and then, fold the events into the monitoring totals here; the worker does it

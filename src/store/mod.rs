@@ -5,6 +5,7 @@
 //!
 //! - [`chats`]: the state machine on chats (start, messages, assignment, release, end);
 //! - [`operators`]: creating and (de)activating operators;
+//! - [`teams`]: teams and memberships, presence, transfers, queue positions;
 //! - [`events`]: change events, the monitoring totals' fold, pruning, wake-ups;
 //! - [`monitoring`]: queue status and stuck chats;
 //! - [`background`]: what only the background worker runs;
@@ -17,8 +18,9 @@ mod monitoring;
 mod operators;
 pub mod queries;
 mod spi;
+mod teams;
 
-pub use background::{pin_worker_search_path, worker_release_idle};
+pub use background::{pin_worker_search_path, worker_mark_away, worker_release_idle};
 pub use chats::{
     assign_chat, complete_chat, operator_send_message, real_user_send_message,
     release_and_reassign_chat, release_idle_assignments, start_chat, touch_operator_activity,
@@ -27,5 +29,10 @@ pub use chats::{
 pub use events::{prune_chat_events, wake_up, worker_fold_events, EVENT_FLOOR_LOCK_MARK};
 pub use monitoring::{queue_status, stuck_chats, QueueStatus, StuckChat};
 pub use operators::{create_operator, set_operator_active};
+pub use teams::{
+    add_team_member, create_team, queue_position, remove_team_member,
+    set_chat_priority, set_operator_status, set_team_routing, transfer_chat, QueuePosition,
+    TransferTarget,
+};
 #[cfg(any(test, feature = "pg_test"))]
 pub use spi::resolved_sql;

@@ -1,8 +1,10 @@
 //! Operators: creation, and (de)activation, which releases the chats an operator holds.
+//! Presence and teams are in [`super::teams`].
 
 use super::queries::*;
 use super::{chats::*, spi::*};
 use crate::error::{ChatError, ChatResult};
+use pgrx::spi::SpiClient;
 use pgrx::Uuid;
 
 /// A new operator with room for `max_concurrent_chats` chats.
@@ -33,16 +35,32 @@ pub fn set_operator_active(operator_id: Uuid, is_active: bool) -> ChatResult<boo
         )?
         .is_empty();
         if !is_active {
-            let mut held = Vec::new();
-            for row in exec(client, &LOCK_OPERATOR_CHATS, &[operator_id.into()])? {
-                if let Some(chat) = row.get::<Uuid>(1)? {
-                    held.push((chat, Place::read(&row, 2)?));
-                }
-            }
-            if !held.is_empty() {
-                release_locked(client, &held, "operator_inactive")?;
-            }
+            release_operator_chats(client, operator_id, None, "operator_inactive")?;
         }
         Ok(changed)
     })
+}
+
+/// Releases every chat a locked operator holds (of `team` only, when given) back to the
+/// queue, each keeping its place, with `reason`; returns how many.
+pub(super) fn release_operator_chats(
+    client: &mut SpiClient<'_>,
+    operator_id: Uuid,
+    team: Option<Uuid>,
+    reason: &str,
+) -> ChatResult<usize> {
+    let mut held = Vec::new();
+    for row in exec(
+        client,
+        &LOCK_OPERATOR_CHATS,
+        &[operator_id.into(), team.into()],
+    )? {
+        if let Some(chat) = row.get::<Uuid>(1)? {
+            held.push((chat, Place::read(&row, 2)?));
+        }
+    }
+    if held.is_empty() {
+        return Ok(0);
+    }
+    release_locked(client, &held, reason)
 }

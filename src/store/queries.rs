@@ -15,12 +15,15 @@
 //!
 //! Every function takes row locks in this order and never the other way round:
 //!
-//! 1. `operators` row, `FOR NO KEY UPDATE` (assignment and (de)activation only): the mode
-//!    its UPDATE takes anyway. A DELETE of the operator waits for it, so an assignment row
-//!    written under it never names a deleted operator (sql/references.sql).
+//! 1. `operators` row, `FOR NO KEY UPDATE` (assignment, (de)activation, presence,
+//!    joining and leaving a team, a transfer to the operator): the mode its UPDATE takes
+//!    anyway. A DELETE of the operator waits for it, so an assignment row written under it
+//!    never names a deleted operator (sql/references.sql). Joining a team then locks the
+//!    `teams` row `FOR KEY SHARE` (a DELETE of the team waits for it); nothing else locks teams.
 //! 2. `chats` row(s), `FOR NO KEY UPDATE`. A function that waits locks one chat, except
-//!    deactivation, which locks its operator's chats in id order; every chat lock that could
-//!    be taken out of order (assignment, idle release) uses `SKIP LOCKED` and so never waits.
+//!    deactivation, going offline and leaving a team, which lock their operator's chats in id
+//!    order; every chat lock that could be taken out of order (assignment, idle release)
+//!    uses `SKIP LOCKED` and so never waits.
 //! 3. `chat_assignments` rows of chats already locked in step 2 (the open one also holds
 //!    the heartbeat).
 //!
@@ -68,14 +71,25 @@ const INT8: Oid = pg_sys::INT8OID;
 const UUID_ARRAY: Oid = pg_sys::UUIDARRAYOID;
 const TID: Oid = pg_sys::TIDOID;
 const TIMESTAMPTZ_ARRAY: Oid = pg_sys::TIMESTAMPTZARRAYOID;
+const TIMESTAMPTZ: Oid = pg_sys::TIMESTAMPTZOID;
+
+/// The key under which the queue index files chats without a team (sql/schema.sql): every
+/// queue, a team's or the one without a team, is `coalesce(team_id, <this>) = $k`.
+macro_rules! no_team {
+    () => {
+        "'00000000-0000-0000-0000-000000000000'::uuid"
+    };
+}
 
 // ---------------------------------------------------------------- locks (steps 1 and 2)
 
-/// Step 1. Serialises assignment and (de)activation of one operator, so that two
-/// connections of the same operator cannot both pass the capacity check. Returns the row's
-/// `ctid` too, for the claim's update of it.
+/// Step 1. Serialises everything that decides what one operator may hold: assignment,
+/// (de)activation, presence, memberships and transfers to it, so that two connections of
+/// the same operator cannot both pass the capacity check, and no chat is given to an
+/// operator who is going offline or leaving its team. Returns the row's `ctid` too, for the
+/// claim's update of it, and its presence.
 pub static LOCK_OPERATOR: Statement = Statement {
-    sql: "SELECT is_active, max_concurrent_chats, ctid \
+    sql: "SELECT is_active, max_concurrent_chats, ctid, status \
           FROM @extschema@.operators WHERE id = $1 FOR NO KEY UPDATE",
     args: &[UUID],
     read_only: false,
@@ -85,7 +99,7 @@ pub static LOCK_OPERATOR: Statement = Statement {
 /// and its place in the queue (if active): what its change event needs.
 pub static LOCK_CHAT: Statement = Statement {
     sql: "SELECT chat_state::text, assigned_operator_id, last_operator_id, state_changed_at, \
-                 CASE WHEN is_active THEN waiting_since END \
+                 CASE WHEN is_active THEN waiting_since END, team_id \
           FROM @extschema@.chats WHERE id = $1 FOR NO KEY UPDATE",
     args: &[UUID],
     read_only: false,
@@ -98,7 +112,7 @@ pub static LOCK_CHAT: Statement = Statement {
 /// exists (it is the chat's last operator, which cannot be deleted while a chat names it).
 pub static LOCK_CHAT_FOR_OPERATOR: Statement = Statement {
     sql: "SELECT c.chat_state::text, c.assigned_operator_id, c.last_operator_id, c.state_changed_at, \
-                 CASE WHEN c.is_active THEN c.waiting_since END \
+                 CASE WHEN c.is_active THEN c.waiting_since END, c.team_id \
           FROM @extschema@.chats c \
           WHERE c.id = $1 \
             AND ((c.chat_state = 'assigned' AND c.assigned_operator_id = $2) \
@@ -118,29 +132,35 @@ pub static PEEK_CHAT_FOR_OPERATOR: Statement = Statement {
     read_only: true,
 };
 
-/// Step 2 for deactivation: every chat the operator holds, in id order.
+/// Step 2 for deactivation, going offline and leaving a team: every chat the operator ($1)
+/// holds (of team `$2`; NULL: of any team or none), in id order.
 pub static LOCK_OPERATOR_CHATS: Statement = Statement {
-    sql: "SELECT id, state_changed_at, CASE WHEN is_active THEN waiting_since END \
+    sql: "SELECT id, state_changed_at, CASE WHEN is_active THEN waiting_since END, team_id \
           FROM @extschema@.chats WHERE assigned_operator_id = $1 AND chat_state = 'assigned' \
+            AND (team_id = $2 OR $2 IS NULL) \
           ORDER BY id FOR NO KEY UPDATE",
-    args: &[UUID],
+    args: &[UUID, UUID],
     read_only: false,
 };
 
 // ---------------------------------------------------------------- chats and messages
 
-/// A new chat and its first message, in one statement.
+/// A new chat and its first message, in one statement: of team `$4` (NULL: none; a team that
+/// does not exist: nothing is written) with priority `$5`. The team is looked for in this
+/// statement, whose snapshot is taken after its lock on `chats`: a DELETE of the team either
+/// waited for this call to end, or has committed before this snapshot (sql/references.sql).
 pub static START_CHAT: Statement = Statement {
     sql: "WITH chat AS ( \
               INSERT INTO @extschema@.chats (real_user_id, chat_state, waiting_since, state_changed_at, \
-                                             last_message_at, idempotency_key) \
-              VALUES ($1, 'waiting_assignment', now(), now(), now(), $3) \
+                                             last_message_at, idempotency_key, team_id, priority) \
+              SELECT $1, 'waiting_assignment', now(), now(), now(), $3, $4, $5 \
+              WHERE $4 IS NULL OR EXISTS (SELECT 1 FROM @extschema@.teams t WHERE t.id = $4) \
               ON CONFLICT (real_user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
               RETURNING id) \
           INSERT INTO @extschema@.messages (chat_id, sender_type, content) \
           SELECT id, 'real_user', $2 FROM chat \
           RETURNING chat_id",
-    args: &[UUID, TEXT, TEXT],
+    args: &[UUID, TEXT, TEXT, UUID, INT4],
     read_only: false,
 };
 
@@ -244,52 +264,71 @@ pub static COMPLETE_CHAT: Statement = Statement {
 /// is (its `ctid` under the lock of step 1: a TID scan, where a generic plan would read the
 /// whole small `operators` table for `id = $1`). Returns one row: the chats
 /// the operator held before this call, the chat it got (NULL when at capacity or when
-/// nothing is free), and since when that chat waited and its place (for its event).
+/// nothing is free), and since when that chat waited, its place and its team (for its event).
 ///
-/// The queue is read through `idx_chats_waiting_assignment` in its own order, so the scan
-/// stops at the first row no one else holds (`SKIP LOCKED`): no sort, no cost that grows
-/// with the queue. That first free chat (`head`) is the answer unless the caller was its
-/// last operator and avoid_same_operator is on; only then is the queue searched for the
-/// first free chat someone else last held (`other`). Whether any waiting chat is someone
-/// else's at all is asked first, from both ends of `idx_chats_last_operator` (a chat nobody
-/// held sorts first from the top): when both ends are the caller's, every waiting chat is,
-/// and the search is skipped instead of walking the whole queue to find nothing (written
-/// as ORDER BY ... LIMIT 1 so that the plan reads the index ends; as EXISTS it was planned
-/// as a scan of `chats`). The head stays locked while the call runs even when `other` wins,
-/// so a concurrent call passes it by for that long.
+/// The operator may take from the queue of chats without a team and from the queue of each
+/// of its teams (`queues`; read in this statement, after the operator's lock, which every
+/// change of its memberships takes too). Each queue is read through
+/// `idx_chats_waiting_assignment` in its own order, so the scan stops at the first row no
+/// one else holds (`SKIP LOCKED`): no sort of the queue, no cost that grows with it. The best
+/// of those heads (at most one per queue) is the answer unless the caller was its last
+/// operator and avoid_same_operator is on; only then are the queues searched for the first
+/// free chat someone else last held (`other`). Whether any waiting chat of a queue is someone
+/// else's at all is asked first, from both ends of that queue in `idx_chats_last_operator`
+/// (a chat nobody held sorts first from the top): when both ends are the caller's, every
+/// waiting chat of that queue is, and the search skips it instead of walking the whole queue
+/// to find nothing (written as ORDER BY ... LIMIT 1 so that the plan reads the index ends;
+/// as EXISTS it was planned as a scan of `chats`). The heads stay locked while the call runs
+/// even when another chat wins, so a concurrent call passes them by for that long.
 ///
 /// The assignment row starts the heartbeat (`last_activity_at`).
 pub static CLAIM_NEXT_CHAT: Statement = Statement {
-    sql: "WITH open_count AS ( \
+    sql: concat!(
+        "WITH open_count AS ( \
               SELECT count(*) AS n FROM @extschema@.chats \
               WHERE assigned_operator_id = $1 AND chat_state = 'assigned'), \
-          head AS ( \
-              SELECT id, last_operator_id, state_changed_at, waiting_since FROM @extschema@.chats \
-              WHERE chat_state = 'waiting_assignment' AND is_active \
-                AND (SELECT n FROM open_count) < $2 \
-              ORDER BY priority DESC, waiting_since, id \
-              LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED), \
-          others_wait AS ( \
-              SELECT $3 AND (SELECT last_operator_id FROM head) = $1 AND ( \
-                  coalesce((SELECT last_operator_id IS NULL OR last_operator_id <> $1 \
-                            FROM @extschema@.chats \
-                            WHERE chat_state = 'waiting_assignment' AND is_active \
-                            ORDER BY last_operator_id DESC NULLS FIRST LIMIT 1), false) \
-                  OR coalesce((SELECT last_operator_id <> $1 \
-                               FROM @extschema@.chats \
-                               WHERE chat_state = 'waiting_assignment' AND is_active \
-                               ORDER BY last_operator_id ASC NULLS LAST LIMIT 1), false)) AS yes), \
-          other AS ( \
-              SELECT id, state_changed_at, waiting_since FROM @extschema@.chats \
-              WHERE chat_state = 'waiting_assignment' AND is_active \
-                AND last_operator_id IS DISTINCT FROM $1 \
-                AND (SELECT yes FROM others_wait) \
-              ORDER BY priority DESC, waiting_since, id \
-              LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED), \
-          next AS ( \
-              SELECT id, state_changed_at, waiting_since FROM other \
+          queues AS ( \
+              SELECT ", no_team!(), " AS k WHERE (SELECT n FROM open_count) < $2 \
               UNION ALL \
-              SELECT id, state_changed_at, waiting_since FROM head \
+              SELECT m.team_id FROM @extschema@.team_members m \
+              WHERE m.operator_id = $1 AND (SELECT n FROM open_count) < $2), \
+          heads AS ( \
+              SELECT h.* FROM queues q CROSS JOIN LATERAL ( \
+                  SELECT c.id, c.priority, c.waiting_since, c.last_operator_id, c.state_changed_at, c.team_id \
+                  FROM @extschema@.chats c \
+                  WHERE coalesce(c.team_id, ", no_team!(), ") = q.k \
+                    AND c.chat_state = 'waiting_assignment' AND c.is_active \
+                  ORDER BY c.priority DESC, c.waiting_since, c.id \
+                  LIMIT 1 FOR NO KEY UPDATE OF c SKIP LOCKED) AS h), \
+          head AS ( \
+              SELECT * FROM heads ORDER BY priority DESC, waiting_since, id LIMIT 1), \
+          others AS ( \
+              SELECT q.k FROM queues q \
+              WHERE $3 AND (SELECT last_operator_id FROM head) = $1 AND ( \
+                  coalesce((SELECT c.last_operator_id IS NULL OR c.last_operator_id <> $1 \
+                            FROM @extschema@.chats c \
+                            WHERE coalesce(c.team_id, ", no_team!(), ") = q.k \
+                              AND c.chat_state = 'waiting_assignment' AND c.is_active \
+                            ORDER BY c.last_operator_id DESC NULLS FIRST LIMIT 1), false) \
+                  OR coalesce((SELECT c.last_operator_id <> $1 \
+                               FROM @extschema@.chats c \
+                               WHERE coalesce(c.team_id, ", no_team!(), ") = q.k \
+                                 AND c.chat_state = 'waiting_assignment' AND c.is_active \
+                               ORDER BY c.last_operator_id ASC NULLS LAST LIMIT 1), false))), \
+          other AS ( \
+              SELECT o.* FROM others q CROSS JOIN LATERAL ( \
+                  SELECT c.id, c.priority, c.waiting_since, c.state_changed_at, c.team_id \
+                  FROM @extschema@.chats c \
+                  WHERE coalesce(c.team_id, ", no_team!(), ") = q.k \
+                    AND c.chat_state = 'waiting_assignment' AND c.is_active \
+                    AND c.last_operator_id IS DISTINCT FROM $1 \
+                  ORDER BY c.priority DESC, c.waiting_since, c.id \
+                  LIMIT 1 FOR NO KEY UPDATE OF c SKIP LOCKED) AS o \
+              ORDER BY o.priority DESC, o.waiting_since, o.id LIMIT 1), \
+          next AS ( \
+              SELECT id, state_changed_at, waiting_since, team_id FROM other \
+              UNION ALL \
+              SELECT id, state_changed_at, waiting_since, team_id FROM head \
               LIMIT 1), \
           chat AS ( \
               UPDATE @extschema@.chats c SET chat_state = 'assigned', assigned_operator_id = $1, \
@@ -303,7 +342,9 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
               UPDATE @extschema@.operators SET last_assigned_at = now() \
               WHERE ctid = $4 AND id = $1 AND EXISTS (SELECT 1 FROM chat) RETURNING id) \
           SELECT (SELECT n FROM open_count), (SELECT id FROM chat), \
-                 (SELECT state_changed_at FROM next), (SELECT waiting_since FROM next)",
+                 (SELECT state_changed_at FROM next), (SELECT waiting_since FROM next), \
+                 (SELECT team_id FROM next)"
+    ),
     args: &[UUID, INT4, BOOL, TID],
     read_only: false,
 };
@@ -340,7 +381,7 @@ pub static RELEASE_TO_QUEUE: Statement = Statement {
 pub static LOCK_IDLE_CHATS: Statement = Statement {
     sql: "SELECT c.id, a.operator_id, \
                  extract(epoch FROM now() - a.last_activity_at)::float8, \
-                 c.state_changed_at, CASE WHEN c.is_active THEN c.waiting_since END \
+                 c.state_changed_at, CASE WHEN c.is_active THEN c.waiting_since END, c.team_id \
           FROM @extschema@.chats c \
           JOIN @extschema@.chat_assignments a \
             ON a.id = (SELECT max(l.id) FROM @extschema@.chat_assignments l WHERE l.chat_id = c.id) \
@@ -367,8 +408,9 @@ pub static TOUCH_ACTIVITY: Statement = Statement {
 
 /// One `chat_events` row per chat in `$1`, in that order, with the operator each change
 /// concerns in `$2` (NULL: none), the old state `$3` (NULL for a new chat), the new state
-/// `$4`, the reason `$5`, and for the monitoring totals when each chat had entered its old
-/// state (`$6`) and its place in the queue before the change (`$7`, NULL: not in it).
+/// `$4`, the reason `$5`, the chat's team after the change (`$8`), and for the monitoring
+/// totals when each chat had entered its old state (`$6`) and its place in the queue before
+/// the change (`$7`, NULL: not in it).
 /// Written in the changing transaction: an event exists exactly when its change committed.
 /// Ids come from the identity sequence; see `store::hold_event_id_floor`.
 ///
@@ -376,14 +418,14 @@ pub static TOUCH_ACTIVITY: Statement = Statement {
 /// keeps `$7` (a release) or waits from now (a new chat, a user's message, a reopening).
 pub static INSERT_EVENTS: Statement = Statement {
     sql: "INSERT INTO @extschema@.chat_events \
-              (chat_id, old_state, new_state, operator_id, reason, at, since, waiting_since) \
-          SELECT c.chat_id, $3::@extschema@.chat_state, $4::@extschema@.chat_state, c.operator_id, $5, now(), \
-                 c.since, \
+              (chat_id, old_state, new_state, operator_id, team_id, reason, at, since, waiting_since) \
+          SELECT c.chat_id, $3::@extschema@.chat_state, $4::@extschema@.chat_state, c.operator_id, c.team_id, \
+                 $5, now(), c.since, \
                  CASE WHEN $4 = 'waiting_assignment' THEN coalesce(c.waiting, now()) \
                       WHEN $3 = 'waiting_assignment' THEN c.waiting END \
-          FROM unnest($1, $2, $6, $7) WITH ORDINALITY AS c(chat_id, operator_id, since, waiting, n) \
+          FROM unnest($1, $2, $6, $7, $8) WITH ORDINALITY AS c(chat_id, operator_id, since, waiting, team_id, n) \
           ORDER BY c.n",
-    args: &[UUID_ARRAY, UUID_ARRAY, TEXT, TEXT, TEXT, TIMESTAMPTZ_ARRAY, TIMESTAMPTZ_ARRAY],
+    args: &[UUID_ARRAY, UUID_ARRAY, TEXT, TEXT, TEXT, TIMESTAMPTZ_ARRAY, TIMESTAMPTZ_ARRAY, UUID_ARRAY],
     read_only: false,
 };
 
@@ -494,6 +536,215 @@ pub static SET_OPERATOR_ACTIVE: Statement = Statement {
     read_only: false,
 };
 
+// ---------------------------------------------------------------- teams, presence, transfers
+
+pub static CREATE_TEAM: Statement = Statement {
+    sql: "INSERT INTO @extschema@.teams (name, routing) VALUES ($1, $2) \
+          ON CONFLICT (name) DO NOTHING RETURNING id",
+    args: &[TEXT, TEXT],
+    read_only: false,
+};
+
+/// A team's routing, the team row locked (a routing change waits for another).
+pub static LOCK_TEAM: Statement = Statement {
+    sql: "SELECT routing FROM @extschema@.teams WHERE id = $1 FOR NO KEY UPDATE",
+    args: &[UUID],
+    read_only: false,
+};
+
+/// Whether team `$1` exists, its row locked against a DELETE (joining a team, step 1).
+pub static KEEP_TEAM: Statement = Statement {
+    sql: "SELECT id FROM @extschema@.teams WHERE id = $1 FOR KEY SHARE",
+    args: &[UUID],
+    read_only: false,
+};
+
+/// Whether team `$1` exists (no lock).
+pub static TEAM_EXISTS: Statement = Statement {
+    sql: "SELECT EXISTS (SELECT 1 FROM @extschema@.teams WHERE id = $1)",
+    args: &[UUID],
+    read_only: true,
+};
+
+pub static SET_TEAM_ROUTING: Statement = Statement {
+    sql: "UPDATE @extschema@.teams SET routing = $2 WHERE id = $1 AND routing <> $2 RETURNING id",
+    args: &[UUID, TEXT],
+    read_only: false,
+};
+
+/// Operator `$1` joins team `$2` (both locked); nothing when it is a member already.
+pub static ADD_TEAM_MEMBER: Statement = Statement {
+    sql: "INSERT INTO @extschema@.team_members (operator_id, team_id) VALUES ($1, $2) \
+          ON CONFLICT DO NOTHING RETURNING team_id",
+    args: &[UUID, UUID],
+    read_only: false,
+};
+
+/// Operator `$1` (locked) leaves team `$2`; nothing when it was not a member.
+pub static REMOVE_TEAM_MEMBER: Statement = Statement {
+    sql: "DELETE FROM @extschema@.team_members WHERE operator_id = $1 AND team_id = $2 RETURNING team_id",
+    args: &[UUID, UUID],
+    read_only: false,
+};
+
+/// On a locked operator: its presence becomes `$2`; nothing when it already was.
+pub static SET_OPERATOR_STATUS: Statement = Statement {
+    sql: "UPDATE @extschema@.operators SET status = $2, status_changed_at = now() \
+          WHERE id = $1 AND status <> $2 RETURNING id",
+    args: &[UUID, TEXT],
+    read_only: false,
+};
+
+/// Whether a locked operator (`$1`) may be given a chat of team `$2` (NULL: a chat without a
+/// team, which anyone may take), and how many chats it holds. Read after the operator's
+/// lock, which every change of its memberships and chats takes too.
+pub static OPERATOR_ROOM: Statement = Statement {
+    sql: "SELECT (SELECT count(*) FROM @extschema@.chats \
+                  WHERE assigned_operator_id = $1 AND chat_state = 'assigned'), \
+                 $2::uuid IS NULL OR EXISTS (SELECT 1 FROM @extschema@.team_members m \
+                                             WHERE m.operator_id = $1 AND m.team_id = $2)",
+    args: &[UUID, UUID],
+    read_only: false,
+};
+
+/// A locked chat (`$1`) goes to operator `$2` (locked, checked by [`OPERATOR_ROOM`]): any
+/// open assignment released with reason `$3`, a new one opened, the chat `assigned` to `$2`,
+/// which becomes its last operator; `waiting_since` keeps its place should it be released.
+/// The transfer is recorded: from `$4` (the holder, or last operator) and the chat's team.
+pub static TRANSFER_TO_OPERATOR: Statement = Statement {
+    sql: "WITH released AS ( \
+              UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = $3 \
+              WHERE id = (SELECT max(id) FROM @extschema@.chat_assignments WHERE chat_id = $1) AND released_at IS NULL \
+              RETURNING id), \
+          chat AS ( \
+              UPDATE @extschema@.chats SET chat_state = 'assigned', assigned_operator_id = $2, \
+                                 last_operator_id = $2, assigned_at = now(), state_changed_at = now(), \
+                                 waiting_since = coalesce(waiting_since, now()) \
+              WHERE id = $1 RETURNING id, team_id), \
+          assignment AS ( \
+              INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at, last_activity_at) \
+              SELECT id, $2, now(), now() FROM chat RETURNING id), \
+          operator AS ( \
+              UPDATE @extschema@.operators SET last_assigned_at = now() WHERE id = $2 RETURNING id), \
+          history AS ( \
+              INSERT INTO @extschema@.chat_transfers (chat_id, from_operator_id, from_team_id, \
+                                                      to_operator_id, to_team_id, reason) \
+              SELECT id, $4, team_id, $2, team_id, $3 FROM chat RETURNING id) \
+          SELECT id FROM chat",
+    args: &[UUID, UUID, TEXT, UUID],
+    read_only: false,
+};
+
+/// A locked chat (`$1`) moves to team `$2`'s queue: an assigned chat goes back to the queue
+/// keeping its `waiting_since` (its open assignment released with reason `$3`); a waiting
+/// chat keeps its place; a chat waiting for its user's reply will queue in that team. The
+/// team is looked for in this statement (as [`START_CHAT`] does): nothing is written when it
+/// does not exist. Recorded as a transfer from `$4` (the holder, or last operator) and the
+/// old team. Returns the chat and whether it was released.
+pub static TRANSFER_TO_TEAM: Statement = Statement {
+    sql: "WITH team AS ( \
+              SELECT t.id FROM @extschema@.teams t WHERE t.id = $2), \
+          old AS ( \
+              SELECT c.team_id, c.chat_state = 'assigned' AS held FROM @extschema@.chats c \
+              WHERE c.id = $1 AND EXISTS (SELECT 1 FROM team)), \
+          released AS ( \
+              UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = $3 \
+              WHERE id = (SELECT max(id) FROM @extschema@.chat_assignments WHERE chat_id = $1) AND released_at IS NULL \
+                AND EXISTS (SELECT 1 FROM team) \
+              RETURNING id), \
+          chat AS ( \
+              UPDATE @extschema@.chats SET team_id = $2, \
+                  chat_state = CASE WHEN chat_state = 'assigned' THEN 'waiting_assignment' ELSE chat_state END, \
+                  assigned_operator_id = NULL, \
+                  waiting_since = CASE WHEN chat_state = 'assigned' THEN coalesce(waiting_since, now()) \
+                                       ELSE waiting_since END, \
+                  state_changed_at = now() \
+              WHERE id = $1 AND EXISTS (SELECT 1 FROM team) RETURNING id), \
+          history AS ( \
+              INSERT INTO @extschema@.chat_transfers (chat_id, from_operator_id, from_team_id, to_team_id, reason) \
+              SELECT $1, $4, o.team_id, $2, $3 FROM old o WHERE EXISTS (SELECT 1 FROM chat) RETURNING id) \
+          SELECT (SELECT id FROM chat), (SELECT held FROM old)",
+    args: &[UUID, UUID, TEXT, UUID],
+    read_only: false,
+};
+
+/// A locked chat's priority becomes `$2`; nothing when it already was.
+pub static SET_CHAT_PRIORITY: Statement = Statement {
+    sql: "UPDATE @extschema@.chats SET priority = $2 WHERE id = $1 AND priority <> $2 RETURNING id",
+    args: &[UUID, INT4],
+    read_only: false,
+};
+
+/// Where a chat stands: whether it is in the queue (waiting and active), its queue's key,
+/// priority and `waiting_since`. No lock: a position is a reading, not a claim.
+pub static QUEUE_PLACE: Statement = Statement {
+    sql: concat!(
+        "SELECT chat_state = 'waiting_assignment' AND is_active, coalesce(team_id, ",
+        no_team!(),
+        "), priority, waiting_since FROM @extschema@.chats WHERE id = $1"
+    ),
+    args: &[UUID],
+    read_only: true,
+};
+
+/// How many chats of queue `$1` come before a chat of priority `$2`, waiting since `$3`,
+/// with id `$4`: those of higher priority, then those of the same priority ahead of it in
+/// (`waiting_since`, `id`). Two range scans of the queue index, each reading exactly the
+/// entries ahead (index-only where the visibility map allows): the cost grows with the
+/// position, not with the queue.
+pub static QUEUE_AHEAD: Statement = Statement {
+    sql: concat!(
+        "SELECT (SELECT count(*) FROM @extschema@.chats c \
+                  WHERE coalesce(c.team_id, ", no_team!(), ") = $1 \
+                    AND c.chat_state = 'waiting_assignment' AND c.is_active \
+                    AND c.priority > $2) \
+              + (SELECT count(*) FROM @extschema@.chats c \
+                  WHERE coalesce(c.team_id, ", no_team!(), ") = $1 \
+                    AND c.chat_state = 'waiting_assignment' AND c.is_active \
+                    AND c.priority = $2 AND (c.waiting_since, c.id) < ($3, $4))"
+    ),
+    args: &[UUID, INT4, TIMESTAMPTZ, UUID],
+    read_only: true,
+};
+
+/// How fast queue `$1` has been served lately: of the last 500 assignments (of any queue)
+/// made within the last hour, how many were of chats of this queue, and over how many
+/// seconds those 500 were made. A bounded read (the newest ids of `chat_assignments` and a
+/// chat each), however busy the desk.
+pub static QUEUE_RATE: Statement = Statement {
+    sql: concat!(
+        "SELECT count(*) FILTER (WHERE coalesce(c.team_id, ", no_team!(), ") = $1), \
+                extract(epoch FROM now() - min(r.assigned_at))::float8 \
+         FROM (SELECT a.chat_id, a.assigned_at FROM @extschema@.chat_assignments a \
+               ORDER BY a.id DESC LIMIT 500) AS r \
+         JOIN @extschema@.chats c ON c.id = r.chat_id \
+         WHERE r.assigned_at > now() - interval '1 hour'"
+    ),
+    args: &[UUID],
+    read_only: true,
+};
+
+/// Presence through the worker: online operators with no sign of life for `$1` seconds
+/// become `away`: no status change, assignment or heartbeat on a chat they hold since. Rows
+/// another session holds are passed by (the next pass sees them).
+pub static MARK_AWAY: Statement = Statement {
+    sql: "UPDATE @extschema@.operators o SET status = 'away', status_changed_at = now() \
+          WHERE o.id IN ( \
+              SELECT op.id FROM @extschema@.operators op \
+              WHERE op.status = 'online' \
+                AND greatest(op.status_changed_at, op.last_assigned_at) < now() - make_interval(secs => $1) \
+                AND NOT EXISTS ( \
+                    SELECT 1 FROM @extschema@.chats c \
+                    JOIN @extschema@.chat_assignments a \
+                      ON a.id = (SELECT max(l.id) FROM @extschema@.chat_assignments l WHERE l.chat_id = c.id) \
+                    WHERE c.assigned_operator_id = op.id AND c.chat_state = 'assigned' \
+                      AND a.last_activity_at >= now() - make_interval(secs => $1)) \
+              FOR NO KEY UPDATE SKIP LOCKED) \
+          RETURNING o.id",
+    args: &[FLOAT8],
+    read_only: false,
+};
+
 // ---------------------------------------------------------------- monitoring
 
 /// One row: queue depth per state, waiting ages, and operators by availability. An operator
@@ -501,22 +752,37 @@ pub static SET_OPERATOR_ACTIVE: Statement = Statement {
 ///
 /// Counts and the average wait come from the running totals (`chat_state_totals`, see
 /// `sql/state_totals.sql`), not from a scan of the queue. The oldest wait is the first entry
-/// of the queue index for each distinct priority (a loose index scan: one probe per
-/// priority level in use).
+/// of the queue index for each queue (a team's, or the one without a team) and distinct
+/// priority in it (a loose index scan: one probe per queue and priority level in use).
 pub static QUEUE_STATUS: Statement = Statement {
-    sql: "WITH RECURSIVE priorities AS ( \
-              (SELECT priority FROM @extschema@.chats \
+    sql: concat!(
+        "WITH RECURSIVE queues AS ( \
+              (SELECT coalesce(team_id, ", no_team!(), ") AS k FROM @extschema@.chats \
                 WHERE chat_state = 'waiting_assignment' AND is_active \
-                ORDER BY priority DESC LIMIT 1) \
+                ORDER BY 1 LIMIT 1) \
               UNION ALL \
-              SELECT (SELECT c.priority FROM @extschema@.chats c \
+              SELECT (SELECT coalesce(c.team_id, ", no_team!(), ") FROM @extschema@.chats c \
                        WHERE c.chat_state = 'waiting_assignment' AND c.is_active \
-                         AND c.priority < p.priority \
-                       ORDER BY c.priority DESC LIMIT 1) \
+                         AND coalesce(c.team_id, ", no_team!(), ") > q.k \
+                       ORDER BY 1 LIMIT 1) \
+              FROM queues q WHERE q.k IS NOT NULL), \
+          priorities AS ( \
+              SELECT q.k, (SELECT c.priority FROM @extschema@.chats c \
+                            WHERE coalesce(c.team_id, ", no_team!(), ") = q.k \
+                              AND c.chat_state = 'waiting_assignment' AND c.is_active \
+                            ORDER BY c.priority DESC LIMIT 1) AS priority \
+              FROM queues q WHERE q.k IS NOT NULL \
+              UNION ALL \
+              SELECT p.k, (SELECT c.priority FROM @extschema@.chats c \
+                            WHERE coalesce(c.team_id, ", no_team!(), ") = p.k \
+                              AND c.chat_state = 'waiting_assignment' AND c.is_active \
+                              AND c.priority < p.priority \
+                            ORDER BY c.priority DESC LIMIT 1) \
               FROM priorities p WHERE p.priority IS NOT NULL), \
           oldest AS ( \
               SELECT min((SELECT c.waiting_since FROM @extschema@.chats c \
-                           WHERE c.chat_state = 'waiting_assignment' AND c.is_active \
+                           WHERE coalesce(c.team_id, ", no_team!(), ") = p.k \
+                             AND c.chat_state = 'waiting_assignment' AND c.is_active \
                              AND c.priority = p.priority \
                            ORDER BY c.waiting_since LIMIT 1)) AS since \
               FROM priorities p WHERE p.priority IS NOT NULL), \
@@ -541,7 +807,8 @@ pub static QUEUE_STATUS: Statement = Statement {
               FROM @extschema@.operators op \
               LEFT JOIN (SELECT assigned_operator_id AS operator_id, count(*) AS n FROM @extschema@.chats \
                          WHERE chat_state = 'assigned' GROUP BY assigned_operator_id) AS a \
-                     ON a.operator_id = op.id) AS o",
+                     ON a.operator_id = op.id) AS o"
+    ),
     args: &[],
     read_only: true,
 };

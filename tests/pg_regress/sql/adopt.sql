@@ -131,7 +131,7 @@ WHERE c.relnamespace = 'public'::regnamespace AND a.grantee <> c.relowner ORDER 
 -- The app's calls, unchanged, as the app's role from search_path public (as PostgREST calls
 -- them), once the DBA gave it the extension's grants (docs/security.md, "Roles and grants").
 GRANT USAGE ON SCHEMA chat_assign TO adopt_app;
-GRANT EXECUTE ON FUNCTION chat_assign.start_chat(uuid, text, text), chat_assign.real_user_send_message(uuid, text, text),
+GRANT EXECUTE ON FUNCTION chat_assign.start_chat(uuid, text, text, uuid, integer), chat_assign.real_user_send_message(uuid, text, text),
     chat_assign.assign_chat_to_operator(uuid), chat_assign.operator_send_message(uuid, uuid, text, text),
     chat_assign.release_and_reassign_chat(uuid, text), chat_assign.get_assignment_queue_status(),
     chat_assign.detect_stuck_chats(numeric) TO adopt_app;
