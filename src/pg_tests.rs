@@ -35,7 +35,10 @@ CREATE FUNCTION tests.fingerprint() RETURNS text LANGUAGE sql AS $$
         (SELECT string_agg(t::text, ',' ORDER BY t.id) FROM chats t),
         (SELECT string_agg(t::text, ',' ORDER BY t.id) FROM messages t),
         (SELECT string_agg(t::text, ',' ORDER BY t.id) FROM chat_assignments t),
-        (SELECT string_agg(t::text, ',' ORDER BY t.id) FROM chat_events t)))
+        (SELECT string_agg(t::text, ',' ORDER BY t.id) FROM chat_events t),
+        (SELECT string_agg(t::text, ',' ORDER BY t.id) FROM teams t),
+        (SELECT string_agg(t::text, ',' ORDER BY t.operator_id, t.team_id) FROM team_members t),
+        (SELECT string_agg(t::text, ',' ORDER BY t.id) FROM chat_transfers t)))
 $$;
 "#,
         name = "test_helpers",
@@ -886,9 +889,25 @@ $$;
         }
     }
 
-    /// The queue is taken through its index in order: no sort, however long the queue.
+    /// Each queue is taken through its index in order, one row at a time: the only sort is of
+    /// the heads of the queues the operator may take from (at most one row per queue), never
+    /// of the queue itself, however long it is.
     #[pg_test]
     fn claim_uses_queue_index_without_sort() {
+        let member = operator("member", 1);
+        for name in ["one", "two"] {
+            let team: Uuid = one("SELECT create_team($1)", &[name.into()]).unwrap();
+            one::<bool>(
+                "SELECT add_team_member($1, $2)",
+                &[team.into(), member.into()],
+            );
+            run(
+                "INSERT INTO chats (real_user_id, waiting_since, team_id) \
+                 SELECT gen_random_uuid(), now() - make_interval(secs => g), $1 \
+                 FROM generate_series(1, 2000) g",
+                &[team.into()],
+            );
+        }
         run(
             "INSERT INTO chats (real_user_id, waiting_since) \
              SELECT gen_random_uuid(), now() - make_interval(secs => g) FROM generate_series(1, 5000) g",
@@ -898,7 +917,7 @@ $$;
         let plan = Spi::explain_with_args(
             &crate::store::resolved_sql(&crate::store::queries::CLAIM_NEXT_CHAT).unwrap(),
             &[
-                Uuid::from_bytes([1; 16]).into(),
+                member.into(),
                 1i32.into(),
                 true.into(),
                 pgrx::pg_sys::ItemPointerData::default().into(),
@@ -910,10 +929,48 @@ $$;
             text.contains("idx_chats_waiting_assignment"),
             "plan: {text}"
         );
-        assert!(
-            !text.contains(r#""Node Type":"Sort""#),
-            "no sort on the hot path: {text}"
-        );
+        let root = &plan.0[0]["Plan"];
+        let mut queue_scans = 0;
+        walk_plan(root, &mut Vec::new(), &mut |node, ancestors| {
+            if node["Node Type"] == "Sort" {
+                // What the sort's input reads row by row must come through a Limit (the first
+                // free row of one queue); an InitPlan or SubPlan below it (a CTE, a scalar
+                // subquery) runs on its own and is checked on its own.
+                let mut unbounded = Vec::new();
+                walk_plan(node, &mut Vec::new(), &mut |below, above| {
+                    let path: Vec<&serde_json::Value> =
+                        above.iter().skip(1).copied().chain([below]).collect();
+                    let once = path.iter().any(|n| {
+                        matches!(
+                            n["Parent Relationship"].as_str(),
+                            Some("InitPlan" | "SubPlan")
+                        )
+                    });
+                    let limited = path.iter().any(|n| n["Node Type"] == "Limit");
+                    if let (Some(relation), false, false) =
+                        (below["Relation Name"].as_str(), once, limited)
+                    {
+                        unbounded.push(relation.to_owned());
+                    }
+                });
+                assert!(
+                    unbounded.is_empty(),
+                    "a sort on the claim's path reads {unbounded:?} without a limit: {text}"
+                );
+            }
+            if node["Index Name"] == "idx_chats_waiting_assignment" {
+                queue_scans += 1;
+                assert!(
+                    ancestors
+                        .iter()
+                        .rev()
+                        .take(2)
+                        .any(|a: &&serde_json::Value| a["Node Type"] == "Limit"),
+                    "a queue is read in index order up to its first free row (a Limit over the lock): {text}"
+                );
+            }
+        });
+        assert!(queue_scans > 0, "plan: {text}");
         // The kept plan is the generic one: no part of it may scan the chats (the
         // avoid-same-operator probes once did, planned as EXISTS).
         let sql = crate::store::resolved_sql(&crate::store::queries::CLAIM_NEXT_CHAT).unwrap();
@@ -941,6 +998,23 @@ $$;
         }
     }
 
+    /// Calls `visit` on every node of an EXPLAIN (FORMAT JSON) plan with its ancestors,
+    /// nearest last.
+    fn walk_plan<'a>(
+        node: &'a serde_json::Value,
+        ancestors: &mut Vec<&'a serde_json::Value>,
+        visit: &mut dyn FnMut(&'a serde_json::Value, &[&'a serde_json::Value]),
+    ) {
+        visit(node, ancestors);
+        if let Some(children) = node["Plans"].as_array() {
+            ancestors.push(node);
+            for child in children {
+                walk_plan(child, ancestors, visit);
+            }
+            ancestors.pop();
+        }
+    }
+
     // ------------------------------------------------------------------ the error table
 
     /// Every row of the error table (docs/api.md, "Errors"): the SQLSTATE, and nothing changed.
@@ -958,6 +1032,32 @@ $$;
             &[op.into()],
         )
         .unwrap();
+        // Teams, presence, transfers.
+        let team: Uuid = one("SELECT create_team('desk')", &[]).unwrap();
+        let offline = operator("offline", 1);
+        one::<String>(
+            "SELECT set_operator_status($1, 'offline')",
+            &[offline.into()],
+        );
+        let away = operator("away", 1);
+        one::<String>("SELECT set_operator_status($1, 'away')", &[away.into()]);
+        let team_chat: Uuid = one(
+            "SELECT start_chat(gen_random_uuid(), 'billing', p_team_id => $1)",
+            &[team.into()],
+        )
+        .unwrap();
+        let waiting: Uuid = one(
+            "SELECT id FROM chats WHERE chat_state = 'waiting_assignment' AND team_id IS NULL",
+            &[],
+        )
+        .unwrap();
+        let (team, offline, away, team_chat, waiting) = (
+            team.to_string(),
+            offline.to_string(),
+            away.to_string(),
+            team_chat.to_string(),
+            waiting.to_string(),
+        );
         let ghost = Uuid::from_bytes([7; 16]).to_string();
         let (op, other, off, held, chat) = (
             op.to_string(),
@@ -1024,6 +1124,40 @@ $$;
                 "22004",
             ),
             ("SELECT * FROM detect_stuck_chats(NULL)", vec![], "22004"),
+            ("SELECT create_team(NULL)", vec![], "22004"),
+            ("SELECT create_team('x', NULL)", vec![], "22004"),
+            ("SELECT set_team_routing(NULL, 'manual')", vec![], "22004"),
+            (
+                "SELECT add_team_member($1::uuid, NULL)",
+                vec![s(&team)],
+                "22004",
+            ),
+            (
+                "SELECT remove_team_member(NULL, $1::uuid)",
+                vec![s(&op)],
+                "22004",
+            ),
+            (
+                "SELECT set_operator_status($1::uuid, NULL)",
+                vec![s(&op)],
+                "22004",
+            ),
+            (
+                "SELECT transfer_chat(NULL, p_to_team_id => $1::uuid)",
+                vec![s(&team)],
+                "22004",
+            ),
+            (
+                "SELECT set_chat_priority($1::uuid, NULL)",
+                vec![s(&chat)],
+                "22004",
+            ),
+            (
+                "SELECT start_chat(gen_random_uuid(), 'x', p_priority => NULL)",
+                vec![],
+                "22004",
+            ),
+            ("SELECT * FROM get_queue_position(NULL)", vec![], "22004"),
             // 22023: blank content, non-positive hours or interval, capacity < 1
             ("SELECT start_chat(gen_random_uuid(), '')", vec![], "22023"),
             (
@@ -1050,6 +1184,19 @@ $$;
                 "22023",
             ),
             ("SELECT * FROM detect_stuck_chats(0)", vec![], "22023"),
+            ("SELECT create_team('')", vec![], "22023"),
+            ("SELECT create_team('x', 'fastest')", vec![], "22023"),
+            (
+                "SELECT set_operator_status($1::uuid, 'busy')",
+                vec![s(&op)],
+                "22023",
+            ),
+            ("SELECT transfer_chat($1::uuid)", vec![s(&held)], "22023"),
+            (
+                "SELECT transfer_chat($1::uuid, $2::uuid, $3::uuid)",
+                vec![s(&held), s(&other), s(&team)],
+                "22023",
+            ),
             ("SELECT * FROM detect_stuck_chats(-1)", vec![], "22023"),
             ("SELECT * FROM detect_stuck_chats('NaN')", vec![], "22023"),
             (
@@ -1104,7 +1251,59 @@ $$;
                 vec![s(&ghost)],
                 "P0002",
             ),
-            // 55000: at capacity, inactive, not the assigned operator
+            (
+                "SELECT start_chat(gen_random_uuid(), 'x', p_team_id => $1::uuid)",
+                vec![s(&ghost)],
+                "P0002",
+            ),
+            (
+                "SELECT add_team_member($1::uuid, $2::uuid)",
+                vec![s(&ghost), s(&op)],
+                "P0002",
+            ),
+            (
+                "SELECT transfer_chat($1::uuid, p_to_team_id => $2::uuid)",
+                vec![s(&held), s(&ghost)],
+                "P0002",
+            ),
+            (
+                "SELECT transfer_chat($1::uuid, p_to_operator_id => $2::uuid)",
+                vec![s(&held), s(&ghost)],
+                "P0002",
+            ),
+            (
+                "SELECT * FROM get_queue_position($1::uuid)",
+                vec![s(&ghost)],
+                "P0002",
+            ),
+            // 23505: a team's name is taken
+            ("SELECT create_team('desk')", vec![], "23505"),
+            // 55000: at capacity, inactive, not the assigned operator, offline, not a member
+            (
+                "SELECT assign_chat_to_operator($1::uuid)",
+                vec![s(&offline)],
+                "55000",
+            ),
+            (
+                "SELECT transfer_chat($1::uuid, p_to_operator_id => $2::uuid)",
+                vec![s(&held), s(&away)],
+                "55000",
+            ),
+            (
+                "SELECT transfer_chat($1::uuid, p_to_operator_id => $2::uuid)",
+                vec![s(&team_chat), s(&other)],
+                "55000",
+            ),
+            (
+                "SELECT transfer_chat($1::uuid, p_to_operator_id => $2::uuid)",
+                vec![s(&waiting), s(&off)],
+                "55000",
+            ),
+            (
+                "SELECT transfer_chat($1::uuid, p_to_operator_id => $2::uuid)",
+                vec![s(&waiting), s(&op)],
+                "55000",
+            ),
             (
                 "SELECT assign_chat_to_operator($1::uuid)",
                 vec![s(&op)],
@@ -1306,7 +1505,7 @@ $$;
         let api_functions = format!("{functions} AND NOT {adoption}");
         assert_eq!(
             count(&format!("SELECT count(*) FROM ({api_functions}) f"), &[]),
-            15
+            23
         );
         let not_definer = format!(
             "SELECT count(*) FROM pg_proc WHERE oid IN ({api_functions}) \

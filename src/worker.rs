@@ -344,10 +344,14 @@ fn mark_away(database: &str) {
     }
     match run_pass(|| store::worker_mark_away(f64::from(after))) {
         Ok(0) => {}
-        Ok(marked) => log!("chat_assign: {marked} operator(s) marked away in database \"{database}\""),
+        Ok(marked) => {
+            log!("chat_assign: {marked} operator(s) marked away in database \"{database}\"")
+        }
         Err(message) => {
             record(database, false, Some(&message));
-            warning!("chat_assign: marking operators away in database \"{database}\" failed: {message}");
+            warning!(
+                "chat_assign: marking operators away in database \"{database}\" failed: {message}"
+            );
         }
     }
 }

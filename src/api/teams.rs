@@ -14,11 +14,7 @@ const ROUTINGS: [&str; 3] = ["manual", "least_loaded", "round_robin"];
 const STATUSES: [&str; 3] = ["online", "away", "offline"];
 
 /// One of `allowed`: NULL is `22004`, anything else `22023`.
-fn one_of<'a>(
-    value: Option<&'a str>,
-    name: &'static str,
-    allowed: &[&str],
-) -> ChatResult<&'a str> {
+fn one_of<'a>(value: Option<&'a str>, name: &'static str, allowed: &[&str]) -> ChatResult<&'a str> {
     let value = required(value, name)?;
     if allowed.contains(&value) {
         return Ok(value);
@@ -68,10 +64,7 @@ pub fn add_team_member(p_team_id: Option<Uuid>, p_operator_id: Option<Uuid>) -> 
 /// member.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-pub fn remove_team_member(
-    p_team_id: Option<Uuid>,
-    p_operator_id: Option<Uuid>,
-) -> ApiResult<bool> {
+pub fn remove_team_member(p_team_id: Option<Uuid>, p_operator_id: Option<Uuid>) -> ApiResult<bool> {
     let team = required(p_team_id, "p_team_id")?;
     let operator = required(p_operator_id, "p_operator_id")?;
     Ok(store::remove_team_member(team, operator)?)

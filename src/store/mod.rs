@@ -29,10 +29,9 @@ pub use chats::{
 pub use events::{prune_chat_events, wake_up, worker_fold_events, EVENT_FLOOR_LOCK_MARK};
 pub use monitoring::{queue_status, stuck_chats, QueueStatus, StuckChat};
 pub use operators::{create_operator, set_operator_active};
-pub use teams::{
-    add_team_member, create_team, queue_position, remove_team_member,
-    set_chat_priority, set_operator_status, set_team_routing, transfer_chat, QueuePosition,
-    TransferTarget,
-};
 #[cfg(any(test, feature = "pg_test"))]
 pub use spi::resolved_sql;
+pub use teams::{
+    add_team_member, create_team, queue_position, remove_team_member, set_chat_priority,
+    set_operator_status, set_team_routing, transfer_chat, QueuePosition, TransferTarget,
+};

@@ -695,11 +695,15 @@ pub static QUEUE_PLACE: Statement = Statement {
 pub static QUEUE_AHEAD: Statement = Statement {
     sql: concat!(
         "SELECT (SELECT count(*) FROM @extschema@.chats c \
-                  WHERE coalesce(c.team_id, ", no_team!(), ") = $1 \
+                  WHERE coalesce(c.team_id, ",
+        no_team!(),
+        ") = $1 \
                     AND c.chat_state = 'waiting_assignment' AND c.is_active \
                     AND c.priority > $2) \
               + (SELECT count(*) FROM @extschema@.chats c \
-                  WHERE coalesce(c.team_id, ", no_team!(), ") = $1 \
+                  WHERE coalesce(c.team_id, ",
+        no_team!(),
+        ") = $1 \
                     AND c.chat_state = 'waiting_assignment' AND c.is_active \
                     AND c.priority = $2 AND (c.waiting_since, c.id) < ($3, $4))"
     ),
@@ -713,7 +717,9 @@ pub static QUEUE_AHEAD: Statement = Statement {
 /// chat each), however busy the desk.
 pub static QUEUE_RATE: Statement = Statement {
     sql: concat!(
-        "SELECT count(*) FILTER (WHERE coalesce(c.team_id, ", no_team!(), ") = $1), \
+        "SELECT count(*) FILTER (WHERE coalesce(c.team_id, ",
+        no_team!(),
+        ") = $1), \
                 extract(epoch FROM now() - min(r.assigned_at))::float8 \
          FROM (SELECT a.chat_id, a.assigned_at FROM @extschema@.chat_assignments a \
                ORDER BY a.id DESC LIMIT 500) AS r \
