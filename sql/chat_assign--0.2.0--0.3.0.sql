@@ -664,9 +664,13 @@ CREATE TABLE chat_transfers (
 CREATE INDEX idx_chat_transfers_chat ON chat_transfers (chat_id, id);
 
 -- The queue and who last held its chats, per queue (one per team, one without a team).
+-- team_id itself is INCLUDEd so that get_queue_position's counts are index-only scans: the
+-- planner serves a query from the index alone only when every column it names is in the
+-- index, and a column inside an index expression does not count.
 CREATE INDEX idx_chats_waiting_assignment
     ON chats ((coalesce(team_id, '00000000-0000-0000-0000-000000000000'::uuid)),
               priority DESC, waiting_since, id)
+    INCLUDE (team_id)
     WHERE chat_state = 'waiting_assignment' AND is_active;
 CREATE INDEX idx_chats_last_operator
     ON chats ((coalesce(team_id, '00000000-0000-0000-0000-000000000000'::uuid)), last_operator_id)

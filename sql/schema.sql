@@ -139,9 +139,13 @@ CREATE TABLE chat_assignments (
 -- Every index on `chats` costs an entry in each UPDATE that changes the state (a state change
 -- can never be HOT, the queue index's predicate names chat_state), so the other indexes are
 -- partial where a partial one answers every query that uses it.
+-- team_id itself is INCLUDEd so that get_queue_position's counts are index-only scans: the
+-- planner serves a query from the index alone only when every column it names is in the
+-- index, and a column inside an index expression does not count.
 CREATE INDEX idx_chats_waiting_assignment
     ON chats ((coalesce(team_id, '00000000-0000-0000-0000-000000000000'::uuid)),
               priority DESC, waiting_since, id)
+    INCLUDE (team_id)
     WHERE chat_state = 'waiting_assignment' AND is_active;
 -- The chats an operator holds: capacity checks, deactivation, idle detection.
 CREATE INDEX idx_chats_assigned_operator ON chats (assigned_operator_id)
