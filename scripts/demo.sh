@@ -8,9 +8,12 @@
 # replies, which puts those chats back in the queue; one operator takes a chat and goes
 # quiet, and the idle worker (a background worker inside PostgreSQL, no cron) releases it;
 # an admin takes a chat away from another. A LISTEN client counts the worker's wake-ups;
-# the change events are then read from chat_events. Last, an existing app (bench/plpgsql's
-# tables and functions, with the messes its old code left) moves onto the extension:
-# import, switch its calls, roll back.
+# the change events are then read from chat_events. Then a second desk, organized in two
+# teams (routing manual and least_loaded): chats in each team with priorities, the place in
+# line a waiting customer sees, transfers to a team and to an operator, an operator away and
+# one offline (her chats back in the queue, keeping their place), team_queue_status. Last,
+# an existing app (bench/plpgsql's tables and functions, with the messes its old code left)
+# moves onto the extension: import, switch its calls, roll back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -161,6 +164,120 @@ if [ -n "$erin_chat" ]; then
      WHERE chat_id = :'chat' ORDER BY id" "chat=$erin_chat" |
     awk -F'|' '{printf "   %-22s -> %-24s %s\n", $1, $2, $3}'
 fi
+
+# ---------------------------------------------------------------- a desk organized in teams
+# A second support desk, in a database of its own: two teams whose customers wait in their
+# team's queue, with priorities, and see their place in it; transfers to a team and to an
+# operator; an operator who steps away and one who goes offline. The routing is stored
+# with each team; in both teams here the operators ask for the next chat themselves.
+echo
+echo "== a desk organized in teams (docs/api.md, \"Teams, presence, transfers, queue positions\")"
+psql -qX -d postgres -c "CREATE DATABASE chat_demo_teams"
+psql -X -q -v ON_ERROR_STOP=1 -d chat_demo_teams <<'SQL'
+CREATE EXTENSION chat_assign;
+-- The app's own table of customers, and two views of its screens: the agents' list of
+-- chats, and what a waiting customer's chat window shows.
+CREATE TABLE customers (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL UNIQUE);
+INSERT INTO customers (name)
+VALUES ('Maya'), ('Noah'), ('Olga'), ('Pedro'), ('Quinn'), ('Rosa'), ('Sam'), ('Tariq');
+CREATE VIEW desk AS
+SELECT cu.name AS customer, coalesce(t.name, '(no team)') AS team, c.priority, c.chat_state,
+       o.name AS held_by,
+       (SELECT m.content FROM messages m WHERE m.chat_id = c.id ORDER BY m.id LIMIT 1) AS first_message
+FROM chats c JOIN customers cu ON cu.id = c.real_user_id
+LEFT JOIN teams t ON t.id = c.team_id LEFT JOIN operators o ON o.id = c.assigned_operator_id;
+CREATE VIEW waiting_customers AS
+SELECT cu.name AS customer, coalesce(t.name, '(no team)') AS queue, p.queue_position AS place,
+       format('You are number %s in line (%s ahead of you)%s', p.queue_position, p.waiting_ahead,
+              coalesce(', estimated wait about ' || ceil(p.estimated_wait_seconds) || ' s', '')) AS they_see
+FROM chats c JOIN customers cu ON cu.id = c.real_user_id LEFT JOIN teams t ON t.id = c.team_id
+CROSS JOIN LATERAL get_queue_position(c.id) AS p
+WHERE p.queue_position IS NOT NULL;
+
+\echo '-- two teams: Billing works by hand (routing manual); Tech support''s routing is least_loaded'
+\echo '-- (the routing is stored with the team; in both teams the members ask for their next chat)'
+SELECT create_team('Billing') AS billing \gset
+SELECT create_team('Tech support', 'least_loaded') AS tech \gset
+SELECT create_operator('Hana', 2) AS hana, create_operator('Ivan', 2) AS ivan,
+       create_operator('Jun', 2) AS jun, create_operator('Kofi') AS kofi,
+       create_operator('Lena', 2) AS lena \gset
+SELECT add_team_member(:'billing', :'hana') AND add_team_member(:'billing', :'ivan')
+   AND add_team_member(:'billing', :'lena') AND add_team_member(:'tech', :'jun')
+   AND add_team_member(:'tech', :'kofi') AND add_team_member(:'tech', :'lena') AS joined \gset
+SELECT t.name AS team, t.routing, string_agg(o.name, ', ' ORDER BY o.name) AS members
+FROM teams t JOIN team_members m ON m.team_id = t.id JOIN operators o ON o.id = m.operator_id
+GROUP BY t.name, t.routing ORDER BY t.name;
+
+\echo '-- customers open chats in the team their question is for; a double charge goes first (priority 5)'
+SELECT start_chat(id, 'I was charged twice for my subscription', NULL, :'billing', 5) AS maya FROM customers WHERE name = 'Maya' \gset
+SELECT start_chat(id, 'The app crashes when I open a photo', NULL, :'tech', 2) AS noah FROM customers WHERE name = 'Noah' \gset
+SELECT start_chat(id, 'Can I get a refund for order #4417?', p_team_id => :'billing') AS olga FROM customers WHERE name = 'Olga' \gset
+SELECT start_chat(id, 'My plan renewed although I cancelled it in the app', p_team_id => :'tech') AS pedro FROM customers WHERE name = 'Pedro' \gset
+SELECT start_chat(id, 'How do I update my card?', p_team_id => :'billing') AS quinn FROM customers WHERE name = 'Quinn' \gset
+SELECT start_chat(id, 'Do you ship to Canada?') AS rosa FROM customers WHERE name = 'Rosa' \gset
+SELECT start_chat(id, 'Sync has been stuck since this morning', p_team_id => :'tech') AS sam FROM customers WHERE name = 'Sam' \gset
+SELECT start_chat(id, 'Where is my invoice for March?', p_team_id => :'billing') AS tariq FROM customers WHERE name = 'Tariq' \gset
+SELECT customer, team, priority, first_message FROM desk ORDER BY team, priority DESC, customer;
+\echo '-- what each waiting customer sees: a place in their own team''s queue (get_queue_position)'
+SELECT customer, queue, they_see FROM waiting_customers ORDER BY queue, place;
+
+\echo '-- over the next seconds operators ask for chats (assign_chat_to_operator): each gets the next'
+\echo '-- chat of the queues it may take from (its teams'' and the one without a team): highest'
+\echo '-- priority first, then the longest waiting'
+\! sleep 1
+SELECT assign_chat_to_operator(:'hana') AS got \gset
+\! sleep 1
+SELECT assign_chat_to_operator(:'jun') AS got \gset
+\! sleep 1
+SELECT assign_chat_to_operator(:'hana') AS got \gset
+SELECT assign_chat_to_operator(:'kofi') AS got \gset
+SELECT held_by AS operator, customer, team, priority FROM desk
+WHERE chat_state = 'assigned' ORDER BY held_by, customer;
+\echo '-- what Tariq sees now: the estimate comes from how fast Billing was served lately'
+SELECT they_see FROM waiting_customers WHERE customer = 'Tariq';
+
+\echo '-- Pedro''s question is about billing: Kofi transfers the chat to the Billing team. It goes back'
+\echo '-- to a queue, Billing''s, keeping its place: Pedro has waited since before Quinn and Tariq'
+SELECT transfer_chat(:'pedro', p_to_team_id => :'billing', p_reason => 'billing question') AS moved;
+SELECT customer, queue, they_see FROM waiting_customers WHERE queue = 'Billing' ORDER BY place;
+\echo '-- Hana hands the double charge to Ivan, who approves refunds (a transfer to an operator),'
+\echo '-- then asks for her next chat: Pedro'
+SELECT transfer_chat(:'maya', p_to_operator_id => :'ivan', p_reason => 'refund above my limit') AS moved;
+SELECT assign_chat_to_operator(:'hana') = :'pedro' AS hana_takes_pedro;
+\echo '-- the history of transfers (chat_transfers)'
+SELECT cu.name AS customer, fo.name AS from_operator, ft.name AS from_team,
+       coalesce(tor.name, '(queue)') AS to_operator, tt.name AS to_team, x.reason
+FROM chat_transfers x JOIN chats c ON c.id = x.chat_id JOIN customers cu ON cu.id = c.real_user_id
+LEFT JOIN operators fo ON fo.id = x.from_operator_id LEFT JOIN teams ft ON ft.id = x.from_team_id
+LEFT JOIN operators tor ON tor.id = x.to_operator_id LEFT JOIN teams tt ON tt.id = x.to_team_id
+ORDER BY x.id;
+
+\echo '-- Kofi takes his next chat (Rosa''s: no team, waiting longer than Sam), then steps away:'
+\echo '-- away, he keeps it and is given nothing new'
+SELECT assign_chat_to_operator(:'kofi') = :'rosa' AS kofi_takes_rosa;
+SELECT set_operator_status(:'kofi', 'away') AS kofi_was;
+\echo '-- Hana''s shift ends: she goes offline. Olga and Pedro go back to Billing''s queue, each'
+\echo '-- keeping the place it had (waiting since the customer wrote): they are next in line'
+SELECT waiting_since AS olga_since FROM chats WHERE id = :'olga' \gset
+SELECT set_operator_status(:'hana', 'offline') AS hana_was;
+SELECT customer, queue, they_see FROM waiting_customers WHERE queue = 'Billing' ORDER BY place;
+SELECT waiting_since = :'olga_since' AS olga_kept_her_place FROM chats WHERE id = :'olga';
+\echo '-- Lena, in both teams, asks for a chat: Olga''s, first in line again'
+SELECT assign_chat_to_operator(:'lena') = :'olga' AS lena_takes_olga;
+\echo '-- why assignments ended here'
+SELECT o.name AS operator, a.release_reason, count(*) AS chats
+FROM chat_assignments a JOIN operators o ON o.id = a.operator_id
+WHERE a.release_reason IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2;
+\echo '-- the operators'
+SELECT o.name AS operator, o.status,
+       string_agg(d.customer, ', ' ORDER BY d.customer) AS chats_held
+FROM operators o LEFT JOIN desk d ON d.held_by = o.name AND d.chat_state = 'assigned'
+GROUP BY o.name, o.status ORDER BY o.name;
+\echo '== team_queue_status: one row per queue (the chats without a team, then each team)'
+SELECT coalesce(team_name, '(no team)') AS queue, routing, waiting, oldest_waiting_seconds,
+       assigned, eligible, online, available
+FROM team_queue_status;
+SQL
 
 # ---------------------------------------------------------------- an existing app moves in
 # An app built from the migrations apps ran before this extension (bench/plpgsql: its own tables, its PL/pgSQL

@@ -1,11 +1,13 @@
 -- One line per data table of chat_assign: name, row count and the md5 of all its rows in a
 -- fixed order. Equal output of two databases means equal data. The running per-state
 -- totals behind the monitoring (chat_state_totals: derived from chats, rebuilt by a
--- restore) are compared the same way. The columns are spelled out: those every release has,
--- so that a database before and after ALTER EXTENSION UPDATE compares equal (0.3.0 moved
--- the heartbeat onto the open assignment and made operator_activity a view of it, and gave
--- chats and messages an idempotency_key).
-SELECT 'operators' AS data, count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text)) FROM operators t
+-- restore) are compared the same way. The columns are spelled out: those every release has
+-- first, so that a database before and after ALTER EXTENSION UPDATE compares equal (0.3.0
+-- moved the heartbeat onto the open assignment and made operator_activity a view of it,
+-- gave chats and messages an idempotency_key, and added teams, presence and transfers),
+-- then what 0.3.0 added.
+SELECT 'operators' AS data, count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
+FROM (SELECT id, name, is_active, max_concurrent_chats, last_assigned_at, created_at FROM operators) t
 UNION ALL
 SELECT 'chats', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
 FROM (SELECT id, real_user_id, chat_state, assigned_operator_id, last_operator_id, operator_replied_at,
@@ -23,3 +25,25 @@ FROM (SELECT chat_id, operator_id, last_activity_at FROM operator_activity) t
 UNION ALL
 SELECT 'chat_state_totals', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
 FROM (SELECT chat_state, chat_count, changed_epoch, queue_count, waiting_epoch FROM chat_state_totals) t;
+
+-- What 0.3.0 added, unless the psql variable every_release is set: 004_upgrade.pl sets it
+-- to compare a database of an older release with itself after ALTER EXTENSION UPDATE.
+\if :{?every_release}
+\else
+SELECT 'operators (presence)' AS data, count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
+FROM (SELECT id, status, status_changed_at FROM operators) t
+UNION ALL
+SELECT 'chats (team, idempotency key)', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
+FROM (SELECT id, team_id, idempotency_key FROM chats) t
+UNION ALL
+SELECT 'messages (idempotency key)', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
+FROM (SELECT id, idempotency_key FROM messages) t
+UNION ALL
+SELECT 'teams', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text)) FROM teams t
+UNION ALL
+SELECT 'team_members', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text)) FROM team_members t
+UNION ALL
+SELECT 'chat_transfers', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text)) FROM chat_transfers t
+UNION ALL
+SELECT 'chat_events', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text)) FROM chat_events t;
+\endif

@@ -1,7 +1,8 @@
 # The idle-release background worker (shared_preload_libraries): it starts per database of
 # chat_assign.databases, waits for the extension, releases idle chats with no client
-# calling release_idle_assignments(), logs what it did, survives failing passes, re-reads
-# its settings on reload, stops cleanly, and never runs objects a database owner planted.
+# calling release_idle_assignments(), marks idle operators away (chat_assign.away_after),
+# logs what it did, survives failing passes, re-reads its settings on reload, stops
+# cleanly, and never runs objects a database owner planted.
 # Without preload the same settings start nothing.
 use strict;
 use warnings;
@@ -206,6 +207,108 @@ is(last_release($node, 'ops_a', $c_h), 'waiting_assignment idle_timeout',
 is(worker_pid('ops_a'), $pid_a, "same worker process after the reloads (pid $pid_a)");
 $node->safe_psql('postgres',
 	'ALTER SYSTEM RESET chat_assign.idle_check_interval; SELECT pg_reload_conf()');
+
+# ---------------------------------------------------------------- presence: away_after
+# chat_assign.away_after has been 0 (the default) so far: many passes ran while every
+# operator sat idle for longer than the threshold used below, and none was marked away.
+is( q_($node, 'ops_a', q{
+		SELECT (SELECT string_agg(DISTINCT status, ',') FROM operators),
+		       (SELECT bool_and(greatest(status_changed_at, last_assigned_at) < now() - interval '3 s')
+		        FROM operators),
+		       (SELECT idle_passes >= 10 FROM worker_status() WHERE database = 'ops_a')}),
+	'online|t|t',
+	'away_after = 0 (the default): after 10 passes or more, operators idle for over 3 s are all still online');
+is(log_count($node, $from, 'marked away'), 0, "away_after = 0: no 'marked away' in the log");
+
+# The presence of every operator of a database, in name order.
+sub statuses
+{
+	return q_($node, $_[0], q{SELECT string_agg(status, ',' ORDER BY name) FROM operators});
+}
+sub status_of { return q_($node, 'ops_a', "SELECT status FROM operators WHERE id = '$_[0]'"); }
+# The lines "N operator(s) marked away in database DB" since OFFSET: N of each, in order.
+sub marked_away
+{
+	my ($offset, $db) = @_;
+	return join ' ', log_since($node, $offset) =~
+	  /chat_assign: ([0-9]+) operator\(s\) marked away in database "\Q$db\E"/g;
+}
+
+# A reload with away_after = 3 runs a pass at once: the operators idle that long (all of
+# them) are marked away, in both databases.
+$node->safe_psql('postgres', 'ALTER SYSTEM SET chat_assign.away_after = 3; SELECT pg_reload_conf()');
+poll(10, sub { statuses('ops_a') eq 'away,away,away' && statuses('ops_b') eq 'away' });
+is(statuses('ops_a') . ' / ' . statuses('ops_b'), 'away,away,away / away',
+	'reload with away_after = 3: the idle online operators of ops_a (3) and ops_b (1) are marked away');
+poll(5, sub { marked_away($from, 'ops_b') ne '' });
+is(marked_away($from, 'ops_b'), '1', q{log: '1 operator(s) marked away in database "ops_b"', once});
+my $marked_a = 0;
+$marked_a += $_ for split / /, marked_away($from, 'ops_a');
+is($marked_a, 3, q{log: 'N operator(s) marked away in database "ops_a"', 3 operators in all});
+
+# Three new operators: one does nothing, one takes a chat and sends heartbeats, one goes
+# offline (the worker only ever turns online operators away).
+my $away_from = -s $node->logfile;
+$node->safe_psql('ops_a', "SELECT start_chat(gen_random_uuid(), 'presence ' || g) FROM generate_series(1, 2) AS g");
+my $op_idle = $node->safe_psql('ops_a', "SELECT create_operator('presence: idle')");
+my $op_hb = $node->safe_psql('ops_a', "SELECT create_operator('presence: heartbeats')");
+my $op_off = $node->safe_psql('ops_a', "SELECT create_operator('presence: offline')");
+$node->safe_psql('ops_a', "SELECT set_operator_status('$op_off', 'offline')");
+my $hb_chat = $node->safe_psql('ops_a', "SELECT assign_chat_to_operator('$op_hb')");
+my $t_new = time();
+# Heartbeats every 0.5 s until the idle operator is away and 6 s (the threshold twice) have
+# gone by since the heartbeat operator's assignment; 20 s at most.
+while (1)
+{
+	$node->safe_psql('ops_a', "SELECT touch_operator_activity('$op_hb', '$hb_chat')");
+	last if status_of($op_idle) eq 'away' && time() - $t_new >= 6;
+	last if time() - $t_new >= 20;
+	sleep 0.5;
+}
+# Back to away_after = 0 at once: the heartbeats stop here, and what follows must not race
+# with a pass that would mark the heartbeat operator away 3 s later.
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET chat_assign.away_after; SELECT pg_reload_conf()');
+my $zero_from = -s $node->logfile;
+my $passes = q_($node, 'ops_a', "SELECT idle_passes FROM worker_status() WHERE database = 'ops_a'");
+is( q_($node, 'ops_a', qq{
+		SELECT status, status_changed_at - created_at >= interval '3 s'
+		FROM operators WHERE id = '$op_idle'}),
+	'away|t', 'an online operator without activity is marked away by the worker, not before the 3 s of away_after');
+is( q_($node, 'ops_a', qq{
+		SELECT o.status, now() - o.last_assigned_at > interval '3 s', c.chat_state
+		FROM operators o JOIN chats c ON c.assigned_operator_id = o.id
+		WHERE o.id = '$op_hb' AND c.id = '$hb_chat'}),
+	'online|t|assigned',
+	'an operator whose chat gets heartbeats stays online (assigned more than 3 s ago), and keeps the chat');
+is(status_of($op_off), 'offline', 'an offline operator stays offline');
+poll(5, sub { marked_away($away_from, 'ops_a') ne '' });
+is(marked_away($away_from, 'ops_a'), '1',
+	q{log: '1 operator(s) marked away in database "ops_a"' for the idle one, nothing else});
+
+# Away, it asks for a chat: it is online again (and gets one).
+my $back_chat = $node->safe_psql('ops_a', "SELECT assign_chat_to_operator('$op_idle')");
+is( q_($node, 'ops_a', qq{
+		SELECT o.status, o.status_changed_at > now() - interval '2 s', c.chat_state
+		FROM operators o JOIN chats c ON c.assigned_operator_id = o.id
+		WHERE o.id = '$op_idle' AND c.id = '$back_chat'}),
+	'online|t|assigned', 'an away operator who asks for a chat (assign_chat_to_operator) is online again and has it');
+
+# With away_after = 0 again, both chats go back by idle_timeout, and through the passes
+# that follow the two online operators stay online.
+poll(20, sub {
+	q_($node, 'ops_a', qq{
+		SELECT (SELECT idle_passes >= $passes + 5 FROM worker_status() WHERE database = 'ops_a')
+		   AND (SELECT bool_and(greatest(status_changed_at, last_assigned_at) < now() - interval '4 s')
+		        FROM operators WHERE id IN ('$op_idle', '$op_hb'))}) eq 't'
+});
+is( q_($node, 'ops_a', qq{
+		SELECT string_agg(status, ',' ORDER BY name),
+		       (SELECT idle_passes >= $passes + 5 FROM worker_status() WHERE database = 'ops_a'),
+		       bool_and(greatest(status_changed_at, last_assigned_at) < now() - interval '4 s')
+		FROM operators WHERE id IN ('$op_idle', '$op_hb')}),
+	'online,online|t|t',
+	'reload with away_after = 0: 5 passes later, two operators idle for over 4 s are still online');
+is(log_count($node, $zero_from, 'marked away'), 0, "away_after = 0: no 'marked away' in the log since");
 
 # A fast stop: the workers say goodbye and exit cleanly.
 $node->stop('fast');

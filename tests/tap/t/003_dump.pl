@@ -1,5 +1,5 @@
-# pg_dump -Fc / pg_restore and plain pg_dump / psql keep every row, the sequences, the
-# grants and a working extension.
+# pg_dump -Fc / pg_restore and plain pg_dump / psql keep every row (teams, memberships,
+# presence and transfers included), the sequences, the grants and a working extension.
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
@@ -24,11 +24,37 @@ is( q_($node, $src, q{
 		  (SELECT count(*) FROM chat_assignments WHERE released_at IS NULL),
 		  (SELECT string_agg(DISTINCT release_reason, ', ') FROM chat_assignments),
 		  (SELECT count(*) FROM operator_activity))}),
-	'operators 4 (1 inactive), chats 9/3/1/1, messages 21, assignments 11 (3 open; completed, escalated to billing, idle_timeout, manual_unassign, operator_inactive, operator_replied, real_user_message), heartbeats 3',
+	'operators 6 (1 inactive), chats 13/4/1/1, messages 26, assignments 15 (4 open; completed, crash expert, escalated to billing, idle_timeout, manual_unassign, operator_inactive, operator_offline, operator_replied, real_user_message, removed_from_team), heartbeats 4',
 	'source: data in every table, chats in all four states, assignments open and released for every reason');
+is( q_($node, $src, q{
+		SELECT format('presence %s; teams %s; members %s; chats in teams %s; transfers %s',
+		  (SELECT string_agg(format('%s %s', status, n), ', ' ORDER BY status)
+		   FROM (SELECT status, count(*) FROM operators GROUP BY 1) AS x (status, n)),
+		  (SELECT string_agg(format('%s (%s)', name, routing), ', ' ORDER BY name) FROM teams),
+		  (SELECT count(*) FROM team_members),
+		  (SELECT string_agg(format('%s %s priority %s', t.name, c.chat_state, c.priority), ', '
+		                     ORDER BY t.name, c.chat_state, c.priority)
+		   FROM chats c JOIN teams t ON t.id = c.team_id),
+		  (SELECT string_agg(format('%s to %s', reason, CASE WHEN to_operator_id IS NULL THEN 'a team' ELSE 'an operator' END),
+		                     ', ' ORDER BY id) FROM chat_transfers))}),
+	'presence away 1, offline 1, online 4; teams Billing (manual), Tech support (least_loaded); members 4; '
+	  . 'chats in teams Billing waiting_assignment priority 0, Billing waiting_assignment priority 5, '
+	  . 'Tech support waiting_assignment priority 0, Tech support waiting_assignment priority 1, Tech support assigned priority 2; '
+	  . 'transfers transfer to an operator, crash expert to an operator, refund needs a fix first to a team, '
+	  . 'transfer to an operator, transfer to an operator',
+	'source: operators online, away and offline; two teams with members; chats waiting and assigned in teams, with priorities; transfers to an operator and to a team');
 my $queue_sql = q{
 	SELECT waiting_count, assigned_count, waiting_reply_count, active_operators,
 	       busy_operators, available_operators FROM get_assignment_queue_status()};
+# The queues as a user and a supervisor see them (the ages, which depend on now(), only as
+# there or not).
+my $teams_sql = q{
+	SELECT team_name, routing, waiting, assigned, eligible, online, available,
+	       oldest_waiting_seconds IS NOT NULL FROM team_queue_status;
+	SELECT c.id, p.queue_position, p.waiting_ahead, p.estimated_wait_seconds IS NOT NULL
+	FROM chats c CROSS JOIN LATERAL get_queue_position(c.id) AS p ORDER BY c.id};
+my $src_teams = q_($node, $src, $teams_sql);
+my $src_max_transfer = q_($node, $src, 'SELECT max(id) FROM chat_transfers');
 my $src_md5 = q_($node, $src, sql_file('table_md5.sql'));
 my $src_catalog = q_($node, $src, sql_file('catalog.sql'));
 my $src_queue = q_($node, $src, $queue_sql);
@@ -61,6 +87,15 @@ for my $db (qw(ops_dump_custom ops_dump_plain))
 		"$src_exec t",
 		"$label: ops_grantee keeps EXECUTE on assign_chat_to_operator(uuid) and SELECT on chats, nothing more");
 	is(q_($node, $db, $queue_sql), $src_queue, "$label: get_assignment_queue_status() counts as in the source");
+	is(q_($node, $db, $teams_sql), $src_teams,
+		"$label: team_queue_status and every chat's get_queue_position() as in the source");
+	is( q_($node, $db, q{
+			SELECT transfer_chat(c.id, p_to_team_id => t.id, p_reason => 'after the restore')
+			FROM chats c, teams t
+			WHERE c.real_user_id = '00000000-0000-4000-8000-000000000016' AND t.name = 'Billing';
+			SELECT max(id) FROM chat_transfers WHERE reason = 'after the restore'}) =~ /^t\n([0-9]+)$/
+		  && $1 > $src_max_transfer,
+		1, "$label: a transfer works, its id continues above the source's ($src_max_transfer)");
 	invariants_hold($node, $db, $label);
 	works($node, $db, $label);
 }

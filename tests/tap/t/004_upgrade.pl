@@ -58,6 +58,11 @@ sub catalog
 	local $ENV{PGOPTIONS} = "-c search_path=$schema";
 	return q_($node, $db, sql_file('catalog.sql'));
 }
+# tests/tap/sql/table_md5.sql for DB, only the columns and tables every release has.
+sub md5_every_release
+{
+	return q_($node, $_[0], "\\set every_release on\n" . sql_file('table_md5.sql'));
+}
 sub db_objects
 {
 	local $ENV{PGOPTIONS} = '';
@@ -103,7 +108,7 @@ sub upgrade_from
 		GRANT SELECT, INSERT, UPDATE, DELETE ON operators, chats, messages, chat_assignments TO ops_writer;
 		GRANT UPDATE (priority) ON chats TO ops_writer;
 		GRANT EXECUTE ON FUNCTION start_chat(uuid, text), operator_send_message(uuid, uuid, text) TO ops_reader});
-	my $md5 = q_($node, $db, sql_file('table_md5.sql'));
+	my $md5 = md5_every_release($db);
 	my $early = q_err($node, $db, "\\set VERBOSITY verbose\nSELECT create_operator('too early')");
 	is(join(' ', $early =~ /(0A000|ALTER EXTENSION chat_assign UPDATE)/g),
 		'0A000 ALTER EXTENSION chat_assign UPDATE',
@@ -111,8 +116,14 @@ sub upgrade_from
 	is(q_err($node, $db, 'ALTER EXTENSION chat_assign UPDATE'), '', "$label: ALTER EXTENSION chat_assign UPDATE");
 	is(q_($node, $db, "SELECT extversion FROM pg_extension WHERE extname = 'chat_assign'"),
 		$current, "$label: the installed version is $current");
-	is(q_($node, $db, sql_file('table_md5.sql')), $md5,
+	is(md5_every_release($db), $md5,
 		"$label: every row of every table unchanged (md5 per table, and the monitoring totals)");
+	is( q_($node, $db, q{
+			SELECT (SELECT string_agg(DISTINCT status, ',') FROM operators),
+			       (SELECT count(*) FROM chats WHERE team_id IS NOT NULL),
+			       (SELECT count(*) FROM teams) + (SELECT count(*) FROM team_members)
+			       + (SELECT count(*) FROM chat_transfers)}),
+		'online|0|0', "$label: every operator is online, no chat is in a team, no team, no transfer");
 	invariants_hold($node, $db, $label);
 	is(q_($node, $db, "SELECT has_table_privilege('ops_reader', 'operator_activity', 'SELECT')"),
 		't', "$label: a SELECT grant on operator_activity is kept across the update");
@@ -128,14 +139,14 @@ sub upgrade_from
 	$node->safe_psql($db, 'REVOKE ALL ON operators, chats, messages, chat_assignments FROM ops_writer');
 	# 0.1.0's functions ran with their caller's rights: the update to 0.2.0 revoked every
 	# EXECUTE grant on purpose. From 0.2.0 on, a grant on a function whose signature grows
-	# (p_idempotency_key) is kept.
+	# (p_idempotency_key, then p_team_id and p_priority for start_chat) is kept.
 	is( q_($node, $db, q{
-			SELECT has_function_privilege('ops_reader', 'start_chat(uuid, text, text)', 'EXECUTE'),
+			SELECT has_function_privilege('ops_reader', 'start_chat(uuid, text, text, uuid, integer)', 'EXECUTE'),
 			       has_function_privilege('ops_reader', 'operator_send_message(uuid, uuid, text, text)', 'EXECUTE')}),
 		$v eq '0.1.0' ? 'f|f' : 't|t',
 		"$label: EXECUTE grants on start_chat and operator_send_message are on their new signatures (none from 0.1.0)");
 	$node->safe_psql($db,
-		'REVOKE ALL ON FUNCTION start_chat(uuid, text, text), operator_send_message(uuid, uuid, text, text) FROM ops_reader');
+		'REVOKE ALL ON FUNCTION start_chat(uuid, text, text, uuid, integer), operator_send_message(uuid, uuid, text, text) FROM ops_reader');
 	is(catalog($db, $schema), catalog("ops_fresh_$schema", $schema),
 		"$label: the extension's objects equal a fresh install of $current (tests/tap/sql/catalog.sql)");
 	works($node, $db, $label);
