@@ -167,19 +167,22 @@ ok($idle_event =~ /^[0-9]+$/ && @woken && $woken[-1] >= $idle_event,
 	'ops_a: the idle release has its event (assigned -> waiting_assignment, idle_timeout), and a LISTEN client gets a wake-up from the worker with a payload at or past its id')
   or diag("event id '$idle_event', what the listener got: $heard");
 
-# A pass that fails: a user trigger refuses every update of chat_assignments. The heartbeat
-# chat, no longer touched, is the one the passes try to release.
+# A pass that fails: a user trigger refuses every update of chat_assignments. The passes
+# try to release a chat assigned once the trigger is in place (an assignment is an insert,
+# which the trigger lets through): the heartbeat chat may already be gone, released 2 s
+# after its last heartbeat when the checks above took that long.
 $node->safe_psql('ops_a', q{
 	CREATE FUNCTION ops_refuse() RETURNS trigger LANGUAGE plpgsql
 	  AS $$BEGIN RAISE EXCEPTION 'ops test: chat_assignments is read-only'; END$$;
 	CREATE TRIGGER ops_refuse BEFORE UPDATE ON chat_assignments
 	  FOR EACH ROW EXECUTE FUNCTION ops_refuse()});
+my $c_fail = $node->safe_psql('ops_a', "SELECT assign_chat_to_operator('$ops[0]')");
 my $warning =
   'WARNING:  chat_assign: idle release in database "ops_a" failed: ops test: chat_assignments is read-only';
 poll(15, sub { log_count($node, $from, $warning) >= 2 });
 ok(log_has($warning), "a failing pass logs: $warning");
 ok(log_count($node, $from, $warning) >= 2, 'the worker goes on after a failed pass (the next pass fails again)');
-is(last_release($node, 'ops_a', $c_hb), 'assigned (open)', 'a failed pass changes nothing: the chat is still assigned');
+is(last_release($node, 'ops_a', $c_fail), 'assigned (open)', 'a failed pass changes nothing: the chat is still assigned');
 is(worker_pid('ops_a'), $pid_a, "the same worker process after failed passes (pid $pid_a)");
 is( q_($node, 'ops_a', q{
 		SELECT failed_passes >= 2, last_error, last_error_at > now() - interval '1 minute'
@@ -187,8 +190,8 @@ is( q_($node, 'ops_a', q{
 	't|ops test: chat_assignments is read-only|t',
 	'worker_status(): the failed passes are counted, with the last error and its time');
 $node->safe_psql('ops_a', 'DROP TRIGGER ops_refuse ON chat_assignments; DROP FUNCTION ops_refuse()');
-poll(10, sub { state_is('ops_a', $c_hb, 'waiting_assignment') });
-is(last_release($node, 'ops_a', $c_hb), 'waiting_assignment idle_timeout',
+poll(10, sub { state_is('ops_a', $c_fail, 'waiting_assignment') });
+is(last_release($node, 'ops_a', $c_fail), 'waiting_assignment idle_timeout',
 	'after the trigger is dropped a later pass releases the chat');
 is(worker_pid('ops_a'), $pid_a, "still the same worker process (pid $pid_a)");
 
