@@ -1,18 +1,23 @@
 //! Multi-connection stress test of the `chat_assign` extension.
 //!
-//! Sets up operators and chats, then runs N connections for S seconds, each looping over a
+//! Sets up teams, operators (each in none, one or two teams) and chats (of a random team or
+//! none, with a random priority), then runs N connections for S seconds, each looping over a
 //! random but realistic mix of every public function and view (an operator takes a chat and
-//! usually answers it, users write back, admins release chats and (de)activate operators,
-//! the idle job runs with a tiny threshold so that it really releases chats, dashboards
-//! poll the monitoring functions). Meanwhile a monitor connection checks every invariant of
-//! the contract (docs/api.md) in one snapshot every ~100 ms. Afterwards it checks, with SQL, every invariant
-//! again, that every message a call reported as stored is stored as reported, and that the
-//! counts the calls reported match what the tables hold.
+//! usually answers it, users write back, admins release and transfer chats, change
+//! priorities and memberships and (de)activate operators, operators go away, offline and
+//! back, the idle job runs with a tiny threshold so that it really releases chats,
+//! dashboards poll the monitoring functions and users ask where they are in the queue).
+//! Meanwhile a monitor connection checks every invariant of the contract (docs/api.md) in
+//! one snapshot every ~100 ms. Afterwards it checks, with SQL, every invariant again, that
+//! every message a call reported as stored is stored as reported, that the counts the calls
+//! reported match what the tables hold, and, call by call, that every chat given to an
+//! operator (by assignment or transfer) went to an eligible one: see [`replay_operators`].
 //!
 //! Every error is classified by SQLSTATE: the documented refusals (`55000`, `P0002`) are
-//! counted; a deadlock (`40P01`), an internal error (`XX000`), a unique violation (`23505`),
-//! any SQLSTATE the documented error table (docs/api.md) does not list, a documented argument error on valid arguments
-//! and any non-database error fail the run.
+//! counted (`55000` also by cause); a deadlock (`40P01`), an internal error (`XX000`), a
+//! unique violation (`23505`), any SQLSTATE the documented error table (docs/api.md) does not
+//! list, a documented argument error on valid arguments and any non-database error fail the
+//! run.
 //!
 //! Usage: chat_assign_stress [--dsn DSN] [--connections N] [--seconds S] [--operators N]
 //!        [--chats N] [--seed N]
@@ -24,7 +29,7 @@
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -116,45 +121,100 @@ const PUBLIC: &[&str] = &[
     "complete_chat",
     "create_operator",
     "set_operator_active",
+    "create_team",
+    "set_team_routing",
+    "add_team_member",
+    "remove_team_member",
+    "set_operator_status",
+    "transfer_chat",
+    "set_chat_priority",
+    "get_queue_position",
     "get_assignment_queue_status",
     "detect_stuck_chats",
     "chat_state_summary (view)",
     "operator_assignment_stats (view)",
+    "team_queue_status (view)",
 ];
 
+/// What a deliberately invalid call is given besides constants.
+#[derive(Clone, Copy)]
+enum InvalidArgs {
+    None,
+    Chat,
+    Operator,
+    ChatOperatorTeam,
+}
+
 /// Deliberately invalid calls (rare) and the SQLSTATE the documented error table (docs/api.md) promises for them.
-const INVALID: &[(&str, &str, &str)] = &[
+const INVALID: &[(&str, &str, InvalidArgs, &str)] = &[
     (
         "invalid: real_user_send_message blank",
         "SELECT real_user_send_message($1, '   ')",
+        InvalidArgs::Chat,
         "22023",
     ),
     (
         "invalid: assign_chat_to_operator NULL",
         "SELECT assign_chat_to_operator(NULL)",
+        InvalidArgs::None,
         "22004",
     ),
     (
         "invalid: release_idle_assignments -1s",
         "SELECT * FROM release_idle_assignments('-1 second')",
+        InvalidArgs::None,
         "22023",
     ),
     (
         "invalid: create_operator capacity 0",
         "SELECT create_operator('stress-invalid', 0)",
+        InvalidArgs::None,
         "22023",
     ),
     (
         "invalid: detect_stuck_chats 0 hours",
         "SELECT * FROM detect_stuck_chats(0)",
+        InvalidArgs::None,
         "22023",
+    ),
+    (
+        "invalid: transfer_chat without a target",
+        "SELECT transfer_chat($1)",
+        InvalidArgs::Chat,
+        "22023",
+    ),
+    (
+        "invalid: transfer_chat with two targets",
+        "SELECT transfer_chat($1, $2, $3)",
+        InvalidArgs::ChatOperatorTeam,
+        "22023",
+    ),
+    (
+        "invalid: set_operator_status busy",
+        "SELECT set_operator_status($1, 'busy')",
+        InvalidArgs::Operator,
+        "22023",
+    ),
+    (
+        "invalid: create_team taken name",
+        "SELECT create_team('stress team 0')",
+        InvalidArgs::None,
+        "23505",
     ),
 ];
 
-/// Release reasons the extension may write, plus the one this test passes.
+/// Release reasons the extension may write, plus the ones this test passes.
 const ADMIN_REASON: &str = "stress_admin_release";
-const KNOWN_REASONS: &str =
-    "'real_user_message','operator_replied','manual_unassign','idle_timeout','operator_inactive','completed','stress_admin_release'";
+/// The reason of transfers to a team. A chat's team changes only by such a transfer, so
+/// the final checks find those changes in the events by this reason.
+const TEAM_TRANSFER_REASON: &str = "stress_transfer_team";
+/// The reason of half the transfers to an operator (the others pass the default).
+const OPERATOR_TRANSFER_REASON: &str = "stress_transfer_operator";
+const KNOWN_REASONS: &str = "'real_user_message','operator_replied','manual_unassign','idle_timeout','operator_inactive','completed','operator_offline','removed_from_team','transfer','stress_admin_release','stress_transfer_team','stress_transfer_operator'";
+
+/// The teams of the set-up and their routings (the routing changes nothing about who may
+/// take a chat, which is what this test checks, but every routing is in use).
+const ROUTINGS: [&str; 3] = ["manual", "least_loaded", "round_robin"];
 
 /// Kinds of fatal outcome; each is one check (must stay 0).
 const FATAL_KINDS: &[&str] = &[
@@ -177,7 +237,27 @@ const SANITY_KINDS: &[&str] = &[
     "release_idle_assignments: released only chats idle longer than the threshold",
     "release_idle_assignments: NULL/default threshold (5 min) released nothing",
     "no call took longer than 10 s",
+    "get_queue_position: one row, position >= 1 and ahead = position - 1, estimate >= 0, or all NULL; never an error",
+    "team_queue_status: the queue without a team first, then one row per team, available <= online <= eligible",
+    "set_operator_status: returned a presence (online, away or offline)",
 ];
+
+/// The causes of `55000`, told apart by the message (the SQLSTATE is the same for all).
+fn refusal_cause(message: &str) -> &'static str {
+    if message.contains("not online") {
+        "operator not online"
+    } else if message.contains("not a member") {
+        "operator not a member of the chat's team"
+    } else if message.contains("already has an active assignment") {
+        "operator at capacity"
+    } else if message.contains("is not active") {
+        "operator inactive"
+    } else if message.contains("is not assigned to chat") {
+        "not the chat's operator"
+    } else {
+        "other"
+    }
+}
 
 // ------------------------------------------------------------------------------ the invariants
 
@@ -191,6 +271,11 @@ SELECT
           ORDER BY e.chat_id, e.id DESC) AS last_event ON last_event.chat_id = c.id
     WHERE last_event.new_state <> c.chat_state)
     AS "a chat's newest event names its current state",
+  (SELECT count(*) FROM chats c
+    JOIN (SELECT DISTINCT ON (e.chat_id) e.chat_id, e.team_id FROM chat_events e
+          ORDER BY e.chat_id, e.id DESC) AS last_event ON last_event.chat_id = c.id
+    WHERE last_event.team_id IS DISTINCT FROM c.team_id)
+    AS "a chat's newest event names its current team",
   (SELECT count(*) FROM chat_assignments
     WHERE released_at IS NULL AND last_activity_at < assigned_at)
     AS "an open assignment's heartbeat is not older than the assignment",
@@ -260,11 +345,55 @@ struct StoredMessage {
     operator_id: Option<Uuid>,
 }
 
-/// A chat start_chat reported as created, with its first message.
+/// A chat start_chat reported as created, with its first message and the team it was
+/// started in.
 struct StartedChat {
     chat_id: Uuid,
     real_user_id: Uuid,
     content: String,
+    team: Option<Uuid>,
+}
+
+/// What a successful call that takes an operator's row lock did and returned. These calls
+/// are the only ones that change what an operator may be given (presence, activity,
+/// memberships) or give it a chat.
+#[derive(Clone, Debug)]
+enum OpCall {
+    /// assign_chat_to_operator: the chat it returned, if any.
+    Assign(Option<Uuid>),
+    /// transfer_chat to this operator: whether it moved the chat.
+    TransferIn {
+        chat: Uuid,
+        moved: bool,
+    },
+    /// set_operator_status: the presence set and the one it returned as the previous.
+    Status {
+        new: &'static str,
+        previous: String,
+    },
+    /// set_operator_active: the value set and whether it returned "changed".
+    Active {
+        active: bool,
+        changed: bool,
+    },
+    /// add_team_member / remove_team_member: the team and whether it returned true.
+    Join {
+        team: Uuid,
+        changed: bool,
+    },
+    Leave {
+        team: Uuid,
+        changed: bool,
+    },
+}
+
+/// One such call, with `clock_timestamp()` read by the same statement after the function
+/// returned: inside the call's transaction, so while it still holds the operator's lock.
+#[derive(Clone, Debug)]
+struct OpRecord {
+    operator: Uuid,
+    at: SystemTime,
+    call: OpCall,
 }
 
 enum Expect {
@@ -285,6 +414,11 @@ struct Report {
     reassign_true: u64,
     idle_released_rows: u64,
     operators_created: u64,
+    transfers_to_operator: u64,
+    transfers_to_team: u64,
+    op_calls: Vec<OpRecord>,
+    /// `55000` refusals by function and cause ([`refusal_cause`]).
+    refusals: BTreeMap<(&'static str, &'static str), u64>,
     lost_connection: bool,
 }
 
@@ -369,7 +503,13 @@ impl Report {
                             self.fatal(FATAL_KINDS[6], format!("{text} (expected {want})"));
                         }
                     }
-                    (Some("55000" | "P0002"), Expect::Valid) => {}
+                    (Some("55000"), Expect::Valid) => {
+                        let cause = e
+                            .as_db_error()
+                            .map_or("other", |db| refusal_cause(db.message()));
+                        *self.refusals.entry((label, cause)).or_default() += 1;
+                    }
+                    (Some("P0002"), Expect::Valid) => {}
                     (Some("22004" | "22023"), Expect::Valid) => self.fatal(FATAL_KINDS[5], text),
                     (Some("40P01"), _) => self.fatal(FATAL_KINDS[0], text),
                     (Some("XX000"), _) => self.fatal(FATAL_KINDS[1], text),
@@ -420,6 +560,12 @@ impl Report {
         self.reassign_true += other.reassign_true;
         self.idle_released_rows += other.idle_released_rows;
         self.operators_created += other.operators_created;
+        self.transfers_to_operator += other.transfers_to_operator;
+        self.transfers_to_team += other.transfers_to_team;
+        self.op_calls.extend(other.op_calls);
+        for (k, n) in other.refusals {
+            *self.refusals.entry(k).or_default() += n;
+        }
         self.lost_connection |= other.lost_connection;
     }
 }
@@ -442,8 +588,18 @@ async fn connect(dsn: &str, name: &str) -> Result<Client, String> {
     Ok(client)
 }
 
+/// How the calls that take an operator's lock are made: the function in FROM, so that its
+/// result is complete (the call has run) before the row with `clock_timestamp()` is formed,
+/// in the same statement and so the same transaction, which holds the operator's row lock
+/// until it commits. [`replay_operators`] orders each operator's calls by that reading.
+fn timed_call(call: &str) -> String {
+    format!("SELECT f.r, clock_timestamp() FROM {call} AS f(r)")
+}
+
 struct Stmts {
     start_chat: Statement,
+    start_chat_team: Statement,
+    start_chat_named: Statement,
     user_msg: Statement,
     op_msg: Statement,
     assign: Statement,
@@ -454,10 +610,22 @@ struct Stmts {
     complete: Statement,
     create_op: Statement,
     set_active: Statement,
+    create_team: Statement,
+    create_team_default: Statement,
+    set_routing: Statement,
+    add_member: Statement,
+    remove_member: Statement,
+    set_status: Statement,
+    transfer_to_operator: Statement,
+    transfer_to_operator_reason: Statement,
+    transfer_to_team: Statement,
+    set_priority: Statement,
+    queue_position: Statement,
     queue_status: Statement,
     stuck: Vec<Statement>,
     summary: Statement,
     op_stats: Statement,
+    team_status: Statement,
     invalid: Vec<Statement>,
 }
 
@@ -502,18 +670,27 @@ impl Stmts {
             );
         }
         let mut invalid = Vec::new();
-        for (_, sql, _) in INVALID {
+        for (_, sql, _, _) in INVALID {
             invalid.push(c.prepare(sql).await?);
         }
         Ok(Stmts {
             start_chat: c.prepare("SELECT start_chat($1, $2)").await?,
+            start_chat_team: c.prepare("SELECT start_chat($1, $2, NULL, $3, $4)").await?,
+            start_chat_named: c
+                .prepare(
+                    "SELECT start_chat(p_real_user_id => $1, p_content => $2, \
+                                       p_team_id => $3, p_priority => $4)",
+                )
+                .await?,
             user_msg: c
                 .prepare("SELECT real_user_send_message(p_chat_id => $1, p_content => $2)")
                 .await?,
             op_msg: c
                 .prepare("SELECT operator_send_message($1, $2, $3)")
                 .await?,
-            assign: c.prepare("SELECT assign_chat_to_operator($1)").await?,
+            assign: c
+                .prepare(&timed_call("assign_chat_to_operator($1)"))
+                .await?,
             release_default: c.prepare("SELECT release_and_reassign_chat($1)").await?,
             release_reason: c
                 .prepare("SELECT release_and_reassign_chat(p_chat_id => $1, p_reason => $2)")
@@ -524,7 +701,39 @@ impl Stmts {
             idle,
             complete: c.prepare("SELECT complete_chat($1)").await?,
             create_op: c.prepare("SELECT create_operator($1, $2)").await?,
-            set_active: c.prepare("SELECT set_operator_active($1, $2)").await?,
+            set_active: c
+                .prepare(&timed_call("set_operator_active($1, $2)"))
+                .await?,
+            create_team: c.prepare("SELECT create_team($1, $2)").await?,
+            create_team_default: c.prepare("SELECT create_team($1)").await?,
+            set_routing: c.prepare("SELECT set_team_routing($1, $2)").await?,
+            add_member: c
+                .prepare(&timed_call(
+                    "add_team_member(p_team_id => $1, p_operator_id => $2)",
+                ))
+                .await?,
+            remove_member: c.prepare(&timed_call("remove_team_member($1, $2)")).await?,
+            set_status: c
+                .prepare(&timed_call("set_operator_status($1, $2)"))
+                .await?,
+            transfer_to_operator: c.prepare(&timed_call("transfer_chat($1, $2)")).await?,
+            transfer_to_operator_reason: c
+                .prepare(&timed_call(
+                    "transfer_chat(p_chat_id => $1, p_to_operator_id => $2, p_reason => $3)",
+                ))
+                .await?,
+            transfer_to_team: c
+                .prepare(
+                    "SELECT transfer_chat(p_chat_id => $1, p_to_team_id => $2, p_reason => $3)",
+                )
+                .await?,
+            set_priority: c.prepare("SELECT set_chat_priority($1, $2)").await?,
+            queue_position: c
+                .prepare(
+                    "SELECT queue_position, waiting_ahead, estimated_wait_seconds \
+                     FROM get_queue_position($1)",
+                )
+                .await?,
             queue_status: c
                 .prepare(
                     "SELECT waiting_count, assigned_count, waiting_reply_count, \
@@ -549,6 +758,13 @@ impl Stmts {
                      FROM operator_assignment_stats",
                 )
                 .await?,
+            team_status: c
+                .prepare(
+                    "SELECT team_id, waiting, oldest_waiting_seconds, assigned, eligible, \
+                            online, available \
+                     FROM team_queue_status",
+                )
+                .await?,
             invalid,
         })
     }
@@ -560,6 +776,7 @@ impl Stmts {
 struct Shared {
     operators: RwLock<Vec<Uuid>>,
     chats: RwLock<Vec<Uuid>>,
+    teams: RwLock<Vec<Uuid>>,
     hot: Mutex<VecDeque<Uuid>>,
 }
 
@@ -589,6 +806,18 @@ macro_rules! one {
     }};
 }
 
+/// One call that takes an operator's lock, made through [`timed_call`]: its value and the
+/// clock reading.
+macro_rules! timed {
+    ($w:ident, $label:expr, $stmt:expr, $ty:ty, [$($p:expr),*]) => {{
+        let t0 = Instant::now();
+        let res = $w.client.query_one($stmt, &[$(&$p),*]).await.and_then(|r| {
+            Ok((r.try_get::<_, $ty>(0)?, r.try_get::<_, SystemTime>(1)?))
+        });
+        $w.rep.record($label, Expect::Valid, t0, res)
+    }};
+}
+
 /// One call returning rows.
 macro_rules! rows {
     ($w:ident, $label:expr, $stmt:expr, [$($p:expr),*]) => {{
@@ -612,6 +841,21 @@ impl Worker {
         } else {
             *ops.choose(&mut self.rng).unwrap()
         }
+    }
+
+    /// Mostly one of the set-up's teams, which have members; sometimes any, including the
+    /// teams made during the run, which start without.
+    fn pick_team(&mut self) -> Uuid {
+        let teams = self.shared.teams.read().unwrap();
+        if self.rng.random_bool(0.8) {
+            teams[self.rng.random_range(0..ROUTINGS.len())]
+        } else {
+            *teams.choose(&mut self.rng).unwrap()
+        }
+    }
+
+    fn op_call(&mut self, operator: Uuid, at: SystemTime, call: OpCall) {
+        self.rep.op_calls.push(OpRecord { operator, at, call });
     }
 
     fn pick_chat(&mut self) -> Uuid {
@@ -665,41 +909,74 @@ impl Worker {
             match roll {
                 0..=149 => self.start_chat().await,          // 1.5 %
                 150..=1899 => self.user_message().await,     // 17.5 %
-                1900..=4399 => self.assign_flow().await,     // 25 %
-                4400..=5199 => self.reply_to_held().await,   // 8 %
-                5200..=5599 => self.reply_random().await,    // 4 %
-                5600..=6199 => self.release().await,         // 6 %
-                6200..=6999 => self.touch().await,           // 8 %
-                7000..=7499 => self.idle_release().await,    // 5 %
-                7500..=7549 => self.complete().await,        // 0.5 %
-                7550..=7551 => self.create_operator().await, // 0.02 %
-                7552..=7799 => self.set_active().await,      // 2.5 %
-                7800..=8199 => self.queue_status().await,    // 4 %
-                8200..=8599 => self.stuck().await,           // 4 %
-                8600..=8999 => self.summary().await,         // 4 %
-                9000..=9399 => self.op_stats().await,        // 4 %
-                9400..=9429 => self.invalid().await,         // 0.3 %
-                _ => self.user_message().await,              // 5.7 %
+                1900..=4299 => self.assign_flow().await,     // 24 %
+                4300..=5099 => self.reply_to_held().await,   // 8 %
+                5100..=5499 => self.reply_random().await,    // 4 %
+                5500..=6099 => self.release().await,         // 6 %
+                6100..=6799 => self.touch().await,           // 7 %
+                6800..=7299 => self.idle_release().await,    // 5 %
+                7300..=7349 => self.complete().await,        // 0.5 %
+                7350..=7351 => self.create_operator().await, // 0.02 %
+                7352..=7354 => self.create_team().await,     // 0.03 %
+                7355..=7362 => self.set_routing().await,     // 0.08 %
+                7363..=7599 => self.set_active().await,      // 2.4 %
+                7600..=7749 => self.set_status().await,      // 1.5 %
+                7750..=7929 => self.transfer().await,        // 1.8 %
+                7930..=7999 => self.membership().await,      // 0.7 %
+                8000..=8059 => self.set_priority().await,    // 0.6 %
+                8060..=8199 => self.queue_position().await,  // 1.4 %
+                8200..=8499 => self.queue_status().await,    // 3 %
+                8500..=8799 => self.stuck().await,           // 3 %
+                8800..=9099 => self.summary().await,         // 3 %
+                9100..=9299 => self.team_status().await,     // 2 %
+                9300..=9599 => self.op_stats().await,        // 3 %
+                9600..=9639 => self.invalid().await,         // 0.4 %
+                _ => self.user_message().await,              // 3.6 %
             }
         }
         self.rep
     }
 
+    /// Of a team (most chats) or none, usually with priority 0; by each of the signatures.
     async fn start_chat(&mut self) {
         let user = Uuid::new_v4();
         let content = self.content("first message");
-        if let Some(chat) = one!(
-            self,
-            "start_chat",
-            &self.st.start_chat,
-            Uuid,
-            [user, content]
-        ) {
+        let team = self.rng.random_bool(0.6).then(|| self.pick_team());
+        let priority: i32 = if self.rng.random_bool(0.7) {
+            0
+        } else {
+            self.rng.random_range(1..=5)
+        };
+        let started = match (team, priority, self.rng.random_bool(0.5)) {
+            (None, 0, true) => one!(
+                self,
+                "start_chat",
+                &self.st.start_chat,
+                Uuid,
+                [user, content]
+            ),
+            (_, _, true) => one!(
+                self,
+                "start_chat",
+                &self.st.start_chat_team,
+                Uuid,
+                [user, content, team, priority]
+            ),
+            (_, _, false) => one!(
+                self,
+                "start_chat",
+                &self.st.start_chat_named,
+                Uuid,
+                [user, content, team, priority]
+            ),
+        };
+        if let Some(chat) = started {
             self.shared.chats.write().unwrap().push(chat);
             self.rep.started.push(StartedChat {
                 chat_id: chat,
                 real_user_id: user,
                 content,
+                team,
             });
         }
     }
@@ -769,7 +1046,7 @@ impl Worker {
     /// job, a user message or an admin may take it away first).
     async fn assign_flow(&mut self) {
         let op = self.pick_operator();
-        let Some(got) = one!(
+        let Some((got, at)) = timed!(
             self,
             "assign_chat_to_operator",
             &self.st.assign,
@@ -778,6 +1055,7 @@ impl Worker {
         ) else {
             return;
         };
+        self.op_call(op, at, OpCall::Assign(got));
         let Some(chat) = got else { return };
         self.rep.assign_returned_chat += 1;
         self.rep.hit("assign_chat_to_operator", 1);
@@ -929,14 +1207,242 @@ impl Worker {
     async fn set_active(&mut self) {
         let op = self.pick_operator();
         let active = self.rng.random_bool(0.7);
-        if let Some(true) = one!(
+        if let Some((changed, at)) = timed!(
             self,
             "set_operator_active",
             &self.st.set_active,
             bool,
             [op, active]
         ) {
-            self.rep.hit("set_operator_active", 1);
+            self.op_call(op, at, OpCall::Active { active, changed });
+            if changed {
+                self.rep.hit("set_operator_active", 1);
+            }
+        }
+    }
+
+    /// A new team, without members until the membership calls add some: its chats (sent
+    /// there by transfers) wait until then.
+    async fn create_team(&mut self) {
+        let n = self.next_seq();
+        let name = format!("stress team w{}#{n}", self.id);
+        let made = if self.rng.random_bool(0.5) {
+            one!(
+                self,
+                "create_team",
+                &self.st.create_team_default,
+                Uuid,
+                [name]
+            )
+        } else {
+            let routing = *ROUTINGS.choose(&mut self.rng).unwrap();
+            one!(
+                self,
+                "create_team",
+                &self.st.create_team,
+                Uuid,
+                [name, routing]
+            )
+        };
+        if let Some(team) = made {
+            self.shared.teams.write().unwrap().push(team);
+        }
+    }
+
+    async fn set_routing(&mut self) {
+        let team = self.pick_team();
+        let routing = *ROUTINGS.choose(&mut self.rng).unwrap();
+        if let Some(true) = one!(
+            self,
+            "set_team_routing",
+            &self.st.set_routing,
+            bool,
+            [team, routing]
+        ) {
+            self.rep.hit("set_team_routing", 1);
+        }
+    }
+
+    /// Mostly back online; sometimes away (keeps its chats; asking for one brings it
+    /// back) or offline (releases them all, and assignment refuses it until it is back).
+    async fn set_status(&mut self) {
+        let op = self.pick_operator();
+        let status: &'static str = match self.rng.random_range(0..20u32) {
+            0..=11 => "online",
+            12..=16 => "away",
+            _ => "offline",
+        };
+        if let Some((previous, at)) = timed!(
+            self,
+            "set_operator_status",
+            &self.st.set_status,
+            String,
+            [op, status]
+        ) {
+            if !["online", "away", "offline"].contains(&previous.as_str()) {
+                self.rep.sanity(
+                    SANITY_KINDS[9],
+                    format!("set_operator_status({op}, {status}) returned {previous:?}"),
+                );
+            }
+            if previous != status {
+                self.rep.hit("set_operator_status", 1);
+            }
+            self.op_call(
+                op,
+                at,
+                OpCall::Status {
+                    new: status,
+                    previous,
+                },
+            );
+        }
+    }
+
+    /// An admin hands a chat (likely one just assigned) to a random operator, who may well be
+    /// at capacity, not online, inactive or outside the chat's team (`55000`), or to a random
+    /// team's queue.
+    async fn transfer(&mut self) {
+        let chat = self.pick_hot_chat(0.6);
+        if self.rng.random_bool(0.5) {
+            let op = self.pick_operator();
+            let res = if self.rng.random_bool(0.5) {
+                timed!(
+                    self,
+                    "transfer_chat",
+                    &self.st.transfer_to_operator,
+                    bool,
+                    [chat, op]
+                )
+            } else {
+                timed!(
+                    self,
+                    "transfer_chat",
+                    &self.st.transfer_to_operator_reason,
+                    bool,
+                    [chat, op, OPERATOR_TRANSFER_REASON]
+                )
+            };
+            if let Some((moved, at)) = res {
+                self.op_call(op, at, OpCall::TransferIn { chat, moved });
+                if moved {
+                    self.rep.transfers_to_operator += 1;
+                    self.rep.hit("transfer_chat", 1);
+                    // The operator got it: it answers it, as after an assignment.
+                    if self.rng.random_bool(0.5) {
+                        self.held.push((op, chat));
+                        if self.held.len() > 8 {
+                            self.held.remove(0);
+                        }
+                    }
+                }
+            }
+        } else {
+            let team = self.pick_team();
+            if let Some(true) = one!(
+                self,
+                "transfer_chat",
+                &self.st.transfer_to_team,
+                bool,
+                [chat, team, TEAM_TRANSFER_REASON]
+            ) {
+                self.rep.transfers_to_team += 1;
+                self.rep.hit("transfer_chat", 1);
+            }
+        }
+    }
+
+    /// An operator joins or leaves a team (leaving releases the team's chats it holds).
+    async fn membership(&mut self) {
+        let op = self.pick_operator();
+        let team = self.pick_team();
+        if self.rng.random_bool(0.5) {
+            if let Some((changed, at)) = timed!(
+                self,
+                "add_team_member",
+                &self.st.add_member,
+                bool,
+                [team, op]
+            ) {
+                self.op_call(op, at, OpCall::Join { team, changed });
+                if changed {
+                    self.rep.hit("add_team_member", 1);
+                }
+            }
+        } else if let Some((changed, at)) = timed!(
+            self,
+            "remove_team_member",
+            &self.st.remove_member,
+            bool,
+            [team, op]
+        ) {
+            self.op_call(op, at, OpCall::Leave { team, changed });
+            if changed {
+                self.rep.hit("remove_team_member", 1);
+            }
+        }
+    }
+
+    async fn set_priority(&mut self) {
+        let chat = self.pick_chat();
+        let priority: i32 = self.rng.random_range(0..=5);
+        if let Some(true) = one!(
+            self,
+            "set_chat_priority",
+            &self.st.set_priority,
+            bool,
+            [chat, priority]
+        ) {
+            self.rep.hit("set_chat_priority", 1);
+        }
+    }
+
+    /// A user asks where their chat stands: a place in its queue while it waits, NULLs
+    /// otherwise; the chat exists, so any error at all is a failure.
+    async fn queue_position(&mut self) {
+        let chat = self.pick_hot_chat(0.2);
+        let t0 = Instant::now();
+        let res = self.client.query(&self.st.queue_position, &[&chat]).await;
+        let failed = res.as_ref().err().map(describe);
+        let Some(rows) = self
+            .rep
+            .record("get_queue_position", Expect::Valid, t0, res)
+        else {
+            self.rep.sanity(
+                SANITY_KINDS[7],
+                format!("get_queue_position({chat}): {}", failed.unwrap_or_default()),
+            );
+            return;
+        };
+        let row = match rows.as_slice() {
+            [r] => (
+                r.try_get::<_, Option<i32>>(0),
+                r.try_get::<_, Option<i32>>(1),
+                r.try_get::<_, Option<f64>>(2),
+            ),
+            _ => {
+                self.rep.sanity(
+                    SANITY_KINDS[7],
+                    format!("get_queue_position({chat}): {} rows", rows.len()),
+                );
+                return;
+            }
+        };
+        let ok = match row {
+            (Ok(None), Ok(None), Ok(None)) => true,
+            (Ok(Some(position)), Ok(Some(ahead)), Ok(estimate)) => {
+                self.rep.hit("get_queue_position", 1);
+                position >= 1
+                    && ahead == position - 1
+                    && estimate.is_none_or(|e| e.is_finite() && e >= 0.0)
+            }
+            _ => false,
+        };
+        if !ok {
+            self.rep.sanity(
+                SANITY_KINDS[7],
+                format!("get_queue_position({chat}) = {row:?}"),
+            );
         }
     }
 
@@ -1062,16 +1568,65 @@ impl Worker {
         }
     }
 
+    /// The view that says, per queue, how many chats wait and who may take them.
+    async fn team_status(&mut self) {
+        // Every team known before the query committed before its snapshot: it has a row.
+        let teams_before = self.shared.teams.read().unwrap().len();
+        let Some(rows) = rows!(self, "team_queue_status (view)", &self.st.team_status, []) else {
+            return;
+        };
+        self.rep.hit("team_queue_status (view)", rows.len() as u64);
+        let mut bad = rows.len() < 1 + teams_before;
+        for (i, r) in rows.iter().enumerate() {
+            let team: Option<Uuid> = r.try_get(0).unwrap_or(None);
+            let n = |c: usize| r.try_get::<_, i64>(c).unwrap_or(-1);
+            let (waiting, assigned, eligible, online, available) = (n(1), n(3), n(4), n(5), n(6));
+            let oldest: Option<f64> = r.try_get(2).unwrap_or(None);
+            // The oldest wait is now() (the start of this transaction) minus a waiting_since
+            // that a transaction which started a moment later may have written.
+            let oldest_ok = match oldest {
+                Some(o) => waiting > 0 && o >= -1.0,
+                None => waiting == 0,
+            };
+            if (i == 0) != team.is_none()
+                || waiting < 0
+                || assigned < 0
+                || available < 0
+                || available > online
+                || online > eligible
+                || !oldest_ok
+            {
+                bad = true;
+            }
+        }
+        if bad {
+            let shown: Vec<String> = rows.iter().map(|r| format!("{r:?}")).collect();
+            self.rep.sanity(
+                SANITY_KINDS[8],
+                format!("team_queue_status rows: {shown:?}"),
+            );
+        }
+    }
+
     async fn invalid(&mut self) {
         let i = self.rng.random_range(0..INVALID.len());
-        let (label, _, code) = INVALID[i];
+        let (label, _, args, code) = INVALID[i];
         let stmt = self.st.invalid[i].clone();
         let t0 = Instant::now();
-        let res = if i == 0 {
-            let chat = self.pick_chat();
-            self.client.query(&stmt, &[&chat]).await
-        } else {
-            self.client.query(&stmt, &[]).await
+        let res = match args {
+            InvalidArgs::None => self.client.query(&stmt, &[]).await,
+            InvalidArgs::Chat => {
+                let chat = self.pick_chat();
+                self.client.query(&stmt, &[&chat]).await
+            }
+            InvalidArgs::Operator => {
+                let op = self.pick_operator();
+                self.client.query(&stmt, &[&op]).await
+            }
+            InvalidArgs::ChatOperatorTeam => {
+                let (chat, op, team) = (self.pick_chat(), self.pick_operator(), self.pick_team());
+                self.client.query(&stmt, &[&chat, &op, &team]).await
+            }
         };
         self.rep.record(label, Expect::Code(code), t0, res);
     }
@@ -1143,6 +1698,8 @@ async fn monitor(client: Client, stop: Arc<AtomicBool>) -> MonitorReport {
 
 struct Checks {
     list: Vec<(String, i64, String)>,
+    /// Examples of what failed, printed after the list.
+    notes: Vec<String>,
 }
 
 impl Checks {
@@ -1154,6 +1711,234 @@ impl Checks {
     }
     fn failed(&self) -> usize {
         self.list.len() - self.passed()
+    }
+}
+
+// ------------------------------------------------------------------------------ eligibility, call by call
+
+/// What an operator may be given, as its calls leave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct OpState {
+    status: String,
+    active: bool,
+    teams: BTreeSet<Uuid>,
+}
+
+impl OpState {
+    /// A new operator: online, active, in no team (the set-up's memberships are calls too).
+    fn new() -> Self {
+        OpState {
+            status: "online".into(),
+            active: true,
+            teams: BTreeSet::new(),
+        }
+    }
+}
+
+/// A chat given to an operator, as its `chat_events` row (new_state `assigned`) tells it.
+struct GivenEvent {
+    chat: Uuid,
+    team: Option<Uuid>,
+}
+
+/// Violations found by [`replay_operators`], one count per check.
+#[derive(Default)]
+struct Replay {
+    ties: i64,
+    returns: i64,
+    events: i64,
+    absent: i64,
+    outsider: i64,
+    final_state: i64,
+    given: i64,
+    given_of_team: i64,
+    /// Assignments asked for by an operator who was away (and so came back online).
+    away_served: i64,
+    examples: Vec<String>,
+}
+
+impl Replay {
+    fn example(&mut self, text: String) {
+        if self.examples.len() < 20 {
+            self.examples.push(text);
+        }
+    }
+}
+
+/// Replays, operator by operator, every successful call that took the operator's row lock,
+/// in the order the lock serialised them, and checks each against the history before it.
+///
+/// Why the order is known: every call that changes an operator's presence, activity or
+/// memberships, or gives it a chat (assignment, transfer to it), holds the operator's row
+/// lock (`FOR NO KEY UPDATE`, src/store/queries.rs, lock order step 1) from before it reads
+/// or writes any of that until its transaction commits, and this test is the only client.
+/// So on one operator those calls' lock-holding intervals are disjoint, and each call's
+/// `clock_timestamp()` ([`timed_call`]) lies inside its own interval: sorting an operator's
+/// calls by that reading sorts them in lock order, hence in commit order. Likewise each
+/// call writes its `assigned` event (ids from a sequence) inside that interval, so an
+/// operator's `assigned` events in id order are its chats in the same order.
+///
+/// What is proven, for every chat the extension gave an operator during the run:
+/// - the k-th `assigned` event of the operator is the chat its k-th successful assignment
+///   or transfer (in lock order) returned, and there are no other `assigned` events;
+/// - at that moment the operator was active and not offline (online, for a transfer: an
+///   `away` operator who asks is made online by the call), from the presence and activity
+///   its own earlier calls left;
+/// - if the event names a team, the operator was a member of it then, from the memberships
+///   its earlier calls left; and the event names the chat's team at that moment (checked
+///   separately, in SQL, on each chat's events, which its row lock orders the same way), so
+///   a team's chat went to a member of that team;
+/// - every return value of these calls (previous presence, "changed") is the one the
+///   history before it gives, and the final tables hold what the whole history leaves.
+///
+/// What is not: that refusals (`55000`) were right (a failed call returns no reading, and
+/// changed nothing); capacity per call (releases take no operator lock; the invariants
+/// check it in each snapshot). The order rests on the server's clock not stepping back
+/// during the run; two equal readings on one operator are reported, never guessed at.
+fn replay_operators(
+    calls: &[OpRecord],
+    mut events: HashMap<Uuid, VecDeque<GivenEvent>>,
+    finals: &BTreeMap<Uuid, OpState>,
+) -> Replay {
+    let mut out = Replay::default();
+    let mut by_operator: BTreeMap<Uuid, Vec<&OpRecord>> = BTreeMap::new();
+    for c in calls {
+        by_operator.entry(c.operator).or_default().push(c);
+    }
+    for op in finals.keys() {
+        by_operator.entry(*op).or_default();
+    }
+    for (op, mut list) in by_operator {
+        list.sort_by_key(|c| c.at);
+        out.ties += list.windows(2).filter(|w| w[0].at == w[1].at).count() as i64;
+        let mut st = OpState::new();
+        let mut given = events.remove(&op).unwrap_or_default();
+        for c in list {
+            match &c.call {
+                OpCall::Assign(got) => {
+                    if !st.active || st.status == "offline" {
+                        out.absent += 1;
+                        out.example(format!(
+                            "assign_chat_to_operator({op}) succeeded while {st:?}"
+                        ));
+                    }
+                    if st.status == "away" {
+                        out.away_served += 1;
+                    }
+                    st.status = "online".into();
+                    if let Some(chat) = got {
+                        given_chat(&mut out, op, *chat, &st, &mut given);
+                    }
+                }
+                OpCall::TransferIn { chat, moved } => {
+                    if *moved {
+                        if !st.active || st.status != "online" {
+                            out.absent += 1;
+                            out.example(format!(
+                                "transfer_chat({chat}) to {op} succeeded while {st:?}"
+                            ));
+                        }
+                        given_chat(&mut out, op, *chat, &st, &mut given);
+                    }
+                }
+                OpCall::Status { new, previous } => {
+                    if *previous != st.status {
+                        out.returns += 1;
+                        out.example(format!(
+                            "set_operator_status({op}, {new}) returned {previous}, history says {}",
+                            st.status
+                        ));
+                    }
+                    st.status = (*new).into();
+                }
+                OpCall::Active { active, changed } => {
+                    if *changed != (st.active != *active) {
+                        out.returns += 1;
+                        out.example(format!(
+                            "set_operator_active({op}, {active}) returned {changed} while {st:?}"
+                        ));
+                    }
+                    st.active = *active;
+                }
+                OpCall::Join { team, changed } => {
+                    if *changed == st.teams.contains(team) {
+                        out.returns += 1;
+                        out.example(format!(
+                            "add_team_member({team}, {op}) returned {changed} while {st:?}"
+                        ));
+                    }
+                    st.teams.insert(*team);
+                }
+                OpCall::Leave { team, changed } => {
+                    if *changed != st.teams.contains(team) {
+                        out.returns += 1;
+                        out.example(format!(
+                            "remove_team_member({team}, {op}) returned {changed} while {st:?}"
+                        ));
+                    }
+                    st.teams.remove(team);
+                }
+            }
+        }
+        if !given.is_empty() {
+            out.events += given.len() as i64;
+            out.example(format!(
+                "{} assigned event(s) of {op} that no call returned",
+                given.len()
+            ));
+        }
+        if finals.get(&op) != Some(&st) {
+            out.final_state += 1;
+            out.example(format!(
+                "operator {op}: tables say {:?}, its calls leave {st:?}",
+                finals.get(&op)
+            ));
+        }
+    }
+    for (op, left) in events {
+        out.events += left.len() as i64;
+        out.example(format!(
+            "{} assigned event(s) of unknown operator {op}",
+            left.len()
+        ));
+    }
+    out
+}
+
+/// A chat a call gave `op`: pairs it with the operator's next `assigned` event and checks
+/// that the event's team is one of the operator's teams now.
+fn given_chat(
+    out: &mut Replay,
+    op: Uuid,
+    chat: Uuid,
+    st: &OpState,
+    events: &mut VecDeque<GivenEvent>,
+) {
+    match events.pop_front() {
+        Some(e) if e.chat == chat => {
+            out.given += 1;
+            if let Some(team) = e.team {
+                out.given_of_team += 1;
+                if !st.teams.contains(&team) {
+                    out.outsider += 1;
+                    out.example(format!(
+                        "chat {chat} of team {team} given to {op}, member of {:?}",
+                        st.teams
+                    ));
+                }
+            }
+        }
+        Some(e) => {
+            out.events += 1;
+            out.example(format!(
+                "{op} was given {chat}; its next assigned event is of chat {}",
+                e.chat
+            ));
+        }
+        None => {
+            out.events += 1;
+            out.example(format!("{op} was given {chat}; no assigned event left"));
+        }
     }
 }
 
@@ -1243,12 +2028,207 @@ async fn final_checks(
         format!("stored {stored}, reported {expected}"),
     );
 
+    let s_teams: Vec<Option<Uuid>> = rep.started.iter().map(|s| s.team).collect();
+    let bad: i64 = client
+        .query_one(
+            "SELECT count(*) FROM unnest($1::uuid[], $2::uuid[]) AS r(chat_id, team_id) \
+             LEFT JOIN LATERAL (SELECT e.reason, e.team_id FROM chat_events e \
+                                WHERE e.chat_id = r.chat_id ORDER BY e.id LIMIT 1) f ON true \
+             WHERE f.reason IS DISTINCT FROM 'chat_started' \
+                OR f.team_id IS DISTINCT FROM r.team_id",
+            &[&s_chats, &s_teams],
+        )
+        .await?
+        .try_get(0)?;
+    checks.add(
+        "teams: each chat's first event is chat_started, in the team start_chat was given",
+        bad,
+        format!("{} chats checked", s_chats.len()),
+    );
+
+    // A chat's team, event by event: its events are written under its row lock, so their
+    // ids are in the order of its changes; each names the chat's team after the change.
+    // Only a transfer to a team changes it; so an event that is not one names the team of
+    // the event before it, which for an `assigned` event is the chat's team at that moment.
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FILTER (WHERE x.new_state = 'assigned'), count(*) \
+                 FROM (SELECT e.new_state, e.team_id, e.reason, \
+                              lag(e.team_id) OVER w AS prev_team, row_number() OVER w AS n \
+                       FROM chat_events e WINDOW w AS (PARTITION BY e.chat_id ORDER BY e.id)) x \
+                 WHERE x.n > 1 AND x.reason <> '{TEAM_TRANSFER_REASON}' \
+                   AND x.team_id IS DISTINCT FROM x.prev_team"
+            ),
+            &[],
+        )
+        .await?;
+    checks.add(
+        "teams: every assigned event names the chat's team at that moment (its previous event's)",
+        row.try_get(0)?,
+        "",
+    );
+    checks.add(
+        "teams: a chat's team changes only at a transfer to a team",
+        row.try_get(1)?,
+        "",
+    );
+    // Transfers, stored history against the events, chat by chat in lock order (both are
+    // written under the chat's lock, ids from sequences).
+    let bad = count(
+        client,
+        &format!(
+            "SELECT count(*) FROM \
+               (SELECT x.chat_id, x.team_id, x.prev_team, \
+                       row_number() OVER (PARTITION BY x.chat_id ORDER BY x.id) AS n \
+                FROM (SELECT e.id, e.chat_id, e.team_id, e.reason, \
+                             lag(e.team_id) OVER (PARTITION BY e.chat_id ORDER BY e.id) \
+                               AS prev_team \
+                      FROM chat_events e) x \
+                WHERE x.reason = '{TEAM_TRANSFER_REASON}') ev \
+             FULL JOIN \
+               (SELECT t.chat_id, t.from_team_id, t.to_team_id, \
+                       row_number() OVER (PARTITION BY t.chat_id ORDER BY t.id) AS n \
+                FROM chat_transfers t WHERE t.to_operator_id IS NULL) tr USING (chat_id, n) \
+             WHERE ev.team_id IS DISTINCT FROM tr.to_team_id \
+                OR ev.prev_team IS DISTINCT FROM tr.from_team_id"
+        ),
+    )
+    .await?;
+    checks.add(
+        "transfers to a team: each stored transfer has its event, naming that team; it came from the chat's team before",
+        bad,
+        "",
+    );
+    let bad = count(
+        client,
+        &format!(
+            "SELECT count(*) FROM \
+               (SELECT e.chat_id, e.operator_id, e.team_id, \
+                       row_number() OVER (PARTITION BY e.chat_id ORDER BY e.id) AS n \
+                FROM chat_events e WHERE e.new_state = 'assigned' \
+                  AND e.reason IN ('transfer', '{OPERATOR_TRANSFER_REASON}')) ev \
+             FULL JOIN \
+               (SELECT t.chat_id, t.to_operator_id, t.from_team_id, t.to_team_id, \
+                       row_number() OVER (PARTITION BY t.chat_id ORDER BY t.id) AS n \
+                FROM chat_transfers t WHERE t.to_operator_id IS NOT NULL) tr USING (chat_id, n) \
+             WHERE ev.operator_id IS DISTINCT FROM tr.to_operator_id \
+                OR ev.team_id IS DISTINCT FROM tr.to_team_id \
+                OR tr.from_team_id IS DISTINCT FROM tr.to_team_id"
+        ),
+    )
+    .await?;
+    checks.add(
+        "transfers to an operator: each stored transfer has its assigned event, same operator and team",
+        bad,
+        "",
+    );
+
+    // Every chat given to an operator went to an eligible one (see replay_operators).
+    let mut events: HashMap<Uuid, VecDeque<GivenEvent>> = HashMap::new();
+    for r in client
+        .query(
+            "SELECT coalesce(operator_id, '00000000-0000-0000-0000-000000000000'), chat_id, \
+                    team_id \
+             FROM chat_events WHERE new_state = 'assigned' ORDER BY id",
+            &[],
+        )
+        .await?
+    {
+        events
+            .entry(r.try_get(0)?)
+            .or_default()
+            .push_back(GivenEvent {
+                chat: r.try_get(1)?,
+                team: r.try_get(2)?,
+            });
+    }
+    let mut finals = BTreeMap::new();
+    for r in client
+        .query(
+            "SELECT o.id, o.status, o.is_active, \
+                    coalesce(array_agg(m.team_id) FILTER (WHERE m.team_id IS NOT NULL), '{}') \
+             FROM operators o LEFT JOIN team_members m ON m.operator_id = o.id GROUP BY o.id",
+            &[],
+        )
+        .await?
+    {
+        let teams: Vec<Uuid> = r.try_get(3)?;
+        finals.insert(
+            r.try_get::<_, Uuid>(0)?,
+            OpState {
+                status: r.try_get(1)?,
+                active: r.try_get(2)?,
+                teams: teams.into_iter().collect(),
+            },
+        );
+    }
+    let replay = replay_operators(&rep.op_calls, events, &finals);
+    let detail = format!("{} calls on {} operators", rep.op_calls.len(), finals.len());
+    checks.add(
+        "per operator: the calls under its lock have distinct clock readings (their order is known)",
+        replay.ties,
+        detail,
+    );
+    checks.add(
+        "per operator: its assigned events are, in order, the chats its assignments and transfers returned",
+        replay.events,
+        format!("{} chats given", replay.given),
+    );
+    checks.add(
+        "per call: every chat given went to an active operator not offline (online, for a transfer)",
+        replay.absent,
+        format!(
+            "{} chats given; {} assignment calls by away operators",
+            replay.given, replay.away_served
+        ),
+    );
+    checks.add(
+        "per call: every chat of a team given went to a member of that team",
+        replay.outsider,
+        format!("{} chats of a team given", replay.given_of_team),
+    );
+    checks.add(
+        "per call: set_operator_status/_active, add/remove_team_member returned what the operator's history gives",
+        replay.returns,
+        "",
+    );
+    checks.add(
+        "final: operators' presence, activity and memberships are what their calls left",
+        replay.final_state,
+        "",
+    );
+    checks
+        .notes
+        .extend(replay.examples.into_iter().map(|e| format!("replay: {e}")));
+
     // What the calls reported matches what the tables hold.
     let n = count(client, "SELECT count(*) FROM chat_assignments").await?;
+    let given = rep.assign_returned_chat + rep.transfers_to_operator;
     checks.add(
-        "assignments stored = assign_chat_to_operator calls that returned a chat",
-        (n - rep.assign_returned_chat as i64).abs(),
-        format!("stored {n}, returned {}", rep.assign_returned_chat),
+        "assignments stored = assign_chat_to_operator calls that returned a chat + transfers to an operator that returned true",
+        (n - given as i64).abs(),
+        format!("stored {n}, returned {given}"),
+    );
+    let n = count(
+        client,
+        "SELECT count(*) FROM chat_transfers WHERE to_operator_id IS NOT NULL",
+    )
+    .await?;
+    checks.add(
+        "transfers to an operator stored = transfer_chat calls to an operator that returned true",
+        (n - rep.transfers_to_operator as i64).abs(),
+        format!("stored {n}, true {}", rep.transfers_to_operator),
+    );
+    let n = count(
+        client,
+        "SELECT count(*) FROM chat_transfers WHERE to_operator_id IS NULL",
+    )
+    .await?;
+    checks.add(
+        "transfers to a team stored = transfer_chat calls to a team that returned true",
+        (n - rep.transfers_to_team as i64).abs(),
+        format!("stored {n}, true {}", rep.transfers_to_team),
     );
     let n = count(
         client,
@@ -1285,6 +2265,29 @@ async fn final_checks(
         "operators stored = create_operator calls that returned an id",
         (n - want).abs(),
         format!("stored {n}, returned {want}"),
+    );
+
+    // Queue positions once nothing moves: each queue (a team's, or the one without a team)
+    // in the order chats are taken from it, highest priority first, then by waiting_since
+    // and id; chats not in a queue have none.
+    let bad = count(
+        client,
+        "SELECT count(*) FROM chats c \
+         CROSS JOIN LATERAL get_queue_position(c.id) p \
+         LEFT JOIN (SELECT q.id, row_number() OVER ( \
+                             PARTITION BY q.team_id ORDER BY q.priority DESC, q.waiting_since, q.id) \
+                           AS position \
+                    FROM chats q \
+                    WHERE q.chat_state = 'waiting_assignment' AND q.is_active) w ON w.id = c.id \
+         WHERE p.queue_position IS DISTINCT FROM w.position \
+            OR p.waiting_ahead IS DISTINCT FROM w.position - 1 \
+            OR p.estimated_wait_seconds < 0",
+    )
+    .await?;
+    checks.add(
+        "final: get_queue_position of every chat = its place in its queue's order (NULL when not waiting)",
+        bad,
+        "",
     );
 
     // The monitoring functions agree with the tables once nothing moves.
@@ -1364,7 +2367,24 @@ async fn run(cfg: Config) -> Result<usize, String> {
     }
     let t_setup = Instant::now();
     let mut setup = Report::default();
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut teams = Vec::new();
+    for (i, routing) in ROUTINGS.iter().enumerate() {
+        let r = admin
+            .query_one(
+                "SELECT create_team($1, $2)",
+                &[&format!("stress team {i}"), routing],
+            )
+            .await
+            .map_err(pg)?;
+        teams.push(r.get::<_, Uuid>(0));
+    }
     let mut operators = Vec::new();
+    let mut memberships = 0;
+    let join = admin
+        .prepare(&timed_call("add_team_member($1, $2)"))
+        .await
+        .map_err(pg)?;
     for i in 0..cfg.operators {
         let cap = (i % 3) as i32 + 1;
         let r = admin
@@ -1374,14 +2394,40 @@ async fn run(cfg: Config) -> Result<usize, String> {
             )
             .await
             .map_err(pg)?;
-        operators.push(r.get::<_, Uuid>(0));
+        let op: Uuid = r.get(0);
+        operators.push(op);
+        // In no team (takes only chats without one), one, or two.
+        let k = rng.random_range(0..=2);
+        for team in teams.choose_multiple(&mut rng, k) {
+            let r = admin.query_one(&join, &[team, &op]).await.map_err(pg)?;
+            setup.op_calls.push(OpRecord {
+                operator: op,
+                at: r.get(1),
+                call: OpCall::Join {
+                    team: *team,
+                    changed: r.get(0),
+                },
+            });
+            memberships += 1;
+        }
     }
     let mut chats = Vec::new();
     for i in 0..cfg.chats {
         let user = Uuid::new_v4();
         let content = format!("setup chat {i}: hello");
+        let team = rng
+            .random_bool(0.6)
+            .then(|| *teams.choose(&mut rng).unwrap());
+        let priority: i32 = if rng.random_bool(0.7) {
+            0
+        } else {
+            rng.random_range(1..=5)
+        };
         let r = admin
-            .query_one("SELECT start_chat($1, $2)", &[&user, &content])
+            .query_one(
+                "SELECT start_chat($1, $2, NULL, $3, $4)",
+                &[&user, &content, &team, &priority],
+            )
             .await
             .map_err(pg)?;
         let chat: Uuid = r.get(0);
@@ -1390,17 +2436,27 @@ async fn run(cfg: Config) -> Result<usize, String> {
             chat_id: chat,
             real_user_id: user,
             content,
+            team,
         });
     }
     println!(
-        "stress: extension chat_assign {version}; set-up {} operators (capacity 1-3), {} chats in {} ms",
+        "stress: extension chat_assign {version}; set-up {} teams, {} operators (capacity 1-3, \
+         {memberships} memberships), {} chats (60 % of a team, 30 % with a priority) in {} ms",
+        teams.len(),
         operators.len(),
         chats.len(),
         t_setup.elapsed().as_millis()
     );
+    // Statistics for the set-up's tables. `teams` and `team_members` stay far below
+    // autovacuum's analyze threshold (50 changed rows), and without statistics the planner
+    // takes them for ~10 pages each: the monitoring views and tests/invariants.sql then cost
+    // enough for JIT, which compiles them on every call (0.1-0.5 s alone, seconds under this
+    // load), and the workers would poll dashboards instead of stressing the calls.
+    admin.batch_execute("ANALYZE").await.map_err(pg)?;
     let shared = Arc::new(Shared {
         operators: RwLock::new(operators),
         chats: RwLock::new(chats),
+        teams: RwLock::new(teams),
         hot: Mutex::new(VecDeque::new()),
     });
 
@@ -1424,6 +2480,13 @@ async fn run(cfg: Config) -> Result<usize, String> {
         });
     }
     let mon_client = connect(&cfg.dsn, "chat_assign_stress monitor").await?;
+    // The invariants are one statement of a few dozen subqueries: JIT compiles hundreds of
+    // functions for it at every sample, more than half its time, and under this load each
+    // sample already takes seconds. Samples are what the monitor is for.
+    mon_client
+        .batch_execute("SET jit = off")
+        .await
+        .map_err(|e| describe(&e))?;
     let stop = Arc::new(AtomicBool::new(false));
     let mon = tokio::spawn(monitor(mon_client, stop.clone()));
 
@@ -1451,7 +2514,10 @@ async fn run(cfg: Config) -> Result<usize, String> {
     let mon = mon.await.map_err(|e| format!("monitor task: {e}"))?;
 
     // ---- checks
-    let mut checks = Checks { list: Vec::new() };
+    let mut checks = Checks {
+        list: Vec::new(),
+        notes: Vec::new(),
+    };
     let setup_operators = cfg.operators;
     let calls_run: u64 = rep.stats.values().map(|s| s.calls).sum();
     rep.merge(setup);
@@ -1491,7 +2557,7 @@ async fn run(cfg: Config) -> Result<usize, String> {
             format!("{ok} ok"),
         );
     }
-    for (label, _, _) in INVALID {
+    for (label, _, _, _) in INVALID {
         let n = rep.stats.get(label).map_or(0, |s| s.calls);
         if n > 0 {
             checks.add(
@@ -1502,6 +2568,8 @@ async fn run(cfg: Config) -> Result<usize, String> {
         }
     }
     let hit = |f: &str| rep.stats.get(f).map_or(0, |s| s.hits);
+    let refused =
+        |f: &'static str, cause: &'static str| rep.refusals.get(&(f, cause)).copied().unwrap_or(0);
     let code = |f: &str, c: &str| {
         rep.stats
             .get(f)
@@ -1533,6 +2601,39 @@ async fn run(cfg: Config) -> Result<usize, String> {
             "touch_operator_activity returned true",
             hit("touch_operator_activity"),
         ),
+        (
+            "assign_chat_to_operator refused an operator not online (55000)",
+            refused("assign_chat_to_operator", "operator not online"),
+        ),
+        (
+            "set_operator_status changed a presence",
+            hit("set_operator_status"),
+        ),
+        (
+            "transfer_chat moved a chat to an operator",
+            rep.transfers_to_operator,
+        ),
+        (
+            "transfer_chat moved a chat to a team",
+            rep.transfers_to_team,
+        ),
+        (
+            "transfer_chat refused an operator not a member of the chat's team (55000)",
+            refused("transfer_chat", "operator not a member of the chat's team"),
+        ),
+        ("add_team_member added a member", hit("add_team_member")),
+        (
+            "remove_team_member removed a member",
+            hit("remove_team_member"),
+        ),
+        (
+            "set_chat_priority changed a priority",
+            hit("set_chat_priority"),
+        ),
+        (
+            "get_queue_position returned a position",
+            hit("get_queue_position"),
+        ),
     ] {
         checks.add(
             format!("coverage: {what}"),
@@ -1562,6 +2663,34 @@ async fn run(cfg: Config) -> Result<usize, String> {
     let inactive = count(&admin, "SELECT count(*) FROM operators WHERE NOT is_active")
         .await
         .map_err(pg)?;
+    let released_by = |reason: &str| {
+        reasons
+            .iter()
+            .find(|r| r.get::<_, String>(0) == reason)
+            .map_or(0, |r| r.get::<_, i64>(1))
+    };
+    let n = released_by("operator_offline");
+    checks.add(
+        "coverage: set_operator_status('offline') released chats",
+        if n == 0 { 1 } else { 0 },
+        format!("{n}"),
+    );
+    let presence = admin
+        .query(
+            "SELECT status, count(*) FROM operators GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    let queues = admin
+        .query(
+            "SELECT coalesce(team_name, '(no team)'), routing, waiting, assigned, eligible, \
+                    online, available \
+             FROM team_queue_status",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
 
     // ---- report
     print_report(&cfg, &rep, &mon, calls_run, elapsed);
@@ -1573,10 +2702,28 @@ async fn run(cfg: Config) -> Result<usize, String> {
             r.get::<_, i64>(1)
         );
     }
+    let presence: Vec<String> = presence
+        .iter()
+        .map(|r| format!("{} {}", r.get::<_, i64>(1), r.get::<_, String>(0)))
+        .collect();
     println!(
-        "  operators {} ({inactive} inactive)",
-        setup_operators as u64 + rep.operators_created
+        "  operators {} ({inactive} inactive; {})",
+        setup_operators as u64 + rep.operators_created,
+        presence.join(", ")
     );
+    println!("  queues                      waiting assigned eligible   online available  routing");
+    for r in &queues {
+        println!(
+            "    {:<24} {:>8} {:>8} {:>8} {:>8} {:>9}  {}",
+            r.get::<_, String>(0),
+            r.get::<_, i64>(2),
+            r.get::<_, i64>(3),
+            r.get::<_, i64>(4),
+            r.get::<_, i64>(5),
+            r.get::<_, i64>(6),
+            r.get::<_, Option<String>>(1).unwrap_or_default()
+        );
+    }
     println!("  assignments by release reason:");
     for r in &reasons {
         println!(
@@ -1598,6 +2745,12 @@ async fn run(cfg: Config) -> Result<usize, String> {
             println!("  {status} {name}{detail}");
         } else {
             println!("  {status} {name}: {n} violation(s){detail}");
+        }
+    }
+    if !checks.notes.is_empty() {
+        println!("\nfailed checks, examples:");
+        for e in &checks.notes {
+            println!("  {e}");
         }
     }
     if !rep.fatal_examples.is_empty() {
@@ -1657,7 +2810,7 @@ fn print_report(cfg: &Config, rep: &Report, mon: &MonitorReport, calls_run: u64,
     header += &format!(" {:>8} {:>8}", "avg ms", "max ms");
     println!("{header}");
     let mut labels: Vec<&str> = PUBLIC.to_vec();
-    labels.extend(INVALID.iter().map(|(l, _, _)| *l));
+    labels.extend(INVALID.iter().map(|(l, _, _, _)| *l));
     for label in labels {
         let Some(s) = rep.stats.get(label) else {
             continue;
@@ -1688,7 +2841,7 @@ fn print_report(cfg: &Config, rep: &Report, mon: &MonitorReport, calls_run: u64,
             "22023" => "invalid_parameter_value (documented)",
             "40P01" => "deadlock_detected (FAIL)",
             "XX000" => "internal_error (FAIL)",
-            "23505" => "unique_violation (FAIL)",
+            "23505" => "unique_violation (FAIL, but for create_team with a taken name)",
             "23514" => "check_violation (not documented: FAIL)",
             "40001" => "serialization_failure (FAIL)",
             "57014" => "query_canceled, statement_timeout 60 s (not documented: FAIL)",
@@ -1697,8 +2850,12 @@ fn print_report(cfg: &Config, rep: &Report, mon: &MonitorReport, calls_run: u64,
         };
         println!("  {c:<7} {n:>8}  {what}");
     }
+    println!("\n55000 refusals by function and cause (told by the message):");
+    for ((label, cause), n) in &rep.refusals {
+        println!("  {label:<40} {cause:<42} {n:>7}");
+    }
     println!(
-        "\nfigures: {} connections, {:.1} s (asked {} s), {} calls, {:.0} calls/s; monitor {} samples (slowest {} ms); {} messages and {} chats recorded",
+        "\nfigures: {} connections, {:.1} s (asked {} s), {} calls, {:.0} calls/s; monitor {} samples (slowest {} ms); {} messages, {} chats and {} calls under an operator's lock recorded",
         cfg.connections,
         elapsed,
         cfg.seconds,
@@ -1707,6 +2864,195 @@ fn print_report(cfg: &Config, rep: &Report, mon: &MonitorReport, calls_run: u64,
         mon.samples,
         mon.max_ms,
         rep.messages.len(),
-        rep.started.len()
+        rep.started.len(),
+        rep.op_calls.len()
     );
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+
+    fn at(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    fn call(operator: Uuid, ms: u64, call: OpCall) -> OpRecord {
+        OpRecord {
+            operator,
+            at: at(ms),
+            call,
+        }
+    }
+
+    fn given(pairs: &[(Uuid, Uuid, Option<Uuid>)]) -> HashMap<Uuid, VecDeque<GivenEvent>> {
+        let mut events: HashMap<Uuid, VecDeque<GivenEvent>> = HashMap::new();
+        for (op, chat, team) in pairs {
+            events.entry(*op).or_default().push_back(GivenEvent {
+                chat: *chat,
+                team: *team,
+            });
+        }
+        events
+    }
+
+    fn finals(op: Uuid, status: &str, teams: &[Uuid]) -> BTreeMap<Uuid, OpState> {
+        BTreeMap::from([(
+            op,
+            OpState {
+                status: status.into(),
+                active: true,
+                teams: teams.iter().copied().collect(),
+            },
+        )])
+    }
+
+    /// Joins, a team's chat, leaving, a chat without a team, offline, back: all consistent.
+    #[test]
+    fn a_consistent_history_passes() {
+        let (op, team, c1, c2) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        let calls = vec![
+            // Out of order on purpose: the replay sorts by the clock.
+            call(
+                op,
+                3,
+                OpCall::Leave {
+                    team,
+                    changed: true,
+                },
+            ),
+            call(
+                op,
+                1,
+                OpCall::Join {
+                    team,
+                    changed: true,
+                },
+            ),
+            call(op, 2, OpCall::Assign(Some(c1))),
+            call(op, 4, OpCall::Assign(Some(c2))),
+            call(
+                op,
+                5,
+                OpCall::Status {
+                    new: "offline",
+                    previous: "online".into(),
+                },
+            ),
+            call(
+                op,
+                6,
+                OpCall::Status {
+                    new: "away",
+                    previous: "offline".into(),
+                },
+            ),
+            call(op, 7, OpCall::Assign(None)),
+        ];
+        let events = given(&[(op, c1, Some(team)), (op, c2, None)]);
+        let r = replay_operators(&calls, events, &finals(op, "online", &[]));
+        assert_eq!(
+            (
+                r.ties,
+                r.returns,
+                r.events,
+                r.absent,
+                r.outsider,
+                r.final_state
+            ),
+            (0, 0, 0, 0, 0, 0),
+            "{:?}",
+            r.examples
+        );
+        assert_eq!((r.given, r.given_of_team, r.away_served), (2, 1, 1));
+    }
+
+    #[test]
+    fn a_team_chat_after_leaving_and_a_chat_while_offline_are_caught() {
+        let (op, team, c1, c2) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        let calls = vec![
+            call(
+                op,
+                1,
+                OpCall::Join {
+                    team,
+                    changed: true,
+                },
+            ),
+            call(
+                op,
+                2,
+                OpCall::Leave {
+                    team,
+                    changed: true,
+                },
+            ),
+            call(op, 3, OpCall::Assign(Some(c1))),
+            call(
+                op,
+                4,
+                OpCall::Status {
+                    new: "offline",
+                    previous: "online".into(),
+                },
+            ),
+            call(
+                op,
+                5,
+                OpCall::TransferIn {
+                    chat: c2,
+                    moved: true,
+                },
+            ),
+        ];
+        let events = given(&[(op, c1, Some(team)), (op, c2, None)]);
+        let r = replay_operators(&calls, events, &finals(op, "offline", &[]));
+        assert_eq!(
+            (r.outsider, r.absent, r.events, r.final_state),
+            (1, 1, 0, 0)
+        );
+    }
+
+    #[test]
+    fn wrong_returns_events_ties_and_final_state_are_caught() {
+        let (op, team, c1, c2) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        let calls = vec![
+            call(
+                op,
+                1,
+                OpCall::Join {
+                    team,
+                    changed: false,
+                },
+            ),
+            call(
+                op,
+                2,
+                OpCall::Status {
+                    new: "away",
+                    previous: "offline".into(),
+                },
+            ),
+            call(op, 2, OpCall::Assign(Some(c1))),
+        ];
+        // The event names another chat, and one more event follows that no call returned.
+        let events = given(&[(op, c2, None), (op, c1, None)]);
+        let r = replay_operators(&calls, events, &finals(op, "away", &[team]));
+        assert_eq!((r.returns, r.ties, r.events, r.final_state), (2, 1, 2, 1));
+    }
 }
