@@ -49,6 +49,11 @@
 --   `add_team_member`, `remove_team_member`, `set_operator_status`, `transfer_chat`,
 --   `set_chat_priority`, `get_queue_position` and the view `team_queue_status`; `start_chat`
 --   gains `p_team_id` and `p_priority` (its grants are kept, as for p_idempotency_key).
+-- * automatic assignment and service metrics: teams whose routing is `least_loaded` or
+--   `round_robin` (and chats without a team under `chat_assign.default_routing`) are given
+--   to operators by the calls themselves; `get_service_metrics`, from the new columns
+--   `chats.first_assigned_at` and `chats.first_response_at` (filled from the history here)
+--   and BRIN indexes on `chats.created_at` and `chat_transfers.transferred_at`.
 --
 -- Not released yet: this file may change until 0.3.0's install script is archived in
 -- sql/released/ (and both are listed in SHA256SUMS); from then on, never edit it.
@@ -621,6 +626,17 @@ ALTER TABLE operators
     ADD COLUMN status_changed_at timestamptz NOT NULL DEFAULT now(),
     ADD CONSTRAINT operators_status_valid CHECK (status IN ('online', 'away', 'offline'));
 ALTER TABLE chats ADD COLUMN team_id uuid;
+-- Service metrics: when each chat was first assigned and first answered, from the history
+-- the tables already hold (one pass over the assignments and the operators' messages).
+ALTER TABLE chats ADD COLUMN first_assigned_at timestamptz, ADD COLUMN first_response_at timestamptz;
+UPDATE chats c SET first_assigned_at = f.first_assigned_at, first_response_at = f.first_response_at
+FROM (SELECT c2.id,
+             (SELECT min(a.assigned_at) FROM chat_assignments a WHERE a.chat_id = c2.id) AS first_assigned_at,
+             (SELECT min(m.created_at) FROM messages m
+               WHERE m.chat_id = c2.id AND m.sender_type = 'operator') AS first_response_at
+      FROM chats c2) AS f
+WHERE f.id = c.id AND (f.first_assigned_at IS NOT NULL OR f.first_response_at IS NOT NULL);
+CREATE INDEX idx_chats_created_at ON chats USING brin (created_at);
 
 -- Teams route chats: a chat with a team is given only to the team's members; a chat without
 -- one to anyone. `routing` says how chats reach the members (`manual`: they ask). The nil
@@ -662,6 +678,8 @@ CREATE TABLE chat_transfers (
     CONSTRAINT chat_transfers_target CHECK (to_operator_id IS NOT NULL OR to_team_id IS NOT NULL)
 );
 CREATE INDEX idx_chat_transfers_chat ON chat_transfers (chat_id, id);
+-- get_service_metrics counts the transfers of a window.
+CREATE INDEX idx_chat_transfers_at ON chat_transfers USING brin (transferred_at);
 
 -- The queue and who last held its chats, per queue (one per team, one without a team).
 -- team_id itself is INCLUDEd so that get_queue_position's counts are index-only scans: the
@@ -746,12 +764,28 @@ WITH queues AS (
     UNION ALL
     SELECT t.id, t.name, t.routing, t.id FROM teams t
 ),
-operator_load AS (
+-- Each operator once: online (and active), and with room for another chat. Counted per
+-- queue by a join, not per queue and operator: the plan's estimate stays small while the
+-- small tables have no statistics yet (which would otherwise make every read JIT-compile).
+operator_load AS MATERIALIZED (
     SELECT o.id, o.is_active AND o.status = 'online' AS online,
            o.max_concurrent_chats > (SELECT count(*) FROM chats c
                                      WHERE c.assigned_operator_id = o.id
                                        AND c.chat_state = 'assigned') AS has_room
     FROM operators o
+),
+team_load AS (
+    SELECT m.team_id, count(*) AS eligible,
+           count(*) FILTER (WHERE l.online) AS online,
+           count(*) FILTER (WHERE l.online AND l.has_room) AS available
+    FROM team_members m JOIN operator_load l ON l.id = m.operator_id
+    GROUP BY m.team_id
+),
+everyone AS (
+    SELECT count(*) AS eligible,
+           count(*) FILTER (WHERE l.online) AS online,
+           count(*) FILTER (WHERE l.online AND l.has_room) AS available
+    FROM operator_load l
 )
 SELECT q.team_id,
        q.team_name,
@@ -762,9 +796,9 @@ SELECT q.team_id,
          WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL
            AND coalesce(c.team_id, '00000000-0000-0000-0000-000000000000'::uuid) = q.k)
                                                                           AS assigned,
-       e.eligible,
-       e.online,
-       e.available
+       CASE WHEN q.team_id IS NULL THEN a.eligible ELSE coalesce(t.eligible, 0) END AS eligible,
+       CASE WHEN q.team_id IS NULL THEN a.online ELSE coalesce(t.online, 0) END     AS online,
+       CASE WHEN q.team_id IS NULL THEN a.available ELSE coalesce(t.available, 0) END AS available
 FROM queues q
 CROSS JOIN LATERAL (
     SELECT count(*) AS waiting, min(c.waiting_since) AS oldest
@@ -772,14 +806,8 @@ CROSS JOIN LATERAL (
     WHERE coalesce(c.team_id, '00000000-0000-0000-0000-000000000000'::uuid) = q.k
       AND c.chat_state = 'waiting_assignment' AND c.is_active
 ) AS w
-CROSS JOIN LATERAL (
-    SELECT count(*) AS eligible,
-           count(*) FILTER (WHERE l.online) AS online,
-           count(*) FILTER (WHERE l.online AND l.has_room) AS available
-    FROM operator_load l
-    WHERE q.team_id IS NULL
-       OR EXISTS (SELECT 1 FROM team_members m WHERE m.team_id = q.team_id AND m.operator_id = l.id)
-) AS e
+LEFT JOIN team_load t ON t.team_id = q.team_id
+CROSS JOIN everyone a
 ORDER BY q.team_name NULLS FIRST;
 
 CREATE FUNCTION create_team(p_name text, p_routing text DEFAULT 'manual')
@@ -831,6 +859,17 @@ VOLATILE SECURITY DEFINER PARALLEL UNSAFE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'set_chat_priority_wrapper';
+
+CREATE FUNCTION get_service_metrics(p_since timestamptz DEFAULT now() - interval '24 hours',
+                                    p_team_id uuid DEFAULT NULL)
+RETURNS TABLE (scope text, team_id uuid, team_name text, chats_started bigint,
+               first_response_p50 double precision, first_response_p90 double precision,
+               wait_to_assignment_p50 double precision, wait_to_assignment_p90 double precision,
+               transfers bigint, idle_releases bigint, abandoned bigint)
+STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'get_service_metrics_wrapper';
 
 CREATE FUNCTION get_queue_position(p_chat_id uuid)
 RETURNS TABLE (queue_position integer, waiting_ahead integer, estimated_wait_seconds double precision)
@@ -1233,13 +1272,31 @@ BEGIN
     INSERT INTO @extschema@.operators (id, name, is_active, max_concurrent_chats, last_assigned_at, created_at)
     SELECT o.id, o.name, o.is_active, o.max_concurrent_chats, o.last_assigned_at, o.created_at
       FROM ca_operators o ORDER BY o.created_at, o.id;
+    -- When each chat was first answered (its first operator message kept) and first assigned:
+    -- the service metrics' start (get_service_metrics).
+    EXECUTE format($q$
+        CREATE TEMP TABLE ca_first_reply ON COMMIT DROP AS
+        SELECT m.chat_id::uuid AS chat_id, min(coalesce(%2$s, now())) AS at
+          FROM %1$s.messages m
+         WHERE m.sender_type::text = 'operator'
+           AND NOT EXISTS (SELECT 1 FROM ca_problem p
+                            WHERE p.table_name = 'messages' AND p.row_id = m.id::text)
+         GROUP BY 1$q$,
+        app,
+        CASE WHEN 'messages.created_at' = ANY (cols) THEN 'm.created_at::timestamptz' ELSE 'NULL::timestamptz' END);
     INSERT INTO @extschema@.chats (id, real_user_id, chat_state, assigned_operator_id, last_operator_id,
                                    operator_replied_at, assigned_at, waiting_since, state_changed_at,
-                                   priority, is_active, created_at, last_message_at)
+                                   priority, is_active, created_at, last_message_at,
+                                   first_assigned_at, first_response_at)
     SELECT c.id, c.real_user_id, c.chat_state, c.assigned_operator_id, c.last_operator_id,
            c.operator_replied_at, c.assigned_at, c.waiting_since, c.state_changed_at,
-           c.priority, c.is_active, c.created_at, c.last_message_at
-      FROM ca_chats c ORDER BY c.created_at, c.id;
+           c.priority, c.is_active, c.created_at, c.last_message_at,
+           fa.at, fr.at
+      FROM ca_chats c
+      LEFT JOIN (SELECT a.chat_id, min(a.assigned_at) AS at FROM ca_assignments a GROUP BY a.chat_id) AS fa
+             ON fa.chat_id = c.id
+      LEFT JOIN ca_first_reply fr ON fr.chat_id = c.id
+     ORDER BY c.created_at, c.id;
 
     -- The references of every assignment and message left were checked above, against the
     -- rows just written, and nothing can change either side meanwhile (the locks).
@@ -1625,6 +1682,7 @@ BEGIN
                   '@extschema@.transfer_chat(uuid, uuid, uuid, text)'::pg_catalog.regprocedure,
                   '@extschema@.set_chat_priority(uuid, integer)'::pg_catalog.regprocedure,
                   '@extschema@.get_queue_position(uuid)'::pg_catalog.regprocedure,
+                  '@extschema@.get_service_metrics(timestamp with time zone, uuid)'::pg_catalog.regprocedure,
                   '@extschema@.refuse_dangling_team_references()'::pg_catalog.regprocedure,
                   '@extschema@.real_user_send_message(uuid, text, text)'::pg_catalog.regprocedure,
                   '@extschema@.operator_send_message(uuid, uuid, text, text)'::pg_catalog.regprocedure,

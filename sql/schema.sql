@@ -73,6 +73,10 @@ CREATE TABLE chats (
     -- The team whose members may take the chat (NULL: anyone); referenced without a foreign
     -- key (sql/references.sql).
     team_id              uuid,
+    -- Service metrics (get_service_metrics): when the chat was first assigned and first
+    -- answered by an operator, written by the statements that assign and answer anyway.
+    first_assigned_at    timestamptz,
+    first_response_at    timestamptz,
     -- What a row can say of the invariants, as ONE constraint: PostgreSQL reads each CHECK
     -- back from its stored text for every statement that writes the table, and every state
     -- change writes chats; one expression costs a sixth of six.
@@ -159,6 +163,11 @@ CREATE INDEX idx_chats_last_operator
 -- Monitoring: counts and ages per state, stuck chats oldest first.
 CREATE INDEX idx_chats_state_changed ON chats (chat_state, state_changed_at);
 
+-- get_service_metrics reads the chats started in a window. Chats are inserted in created_at
+-- order, so a BRIN index finds a recent window for almost nothing per insert (a chat's later
+-- versions land in recent pages too, which a recent window reads anyway).
+CREATE INDEX idx_chats_created_at ON chats USING brin (created_at);
+
 CREATE INDEX idx_messages_chat ON messages (chat_id, created_at);
 
 -- Idempotency keys: one call's result per key, per user (start_chat) and per chat and sender
@@ -191,6 +200,8 @@ CREATE TABLE chat_transfers (
     CONSTRAINT chat_transfers_target CHECK (to_operator_id IS NOT NULL OR to_team_id IS NOT NULL)
 );
 CREATE INDEX idx_chat_transfers_chat ON chat_transfers (chat_id, id);
+-- get_service_metrics counts the transfers of a window.
+CREATE INDEX idx_chat_transfers_at ON chat_transfers USING brin (transferred_at);
 
 -- Every assignment leaves a dead entry at the head of the queue index, and every cycle
 -- rewrites a chat row; scans of the queue head slow down until vacuum

@@ -78,12 +78,28 @@ WITH queues AS (
     UNION ALL
     SELECT t.id, t.name, t.routing, t.id FROM teams t
 ),
-operator_load AS (
+-- Each operator once: online (and active), and with room for another chat. Counted per
+-- queue by a join, not per queue and operator: the plan's estimate stays small while the
+-- small tables have no statistics yet (which would otherwise make every read JIT-compile).
+operator_load AS MATERIALIZED (
     SELECT o.id, o.is_active AND o.status = 'online' AS online,
            o.max_concurrent_chats > (SELECT count(*) FROM chats c
                                      WHERE c.assigned_operator_id = o.id
                                        AND c.chat_state = 'assigned') AS has_room
     FROM operators o
+),
+team_load AS (
+    SELECT m.team_id, count(*) AS eligible,
+           count(*) FILTER (WHERE l.online) AS online,
+           count(*) FILTER (WHERE l.online AND l.has_room) AS available
+    FROM team_members m JOIN operator_load l ON l.id = m.operator_id
+    GROUP BY m.team_id
+),
+everyone AS (
+    SELECT count(*) AS eligible,
+           count(*) FILTER (WHERE l.online) AS online,
+           count(*) FILTER (WHERE l.online AND l.has_room) AS available
+    FROM operator_load l
 )
 SELECT q.team_id,
        q.team_name,
@@ -94,9 +110,9 @@ SELECT q.team_id,
          WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL
            AND coalesce(c.team_id, '00000000-0000-0000-0000-000000000000'::uuid) = q.k)
                                                                           AS assigned,
-       e.eligible,
-       e.online,
-       e.available
+       CASE WHEN q.team_id IS NULL THEN a.eligible ELSE coalesce(t.eligible, 0) END AS eligible,
+       CASE WHEN q.team_id IS NULL THEN a.online ELSE coalesce(t.online, 0) END     AS online,
+       CASE WHEN q.team_id IS NULL THEN a.available ELSE coalesce(t.available, 0) END AS available
 FROM queues q
 CROSS JOIN LATERAL (
     SELECT count(*) AS waiting, min(c.waiting_since) AS oldest
@@ -104,12 +120,6 @@ CROSS JOIN LATERAL (
     WHERE coalesce(c.team_id, '00000000-0000-0000-0000-000000000000'::uuid) = q.k
       AND c.chat_state = 'waiting_assignment' AND c.is_active
 ) AS w
-CROSS JOIN LATERAL (
-    SELECT count(*) AS eligible,
-           count(*) FILTER (WHERE l.online) AS online,
-           count(*) FILTER (WHERE l.online AND l.has_room) AS available
-    FROM operator_load l
-    WHERE q.team_id IS NULL
-       OR EXISTS (SELECT 1 FROM team_members m WHERE m.team_id = q.team_id AND m.operator_id = l.id)
-) AS e
+LEFT JOIN team_load t ON t.team_id = q.team_id
+CROSS JOIN everyone a
 ORDER BY q.team_name NULLS FIRST;

@@ -6,11 +6,39 @@
 //! is SIGHUP (a reload), and the worker's databases are fixed at server start because the
 //! workers are registered then.
 
-use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use std::ffi::{CStr, CString};
 
 /// Seconds without a heartbeat after which `release_idle_assignments()` releases a chat.
 pub static IDLE_TIMEOUT_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(300);
+
+/// How chats reach operators: they ask (`manual`), or each chat that starts waiting is given
+/// to the eligible operator with the most room (`least_loaded`) or assigned longest ago
+/// (`round_robin`). A team's routing is its `teams.routing`; this is the routing of chats
+/// without a team.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, PostgresGucEnum)]
+pub enum Routing {
+    #[name = c"manual"]
+    Manual,
+    #[name = c"least_loaded"]
+    LeastLoaded,
+    #[name = c"round_robin"]
+    RoundRobin,
+}
+
+impl Routing {
+    /// A team's routing as stored in `teams.routing` (checked there).
+    pub fn parse(label: &str) -> Routing {
+        match label {
+            "least_loaded" => Routing::LeastLoaded,
+            "round_robin" => Routing::RoundRobin,
+            _ => Routing::Manual,
+        }
+    }
+}
+
+/// The routing of chats without a team (`manual`: today's behaviour, operators ask).
+pub static DEFAULT_ROUTING: GucSetting<Routing> = GucSetting::<Routing>::new(Routing::Manual);
 
 /// Seconds without a sign of life after which the worker marks an online operator `away`
 /// (0: never).
@@ -70,6 +98,14 @@ pub fn register() {
         i32::MAX,
         GucContext::Userset,
         GucFlags::UNIT_S,
+    );
+    GucRegistry::define_enum_guc(
+        c"chat_assign.default_routing",
+        c"How chats without a team reach operators: manual, least_loaded or round_robin.",
+        c"manual (the default): operators ask with assign_chat_to_operator. Teams have their own routing (create_team, set_team_routing).",
+        &DEFAULT_ROUTING,
+        GucContext::Userset,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"chat_assign.away_after",

@@ -1158,6 +1158,7 @@ $$;
                 "22004",
             ),
             ("SELECT * FROM get_queue_position(NULL)", vec![], "22004"),
+            ("SELECT * FROM get_service_metrics(NULL)", vec![], "22004"),
             // 22023: blank content, non-positive hours or interval, capacity < 1
             ("SELECT start_chat(gen_random_uuid(), '')", vec![], "22023"),
             (
@@ -1273,6 +1274,11 @@ $$;
             ),
             (
                 "SELECT * FROM get_queue_position($1::uuid)",
+                vec![s(&ghost)],
+                "P0002",
+            ),
+            (
+                "SELECT * FROM get_service_metrics(now(), $1::uuid)",
                 vec![s(&ghost)],
                 "P0002",
             ),
@@ -1505,7 +1511,7 @@ $$;
         let api_functions = format!("{functions} AND NOT {adoption}");
         assert_eq!(
             count(&format!("SELECT count(*) FROM ({api_functions}) f"), &[]),
-            23
+            24
         );
         let not_definer = format!(
             "SELECT count(*) FROM pg_proc WHERE oid IN ({api_functions}) \

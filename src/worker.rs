@@ -5,7 +5,8 @@
 //! - every `chat_assign.idle_check_interval` seconds it runs `release_idle_assignments()`
 //!   and deletes expired change events in bounded batches (`chat_assign.event_retention`);
 //!   with `chat_assign.away_after` set, it also marks online operators without a sign of
-//!   life for that long as `away`;
+//!   life for that long as `away`; and it gives waiting chats of queues whose routing
+//!   pushes to operators with room (what a push passed by);
 //! - every `chat_assign.notify_interval` milliseconds (every second when that is 0) it folds
 //!   the change events into the monitoring totals, and when the newest event a reader can
 //!   get moved, sends one `NOTIFY chat_assign, '<id>'`: a coalesced wake-up for LISTEN
@@ -245,6 +246,7 @@ pub extern "C-unwind" fn chat_assign_idle_worker_main(_arg: pg_sys::Datum) {
                     record(&database, true, None);
                     log_released(&database, &released);
                     mark_away(&database);
+                    assign_waiting(&database);
                     prune_events(&database);
                 }
                 Ok(None) => {
@@ -351,6 +353,23 @@ fn mark_away(database: &str) {
             record(database, false, Some(&message));
             warning!(
                 "chat_assign: marking operators away in database \"{database}\" failed: {message}"
+            );
+        }
+    }
+}
+
+/// Gives waiting chats of queues whose routing pushes to operators with room: what a push
+/// passed by because its candidates were busy with calls of their own.
+fn assign_waiting(database: &str) {
+    match run_pass(store::worker_assign_waiting) {
+        Ok(0) => {}
+        Ok(given) => {
+            log!("chat_assign: {given} waiting chat(s) assigned in database \"{database}\"")
+        }
+        Err(message) => {
+            record(database, false, Some(&message));
+            warning!(
+                "chat_assign: assigning waiting chats in database \"{database}\" failed: {message}"
             );
         }
     }

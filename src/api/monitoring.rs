@@ -92,6 +92,58 @@ pub fn detect_stuck_chats(
     })))
 }
 
+/// Service figures of the chats started since `p_since` (default: the last 24 hours): one
+/// row for all chats (`scope` `all`), one for the chats without a team (`no_team`) and one
+/// per team (`team`), or only team `p_team_id`'s row when given (unknown: `P0002`). Chats
+/// started; first response (start to the first operator reply) and wait to assignment (start
+/// to the first assignment) p50 and p90 in seconds (NULL when no chat had one); transfers
+/// out of the scope; idle releases of assignments made since `p_since`; chats completed
+/// without an operator's reply (abandoned).
+#[pg_extern(stable, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+// The column names live in the `name!` tuple, which pg_extern must see spelled out.
+#[allow(clippy::type_complexity)]
+pub fn get_service_metrics(
+    p_since: default!(Option<TimestampWithTimeZone>, "now() - interval '24 hours'"),
+    p_team_id: default!(Option<Uuid>, "NULL"),
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(scope, String),
+            name!(team_id, Option<Uuid>),
+            name!(team_name, Option<String>),
+            name!(chats_started, i64),
+            name!(first_response_p50, Option<f64>),
+            name!(first_response_p90, Option<f64>),
+            name!(wait_to_assignment_p50, Option<f64>),
+            name!(wait_to_assignment_p90, Option<f64>),
+            name!(transfers, i64),
+            name!(idle_releases, i64),
+            name!(abandoned, i64),
+        ),
+    >,
+    ErrorReport,
+> {
+    let since = required(p_since, "p_since")?;
+    let rows = store::service_metrics(since, p_team_id)?;
+    Ok(TableIterator::new(rows.into_iter().map(|r| {
+        (
+            r.scope,
+            r.team_id,
+            r.team_name,
+            r.chats_started,
+            r.first_response_p50,
+            r.first_response_p90,
+            r.wait_to_assignment_p50,
+            r.wait_to_assignment_p90,
+            r.transfers,
+            r.idle_releases,
+            r.abandoned,
+        )
+    })))
+}
+
 /// What each background worker did since the server started (one row per database in
 /// `chat_assign.databases`; none without `shared_preload_libraries`): its idle passes, the
 /// units of work that failed (idle pass, fold, wake-up, prune) and the last error, so that

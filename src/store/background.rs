@@ -46,3 +46,12 @@ fn worker_installed() -> ChatResult<bool> {
         Ok::<bool, ChatError>(true)
     })
 }
+
+/// The worker's assignment pass in the current transaction: waiting chats of pushed queues
+/// given to operators with room. Returns how many.
+pub fn worker_assign_waiting() -> ChatResult<usize> {
+    if !worker_installed()? {
+        return Ok(0);
+    }
+    assign_waiting_chats()
+}

@@ -5,6 +5,7 @@
 use super::queries::*;
 use super::{events::*, spi::*};
 use crate::error::{ChatError, ChatResult};
+use crate::guc::Routing;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -256,6 +257,8 @@ pub fn start_chat(
                 "chat_started",
             ),
         )?;
+        // The new chat is this call's alone (no one else can see it to lock it).
+        push_chat(client, chat, team, None)?;
         Ok(chat)
     })
 }
@@ -296,6 +299,10 @@ pub fn real_user_send_message(chat_id: Uuid, content: &str, key: Option<&str>) -
                 "real_user_message",
             );
             announce(client, change)?;
+            push_chat(client, chat_id, chat.place.team, chat.last_operator_id)?;
+            if let Some(freed) = holder(&chat) {
+                pull_for(client, freed)?;
+            }
         }
         Ok(message)
     })
@@ -356,6 +363,7 @@ pub fn operator_send_message(
                 "operator_replied",
             );
             announce(client, change)?;
+            pull_for(client, operator_id)?;
         }
         Ok(message)
     })
@@ -428,6 +436,8 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
                 max.into(),
                 avoid_same_operator.into(),
                 row.into(),
+                false.into(),
+                false.into(),
             ],
         )?;
         let claimed = claimed.first();
@@ -475,6 +485,16 @@ pub(super) fn release_locked(
         }
     }
     let count = released.len();
+    // Pushed in queue order (the oldest waiting first), as a claim would take them.
+    let mut in_order: Vec<&(Uuid, Option<Uuid>, Place)> = released.iter().collect();
+    in_order.sort_by(|a, b| {
+        let key = |r: &(Uuid, Option<Uuid>, Place)| r.2.waiting_since.map(i64::from);
+        (key(a).is_none(), key(a), a.0).cmp(&(key(b).is_none(), key(b), b.0))
+    });
+    let pushed: Vec<(Uuid, Option<Uuid>, Option<Uuid>)> = in_order
+        .into_iter()
+        .map(|(chat, operator, place)| (*chat, place.team, *operator))
+        .collect();
     announce(
         client,
         Changes {
@@ -484,6 +504,13 @@ pub(super) fn release_locked(
             chats: released,
         },
     )?;
+    // Back in the queue: where the routing pushes, to another operator. Never to one that
+    // lost a chat in this same release: an idle, offline, inactive or removed operator, or
+    // the one an admin took the chat from.
+    let released_from: Vec<Uuid> = pushed.iter().filter_map(|(_, _, op)| *op).collect();
+    for (chat, team, last_operator) in pushed {
+        push_chat_except(client, chat, team, last_operator, &released_from)?;
+    }
     Ok(count)
 }
 
@@ -494,7 +521,11 @@ pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool
         if chat.state != ChatState::Assigned {
             return Ok(false);
         }
-        Ok(release_locked(client, &[(chat_id, chat.place)], reason)? == 1)
+        let released = release_locked(client, &[(chat_id, chat.place)], reason)? == 1;
+        if let Some(freed) = holder(&chat) {
+            pull_for(client, freed)?;
+        }
+        Ok(released)
     })
 }
 
@@ -559,6 +590,204 @@ pub fn complete_chat(chat_id: Uuid) -> ChatResult<bool> {
             "completed",
         );
         announce(client, change)?;
+        if let Some(freed) = holder(&chat) {
+            pull_for(client, freed)?;
+        }
         Ok(true)
+    })
+}
+
+// ---------------------------------------------------------------- automatic assignment
+
+/// How chats of a queue (`team`, or the queue without a team) reach operators.
+pub(super) fn routing_of(client: &mut SpiClient<'_>, team: Option<Uuid>) -> ChatResult<Routing> {
+    let Some(team) = team else {
+        return Ok(crate::guc::DEFAULT_ROUTING.get());
+    };
+    let row = exec(client, &TEAM_ROUTING, &[team.into()])?;
+    if row.is_empty() {
+        return Ok(Routing::Manual);
+    }
+    Ok(Routing::parse(
+        &row.first().get_one::<String>()?.unwrap_or_default(),
+    ))
+}
+
+/// How many operators a push tries before it leaves the chat waiting: the first candidate
+/// is almost always right; a few more cover those whose room ran out between the snapshot
+/// and the lock.
+const PUSH_TRIES: usize = 3;
+
+/// A chat that has just started waiting (locked by this call, or created by it) in a queue
+/// whose routing pushes is given to the operator the routing picks, in this call, and
+/// announced as `auto_assigned`. Operators in the middle of a call of their own are passed
+/// by (this call holds the chat's lock and so must not wait for an operator's): such an
+/// operator pulls the chat itself if its call frees room, else the worker's next pass or the
+/// next call that frees an operator gives it. Returns the operator, if any.
+pub(super) fn push_chat(
+    client: &mut SpiClient<'_>,
+    chat_id: Uuid,
+    team: Option<Uuid>,
+    last_operator: Option<Uuid>,
+) -> ChatResult<Option<Uuid>> {
+    push_chat_except(client, chat_id, team, last_operator, &[])
+}
+
+/// [`push_chat`], never to one of `excluded`.
+pub(super) fn push_chat_except(
+    client: &mut SpiClient<'_>,
+    chat_id: Uuid,
+    team: Option<Uuid>,
+    last_operator: Option<Uuid>,
+    excluded: &[Uuid],
+) -> ChatResult<Option<Uuid>> {
+    let routing = routing_of(client, team)?;
+    if routing == Routing::Manual {
+        return Ok(None);
+    }
+    let avoid = crate::guc::AVOID_SAME_OPERATOR.get();
+    let mut tried: Vec<Uuid> = excluded.to_vec();
+    let mut tries = 0;
+    while tries < PUSH_TRIES {
+        tries += 1;
+        let candidate = exec(
+            client,
+            &PUSH_CANDIDATE,
+            &[
+                team.into(),
+                (routing == Routing::RoundRobin).into(),
+                avoid.into(),
+                last_operator.into(),
+                tried.clone().into(),
+            ],
+        )?;
+        if candidate.is_empty() {
+            return Ok(None);
+        }
+        let Some(operator) = candidate.first().get_one::<Uuid>()? else {
+            return Ok(None);
+        };
+        let fits = exec(client, &OPERATOR_FIT, &[operator.into(), team.into()])?
+            .first()
+            .get_one::<bool>()?
+            == Some(true);
+        if fits {
+            let assigned = exec(
+                client,
+                &ASSIGN_WAITING_CHAT,
+                &[chat_id.into(), operator.into()],
+            )?;
+            let assigned = assigned.first();
+            if assigned.get::<Uuid>(1)?.is_none() {
+                return Ok(None);
+            }
+            let place = Place {
+                since: assigned.get::<TimestampWithTimeZone>(2)?,
+                waiting_since: assigned.get::<TimestampWithTimeZone>(3)?,
+                team,
+            };
+            announce(
+                client,
+                Changes::one(
+                    chat_id,
+                    Some(operator),
+                    place,
+                    Some(ChatState::WaitingAssignment),
+                    ChatState::Assigned,
+                    "auto_assigned",
+                ),
+            )?;
+            return Ok(Some(operator));
+        }
+        tried.push(operator);
+    }
+    Ok(None)
+}
+
+/// An operator whose capacity this call freed (or who came online, was activated or joined
+/// a team) is given the next chats it may take from queues whose routing pushes, up to its
+/// capacity, in this call (announced as `auto_assigned`). Its row is locked only if no one
+/// else holds it: this call may hold a chat's lock already, so it must not wait (step 1
+/// after step 2); the holder of the operator's lock is either making the operator's own
+/// call (which assigns what it can) or changing what it may hold. Returns how many chats.
+pub(super) fn pull_for(client: &mut SpiClient<'_>, operator_id: Uuid) -> ChatResult<usize> {
+    let default_pushes = crate::guc::DEFAULT_ROUTING.get() != Routing::Manual;
+    if !default_pushes
+        && exec(client, &IN_PUSH_TEAM, &[operator_id.into()])?
+            .first()
+            .get_one::<bool>()?
+            != Some(true)
+    {
+        return Ok(0);
+    }
+    let op = exec(client, &LOCK_OPERATOR_IF_FREE, &[operator_id.into()])?;
+    if op.is_empty() {
+        return Ok(0);
+    }
+    let op = op.first();
+    let (is_active, max) = op.get_two::<bool, i32>()?;
+    let row = op
+        .get::<pg_sys::ItemPointerData>(3)?
+        .ok_or_else(|| ChatError::Internal("operator row without ctid".into()))?;
+    if is_active != Some(true) || op.get::<String>(4)?.as_deref() != Some("online") {
+        return Ok(0);
+    }
+    let max = max.unwrap_or(1);
+    let avoid = crate::guc::AVOID_SAME_OPERATOR.get();
+    let mut given = 0;
+    loop {
+        let claimed = exec(
+            client,
+            &CLAIM_NEXT_CHAT,
+            &[
+                operator_id.into(),
+                max.into(),
+                avoid.into(),
+                row.into(),
+                true.into(),
+                default_pushes.into(),
+            ],
+        )?;
+        let claimed = claimed.first();
+        let (open, chat) = claimed.get_two::<i64, Uuid>()?;
+        let Some(chat_id) = chat else {
+            return Ok(given);
+        };
+        let place = Place::read(&claimed, 3)?;
+        announce(
+            client,
+            Changes::one(
+                chat_id,
+                Some(operator_id),
+                place,
+                Some(ChatState::WaitingAssignment),
+                ChatState::Assigned,
+                "auto_assigned",
+            ),
+        )?;
+        given += 1;
+        if open.unwrap_or(0) + 1 >= i64::from(max) {
+            return Ok(given);
+        }
+    }
+}
+
+/// The worker's assignment pass: every active, online operator with room in a pushed queue
+/// pulls what waits there. Catches the chats a push passed by (its candidates were in the
+/// middle of calls of their own) and queues whose routing was just switched to a push.
+pub fn assign_waiting_chats() -> ChatResult<usize> {
+    connect_write(|client| {
+        let default_pushes = crate::guc::DEFAULT_ROUTING.get() != Routing::Manual;
+        let mut operators = Vec::new();
+        for row in exec(client, &PUSH_SWEEP, &[default_pushes.into()])? {
+            if let Some(id) = row.get::<Uuid>(1)? {
+                operators.push(id);
+            }
+        }
+        let mut given = 0;
+        for operator in operators {
+            given += pull_for(client, operator)?;
+        }
+        Ok(given)
     })
 }

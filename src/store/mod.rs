@@ -20,14 +20,18 @@ pub mod queries;
 mod spi;
 mod teams;
 
-pub use background::{pin_worker_search_path, worker_mark_away, worker_release_idle};
+pub use background::{
+    pin_worker_search_path, worker_assign_waiting, worker_mark_away, worker_release_idle,
+};
 pub use chats::{
     assign_chat, complete_chat, operator_send_message, real_user_send_message,
     release_and_reassign_chat, release_idle_assignments, start_chat, touch_operator_activity,
     IdleRelease,
 };
 pub use events::{prune_chat_events, wake_up, worker_fold_events, EVENT_FLOOR_LOCK_MARK};
-pub use monitoring::{queue_status, stuck_chats, QueueStatus, StuckChat};
+pub use monitoring::{
+    queue_status, service_metrics, stuck_chats, QueueStatus, ServiceMetrics, StuckChat,
+};
 pub use operators::{create_operator, set_operator_active};
 #[cfg(any(test, feature = "pg_test"))]
 pub use spi::resolved_sql;

@@ -2,7 +2,7 @@
 
 use super::queries::*;
 use super::spi::*;
-use crate::error::ChatResult;
+use crate::error::{ChatError, ChatResult};
 use pgrx::datum::{AnyNumeric, TimestampWithTimeZone};
 use pgrx::Uuid;
 
@@ -71,6 +71,56 @@ pub fn stuck_chats(hours: f64) -> ChatResult<Vec<StuckChat>> {
                 assigned_operator_id: row.get::<Uuid>(6)?,
                 last_operator_id: row.get::<Uuid>(7)?,
                 operator_name: row.get::<String>(8)?,
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// A row of `get_service_metrics()`.
+pub struct ServiceMetrics {
+    pub scope: String,
+    pub team_id: Option<Uuid>,
+    pub team_name: Option<String>,
+    pub chats_started: i64,
+    pub first_response_p50: Option<f64>,
+    pub first_response_p90: Option<f64>,
+    pub wait_to_assignment_p50: Option<f64>,
+    pub wait_to_assignment_p90: Option<f64>,
+    pub transfers: i64,
+    pub idle_releases: i64,
+    pub abandoned: i64,
+}
+
+/// Service metrics of the chats started since `since`, per scope (all, without a team, each
+/// team; only `team` when given: an unknown team is `P0002`).
+pub fn service_metrics(
+    since: TimestampWithTimeZone,
+    team: Option<Uuid>,
+) -> ChatResult<Vec<ServiceMetrics>> {
+    connect(|client| {
+        if let Some(team) = team {
+            let known = exec(client, &TEAM_EXISTS, &[team.into()])?
+                .first()
+                .get_one::<bool>()?;
+            if known != Some(true) {
+                return Err(ChatError::TeamNotFound(team));
+            }
+        }
+        let mut out = Vec::new();
+        for row in exec(client, &SERVICE_METRICS, &[since.into(), team.into()])? {
+            out.push(ServiceMetrics {
+                scope: row.get::<String>(1)?.unwrap_or_default(),
+                team_id: row.get::<Uuid>(2)?,
+                team_name: row.get::<String>(3)?,
+                chats_started: row.get::<i64>(4)?.unwrap_or(0),
+                first_response_p50: row.get::<f64>(5)?,
+                first_response_p90: row.get::<f64>(6)?,
+                wait_to_assignment_p50: row.get::<f64>(7)?,
+                wait_to_assignment_p90: row.get::<f64>(8)?,
+                transfers: row.get::<i64>(9)?.unwrap_or(0),
+                idle_releases: row.get::<i64>(10)?.unwrap_or(0),
+                abandoned: row.get::<i64>(11)?.unwrap_or(0),
             });
         }
         Ok(out)

@@ -36,6 +36,8 @@ pub fn set_operator_active(operator_id: Uuid, is_active: bool) -> ChatResult<boo
         .is_empty();
         if !is_active {
             release_operator_chats(client, operator_id, None, "operator_inactive")?;
+        } else if changed {
+            pull_for(client, operator_id)?;
         }
         Ok(changed)
     })

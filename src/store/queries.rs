@@ -222,6 +222,7 @@ pub static OPERATOR_REPLY: Statement = Statement {
                   assigned_operator_id = NULL, \
                   last_operator_id = $2, \
                   operator_replied_at = now(), \
+                  first_response_at = coalesce(first_response_at, now()), \
                   state_changed_at = now(), \
                   last_message_at = now() \
               WHERE id = $1 RETURNING id) \
@@ -262,7 +263,9 @@ pub static COMPLETE_CHAT: Statement = Statement {
 ///
 /// `$1` operator, `$2` its capacity, `$3` avoid_same_operator, `$4` where the operator's row
 /// is (its `ctid` under the lock of step 1: a TID scan, where a generic plan would read the
-/// whole small `operators` table for `id = $1`). Returns one row: the chats
+/// whole small `operators` table for `id = $1`), `$5` only from queues whose chats are
+/// pushed (an automatic assignment: teams whose routing is not `manual`, and the queue
+/// without a team when `$6`, `chat_assign.default_routing` is not `manual`). Returns one row: the chats
 /// the operator held before this call, the chat it got (NULL when at capacity or when
 /// nothing is free), and since when that chat waited, its place and its team (for its event).
 ///
@@ -288,10 +291,12 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
               SELECT count(*) AS n FROM @extschema@.chats \
               WHERE assigned_operator_id = $1 AND chat_state = 'assigned'), \
           queues AS ( \
-              SELECT ", no_team!(), " AS k WHERE (SELECT n FROM open_count) < $2 \
+              SELECT ", no_team!(), " AS k WHERE (SELECT n FROM open_count) < $2 AND (NOT $5 OR $6) \
               UNION ALL \
               SELECT m.team_id FROM @extschema@.team_members m \
-              WHERE m.operator_id = $1 AND (SELECT n FROM open_count) < $2), \
+              WHERE m.operator_id = $1 AND (SELECT n FROM open_count) < $2 \
+                AND (NOT $5 OR EXISTS (SELECT 1 FROM @extschema@.teams t \
+                                       WHERE t.id = m.team_id AND t.routing <> 'manual'))), \
           heads AS ( \
               SELECT h.* FROM queues q CROSS JOIN LATERAL ( \
                   SELECT c.id, c.priority, c.waiting_since, c.last_operator_id, c.state_changed_at, c.team_id \
@@ -333,7 +338,8 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
           chat AS ( \
               UPDATE @extschema@.chats c SET chat_state = 'assigned', assigned_operator_id = $1, \
                                  last_operator_id = $1, assigned_at = now(), \
-                                 state_changed_at = now() \
+                                 state_changed_at = now(), \
+                                 first_assigned_at = coalesce(c.first_assigned_at, now()) \
               FROM next WHERE c.id = next.id RETURNING c.id), \
           assignment AS ( \
               INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at, last_activity_at) \
@@ -345,7 +351,7 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
                  (SELECT state_changed_at FROM next), (SELECT waiting_since FROM next), \
                  (SELECT team_id FROM next)"
     ),
-    args: &[UUID, INT4, BOOL, TID],
+    args: &[UUID, INT4, BOOL, TID, BOOL, BOOL],
     read_only: false,
 };
 
@@ -619,7 +625,8 @@ pub static TRANSFER_TO_OPERATOR: Statement = Statement {
           chat AS ( \
               UPDATE @extschema@.chats SET chat_state = 'assigned', assigned_operator_id = $2, \
                                  last_operator_id = $2, assigned_at = now(), state_changed_at = now(), \
-                                 waiting_since = coalesce(waiting_since, now()) \
+                                 waiting_since = coalesce(waiting_since, now()), \
+                                 first_assigned_at = coalesce(first_assigned_at, now()) \
               WHERE id = $1 RETURNING id, team_id), \
           assignment AS ( \
               INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at, last_activity_at) \
@@ -751,6 +758,114 @@ pub static MARK_AWAY: Statement = Statement {
     read_only: false,
 };
 
+// ---------------------------------------------------------------- automatic assignment
+
+/// The routing of team `$1`.
+pub static TEAM_ROUTING: Statement = Statement {
+    sql: "SELECT routing FROM @extschema@.teams WHERE id = $1",
+    args: &[UUID],
+    read_only: false,
+};
+
+/// Whether operator `$1` is a member of a team whose chats are pushed (routing not
+/// `manual`): only then does freeing its capacity pull a chat (the queue without a team is
+/// decided by `chat_assign.default_routing`, without a statement).
+pub static IN_PUSH_TEAM: Statement = Statement {
+    sql: "SELECT EXISTS (SELECT 1 FROM @extschema@.team_members m \
+                         JOIN @extschema@.teams t ON t.id = m.team_id \
+                         WHERE m.operator_id = $1 AND t.routing <> 'manual')",
+    args: &[UUID],
+    read_only: false,
+};
+
+/// Step 1 for a call that already holds a chat's lock (out of order, so it never waits): the
+/// operator's row when no one else holds it, with what [`LOCK_OPERATOR`] returns. A row this
+/// transaction already holds is returned too.
+pub static LOCK_OPERATOR_IF_FREE: Statement = Statement {
+    sql: "SELECT is_active, max_concurrent_chats, ctid, status \
+          FROM @extschema@.operators WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED",
+    args: &[UUID],
+    read_only: false,
+};
+
+/// Who gets a chat that starts waiting in a pushed queue (team `$1`, NULL: the queue without
+/// a team): of the active, online operators who may take it and had room in this
+/// statement's snapshot, not in `$5` (tried already), the one with the most free capacity
+/// (`least_loaded`) or, with `$2` (`round_robin`), none first; then assigned longest ago.
+/// With `$3` (avoid_same_operator) the chat's last operator `$4` comes last. Locked with
+/// `SKIP LOCKED`: the caller holds the chat's lock (step 2), so it must never wait for an
+/// operator's (step 1); an operator in the middle of a call of its own is passed by, and
+/// its room is checked again under the lock ([`OPERATOR_FIT`]).
+pub static PUSH_CANDIDATE: Statement = Statement {
+    sql: "SELECT o.id FROM @extschema@.operators o \
+          CROSS JOIN LATERAL (SELECT count(*) AS n FROM @extschema@.chats c \
+                              WHERE c.assigned_operator_id = o.id AND c.chat_state = 'assigned') AS held \
+          WHERE o.is_active AND o.status = 'online' \
+            AND NOT (o.id = ANY ($5)) \
+            AND held.n < o.max_concurrent_chats \
+            AND ($1::uuid IS NULL OR EXISTS (SELECT 1 FROM @extschema@.team_members m \
+                                             WHERE m.team_id = $1 AND m.operator_id = o.id)) \
+          ORDER BY ($3 AND o.id IS NOT DISTINCT FROM $4), \
+                   CASE WHEN $2 THEN 0 ELSE held.n - o.max_concurrent_chats END, \
+                   o.last_assigned_at NULLS FIRST, o.id \
+          LIMIT 1 \
+          FOR NO KEY UPDATE OF o SKIP LOCKED",
+    args: &[UUID, BOOL, BOOL, UUID, UUID_ARRAY],
+    read_only: false,
+};
+
+/// Whether a locked operator (`$1`) may take a chat of team `$2` now, read after its lock
+/// (a fresh snapshot: every assignment, status and membership change of the operator
+/// happens under that lock): active and online, a member (when `$2` is a team), and room.
+pub static OPERATOR_FIT: Statement = Statement {
+    sql: "SELECT o.is_active AND o.status = 'online' \
+                 AND ($2::uuid IS NULL OR EXISTS (SELECT 1 FROM @extschema@.team_members m \
+                                                  WHERE m.operator_id = $1 AND m.team_id = $2)) \
+                 AND (SELECT count(*) FROM @extschema@.chats c \
+                      WHERE c.assigned_operator_id = $1 AND c.chat_state = 'assigned') < o.max_concurrent_chats \
+          FROM @extschema@.operators o WHERE o.id = $1",
+    args: &[UUID, UUID],
+    read_only: false,
+};
+
+/// A locked, waiting chat (`$1`) given to a locked operator (`$2`) who fits: assigned, an
+/// assignment row (with its heartbeat), the operator's `last_assigned_at`. Returns since
+/// when the chat waited and its place (for its event).
+pub static ASSIGN_WAITING_CHAT: Statement = Statement {
+    sql: "WITH old AS ( \
+              SELECT state_changed_at, waiting_since FROM @extschema@.chats \
+              WHERE id = $1 AND chat_state = 'waiting_assignment' AND is_active), \
+          chat AS ( \
+              UPDATE @extschema@.chats SET chat_state = 'assigned', assigned_operator_id = $2, \
+                                 last_operator_id = $2, assigned_at = now(), state_changed_at = now(), \
+                                 first_assigned_at = coalesce(first_assigned_at, now()) \
+              WHERE id = $1 AND chat_state = 'waiting_assignment' AND is_active RETURNING id), \
+          assignment AS ( \
+              INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at, last_activity_at) \
+              SELECT id, $2, now(), now() FROM chat RETURNING id), \
+          operator AS ( \
+              UPDATE @extschema@.operators SET last_assigned_at = now() \
+              WHERE id = $2 AND EXISTS (SELECT 1 FROM chat) RETURNING id) \
+          SELECT (SELECT id FROM chat), (SELECT state_changed_at FROM old), (SELECT waiting_since FROM old)",
+    args: &[UUID, UUID],
+    read_only: false,
+};
+
+/// The worker's assignment pass: active, online operators with room who take from a pushed
+/// queue (`$1`: the queue without a team pushes), oldest assignment first.
+pub static PUSH_SWEEP: Statement = Statement {
+    sql: "SELECT o.id FROM @extschema@.operators o \
+          WHERE o.is_active AND o.status = 'online' \
+            AND (SELECT count(*) FROM @extschema@.chats c \
+                 WHERE c.assigned_operator_id = o.id AND c.chat_state = 'assigned') < o.max_concurrent_chats \
+            AND ($1 OR EXISTS (SELECT 1 FROM @extschema@.team_members m \
+                               JOIN @extschema@.teams t ON t.id = m.team_id \
+                               WHERE m.operator_id = o.id AND t.routing <> 'manual')) \
+          ORDER BY o.last_assigned_at NULLS FIRST, o.id",
+    args: &[BOOL],
+    read_only: false,
+};
+
 // ---------------------------------------------------------------- monitoring
 
 /// One row: queue depth per state, waiting ages, and operators by availability. An operator
@@ -816,6 +931,57 @@ pub static QUEUE_STATUS: Statement = Statement {
                      ON a.operator_id = op.id) AS o"
     ),
     args: &[],
+    read_only: true,
+};
+
+/// Service metrics of the chats started since `$1` (of team `$2`; NULL: every team, the
+/// chats without a team, and all together): one row per scope (`all`, `no_team`, `team`),
+/// with the team, chats started, first response (start to first operator reply) and wait
+/// to assignment (start to first assignment) p50/p90 in seconds, transfers out of the
+/// scope, idle releases of assignments made since `$1`, and chats completed without an
+/// operator's reply. The window is read through BRIN indexes on the times (chats started,
+/// assignments made, transfers); percentiles sort the window's values once per scope.
+pub static SERVICE_METRICS: Statement = Statement {
+    sql: "WITH w AS ( \
+              SELECT c.team_id, c.chat_state, c.first_response_at IS NULL AS unanswered, \
+                     extract(epoch FROM c.first_response_at - c.created_at)::float8 AS response, \
+                     extract(epoch FROM c.first_assigned_at - c.created_at)::float8 AS wait \
+              FROM @extschema@.chats c \
+              WHERE c.created_at >= $1 AND ($2::uuid IS NULL OR c.team_id = $2)), \
+          per AS ( \
+              SELECT grouping(team_id) = 1 AS overall, team_id, count(*) AS started, \
+                     percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY response) AS response, \
+                     percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY wait) AS wait, \
+                     count(*) FILTER (WHERE chat_state = 'completed' AND unanswered) AS abandoned \
+              FROM w GROUP BY GROUPING SETS ((team_id), ())), \
+          moved AS ( \
+              SELECT grouping(x.from_team_id) = 1 AS overall, x.from_team_id AS team_id, count(*) AS n \
+              FROM @extschema@.chat_transfers x \
+              WHERE x.transferred_at >= $1 AND ($2::uuid IS NULL OR x.from_team_id = $2) \
+              GROUP BY GROUPING SETS ((x.from_team_id), ())), \
+          idle AS ( \
+              SELECT grouping(c.team_id) = 1 AS overall, c.team_id, count(*) AS n \
+              FROM @extschema@.chat_assignments a JOIN @extschema@.chats c ON c.id = a.chat_id \
+              WHERE a.assigned_at >= $1 AND a.release_reason = 'idle_timeout' \
+                AND ($2::uuid IS NULL OR c.team_id = $2) \
+              GROUP BY GROUPING SETS ((c.team_id), ())), \
+          scopes AS ( \
+              SELECT 0 AS ord, 'all'::text AS scope, true AS overall, NULL::uuid AS team_id, NULL::text AS team_name \
+              WHERE $2::uuid IS NULL \
+              UNION ALL \
+              SELECT 1, 'no_team', false, NULL, NULL WHERE $2::uuid IS NULL \
+              UNION ALL \
+              SELECT 2, 'team', false, t.id, t.name FROM @extschema@.teams t \
+              WHERE $2::uuid IS NULL OR t.id = $2) \
+          SELECT s.scope, s.team_id, s.team_name, coalesce(p.started, 0), \
+                 p.response[1], p.response[2], p.wait[1], p.wait[2], \
+                 coalesce(m.n, 0), coalesce(i.n, 0), coalesce(p.abandoned, 0) \
+          FROM scopes s \
+          LEFT JOIN per p ON p.overall = s.overall AND p.team_id IS NOT DISTINCT FROM s.team_id \
+          LEFT JOIN moved m ON m.overall = s.overall AND m.team_id IS NOT DISTINCT FROM s.team_id \
+          LEFT JOIN idle i ON i.overall = s.overall AND i.team_id IS NOT DISTINCT FROM s.team_id \
+          ORDER BY s.ord, s.team_name",
+    args: &[TIMESTAMPTZ, UUID],
     read_only: true,
 };
 

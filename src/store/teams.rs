@@ -37,12 +37,16 @@ pub fn add_team_member(team_id: Uuid, operator_id: Uuid) -> ChatResult<bool> {
         if exec(client, &KEEP_TEAM, &[team_id.into()])?.is_empty() {
             return Err(ChatError::TeamNotFound(team_id));
         }
-        Ok(!exec(
+        let joined = !exec(
             client,
             &ADD_TEAM_MEMBER,
             &[operator_id.into(), team_id.into()],
         )?
-        .is_empty())
+        .is_empty();
+        if joined {
+            pull_for(client, operator_id)?;
+        }
+        Ok(joined)
     })
 }
 
@@ -87,6 +91,8 @@ pub fn set_operator_status(operator_id: Uuid, status: &str) -> ChatResult<String
         )?;
         if status == "offline" {
             release_operator_chats(client, operator_id, None, "operator_offline")?;
+        } else if status == "online" && previous != "online" {
+            pull_for(client, operator_id)?;
         }
         Ok(previous)
     })
@@ -167,6 +173,9 @@ pub fn transfer_chat(chat_id: Uuid, target: TransferTarget, reason: &str) -> Cha
                     reason,
                 ),
             )?;
+            if let Some(freed) = holder(&chat) {
+                pull_for(client, freed)?;
+            }
             Ok(true)
         }
         TransferTarget::Team(team_id) => {
@@ -203,6 +212,12 @@ pub fn transfer_chat(chat_id: Uuid, target: TransferTarget, reason: &str) -> Cha
                 client,
                 Changes::one(chat_id, held, place, Some(chat.state), new, reason),
             )?;
+            if new == ChatState::WaitingAssignment {
+                push_chat(client, chat_id, Some(team_id), from)?;
+            }
+            if let Some(freed) = held {
+                pull_for(client, freed)?;
+            }
             Ok(true)
         }
     })

@@ -23,13 +23,15 @@ ORDER BY u.label;
 
 -- ---------------------------------------------------------------- teams
 SELECT create_team('Billing') AS billing \gset
-SELECT create_team('Tech', 'least_loaded') AS tech \gset
+SELECT create_team('Tech', 'manual') AS tech \gset
 SELECT name, routing FROM teams ORDER BY name;
 SELECT create_team('Billing');                       -- another team has the name
 SELECT create_team(' ');                             -- blank
 SELECT create_team(NULL);
 SELECT create_team('Sales', 'random');               -- no such routing
 SELECT create_team('Sales', NULL);
+SELECT set_team_routing(:'tech', 'least_loaded') AS changed;
+SELECT set_team_routing(:'tech', 'manual') AS changed_back;
 SELECT set_team_routing(:'billing', 'round_robin') AS changed;
 SELECT set_team_routing(:'billing', 'round_robin') AS changed_again;
 SELECT set_team_routing(:'billing', 'manual') AS changed_back;
