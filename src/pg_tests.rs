@@ -829,6 +829,22 @@ $$;
             ("PRUNE_EVENTS", &PRUNE_EVENTS),
             ("QUEUE_STATUS", &QUEUE_STATUS),
             ("STUCK_CHATS", &STUCK_CHATS),
+            ("START_CHAT", &START_CHAT),
+            ("OPERATOR_ROOM", &OPERATOR_ROOM),
+            ("TRANSFER_TO_OPERATOR", &TRANSFER_TO_OPERATOR),
+            ("TRANSFER_TO_TEAM", &TRANSFER_TO_TEAM),
+            ("SET_CHAT_PRIORITY", &SET_CHAT_PRIORITY),
+            ("QUEUE_PLACE", &QUEUE_PLACE),
+            ("QUEUE_AHEAD", &QUEUE_AHEAD),
+            ("QUEUE_RATE", &QUEUE_RATE),
+            ("MARK_AWAY", &MARK_AWAY),
+            ("IN_PUSH_TEAM", &IN_PUSH_TEAM),
+            ("LOCK_OPERATOR_IF_FREE", &LOCK_OPERATOR_IF_FREE),
+            ("PUSH_CANDIDATE", &PUSH_CANDIDATE),
+            ("OPERATOR_FIT", &OPERATOR_FIT),
+            ("ASSIGN_WAITING_CHAT", &ASSIGN_WAITING_CHAT),
+            ("PUSH_SWEEP", &PUSH_SWEEP),
+            ("SERVICE_METRICS", &SERVICE_METRICS),
         ];
         run("SET LOCAL enable_seqscan = off", &[]);
         run("SET LOCAL plan_cache_mode = force_generic_plan", &[]);
@@ -845,6 +861,7 @@ $$;
                     "uuid" => "'00000000-0000-0000-0000-000000000001'".into(),
                     "uuid[]" => "'{00000000-0000-0000-0000-000000000001}'".into(),
                     "timestamp with time zone[]" => "'{}'".into(),
+                    "timestamp with time zone" => "now()".into(),
                     "text" => "'x'".into(),
                     "integer" | "bigint" | "double precision" => "1".into(),
                     "boolean" => "true".into(),
@@ -921,6 +938,8 @@ $$;
                 1i32.into(),
                 true.into(),
                 pgrx::pg_sys::ItemPointerData::default().into(),
+                false.into(),
+                false.into(),
             ],
         )
         .unwrap();
@@ -976,11 +995,11 @@ $$;
         let sql = crate::store::resolved_sql(&crate::store::queries::CLAIM_NEXT_CHAT).unwrap();
         run("SET LOCAL plan_cache_mode = force_generic_plan", &[]);
         run(
-            &format!("PREPARE claim_plan(uuid, int, bool, tid) AS {sql}"),
+            &format!("PREPARE claim_plan(uuid, int, bool, tid, bool, bool) AS {sql}"),
             &[],
         );
         let generic = Spi::get_one::<pgrx::datum::Json>(&format!(
-            "EXPLAIN (FORMAT JSON) EXECUTE claim_plan('{}', 1, true, '(0,1)')",
+            "EXPLAIN (FORMAT JSON) EXECUTE claim_plan('{}', 1, true, '(0,1)', false, false)",
             Uuid::from_bytes([1; 16])
         ))
         .unwrap()
