@@ -27,6 +27,10 @@
 //! 3. `chat_assignments` rows of chats already locked in step 2 (the open one also holds
 //!    the heartbeat).
 //!
+//! Automatic assignment takes an operator's lock after a chat's (a push from a call that
+//! holds the chat, a pull for the operator a call freed): always with `SKIP LOCKED`, so it
+//! never waits against the order above; what it passes by, the worker's pass assigns.
+//!
 //! Every chat lock is `FOR NO KEY UPDATE`, the mode an `UPDATE` of the row takes anyway, so a
 //! transaction never upgrades a lock it holds (two sessions upgrading shared locks on one
 //! row deadlock). The heartbeat takes the chat lock too before it touches the assignment row;
