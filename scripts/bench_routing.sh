@@ -42,6 +42,9 @@ psql_ -d push_team -c "SELECT set_team_routing(id, 'least_loaded') FROM teams" >
 run() {
   local db=$1 script=$2 prefix="$DIR/log_$1_$3" lsn0 lsn1 cycles
   rm -f "$prefix".*
+  # A run ends mid-cycle: operators still hold the chat they took last. Give those back
+  # (the same queue for every run), then start just after a checkpoint.
+  psql_ -d "$db" -c "SELECT count(release_and_reassign_chat(id)) FROM chats WHERE chat_state = 'assigned'" >/dev/null
   psql_ -d "$db" -c CHECKPOINT
   lsn0=$(psql -XAtq -d "$db" -c "SELECT pg_current_wal_lsn()")
   "$PG_BIN/pgbench" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECONDS_" -D step=0 \

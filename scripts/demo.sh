@@ -9,11 +9,13 @@
 # quiet, and the idle worker (a background worker inside PostgreSQL, no cron) releases it;
 # an admin takes a chat away from another. A LISTEN client counts the worker's wake-ups;
 # the change events are then read from chat_events. Then a second desk, organized in two
-# teams (routing manual and least_loaded): chats in each team with priorities, the place in
-# line a waiting customer sees, transfers to a team and to an operator, an operator away and
-# one offline (her chats back in the queue, keeping their place), team_queue_status. Last,
-# an existing app (bench/plpgsql's tables and functions, with the messes its old code left)
-# moves onto the extension: import, switch its calls, roll back.
+# teams: Billing (routing manual: members ask) and Tech support (least_loaded: each chat is
+# given at once to the least loaded member, and a reply pulls the next one); chats in each
+# team with priorities, the place in line a waiting customer sees, transfers to a team and
+# to an operator, an operator away and one offline (her chats back in the queue, keeping
+# their place), team_queue_status and get_service_metrics(). Last, an existing app
+# (bench/plpgsql's tables and functions, with the messes its old code left) moves onto the
+# extension: import, switch its calls, roll back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -166,10 +168,13 @@ if [ -n "$erin_chat" ]; then
 fi
 
 # ---------------------------------------------------------------- a desk organized in teams
-# A second support desk, in a database of its own: two teams whose customers wait in their
-# team's queue, with priorities, and see their place in it; transfers to a team and to an
-# operator; an operator who steps away and one who goes offline. The routing is stored
-# with each team; in both teams here the operators ask for the next chat themselves.
+# A second support desk, in a database of its own, in two teams: Billing is worked by hand
+# (routing manual: its members ask for their next chat), Tech support's routing is
+# least_loaded (a chat that starts waiting there is given at once to the member with the
+# most free capacity, and a member who frees room is given the next one in the same call).
+# Customers wait in their team's queue, with priorities, and see their place in it;
+# transfers to a team and to an operator; an operator who steps away and one who goes
+# offline; the queues and the service metrics at the end.
 echo
 echo "== a desk organized in teams (docs/api.md, \"Teams, presence, transfers, queue positions\")"
 psql -qX -d postgres -c "CREATE DATABASE chat_demo_teams"
@@ -179,7 +184,7 @@ CREATE EXTENSION chat_assign;
 -- chats, and what a waiting customer's chat window shows.
 CREATE TABLE customers (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL UNIQUE);
 INSERT INTO customers (name)
-VALUES ('Maya'), ('Noah'), ('Olga'), ('Pedro'), ('Quinn'), ('Rosa'), ('Sam'), ('Tariq');
+VALUES ('Maya'), ('Noah'), ('Olga'), ('Pedro'), ('Quinn'), ('Rosa'), ('Sam'), ('Tariq'), ('Uma'), ('Vic');
 CREATE VIEW desk AS
 SELECT cu.name AS customer, coalesce(t.name, '(no team)') AS team, c.priority, c.chat_state,
        o.name AS held_by,
@@ -194,21 +199,28 @@ FROM chats c JOIN customers cu ON cu.id = c.real_user_id LEFT JOIN teams t ON t.
 CROSS JOIN LATERAL get_queue_position(c.id) AS p
 WHERE p.queue_position IS NOT NULL;
 
-\echo '-- two teams: Billing works by hand (routing manual); Tech support''s routing is least_loaded'
-\echo '-- (the routing is stored with the team; in both teams the members ask for their next chat)'
+\echo '-- two teams: Billing works by hand (routing manual: its members ask for their next chat);'
+\echo '-- Tech support''s routing is least_loaded: its chats are given to its members, no one asks.'
+\echo '-- Lena is in both; her shift starts later (offline until then)'
 SELECT create_team('Billing') AS billing \gset
 SELECT create_team('Tech support', 'least_loaded') AS tech \gset
 SELECT create_operator('Hana', 2) AS hana, create_operator('Ivan', 2) AS ivan,
        create_operator('Jun', 2) AS jun, create_operator('Kofi') AS kofi,
        create_operator('Lena', 2) AS lena \gset
+SELECT set_operator_status(:'lena', 'offline') AS lena_was \gset
 SELECT add_team_member(:'billing', :'hana') AND add_team_member(:'billing', :'ivan')
    AND add_team_member(:'billing', :'lena') AND add_team_member(:'tech', :'jun')
    AND add_team_member(:'tech', :'kofi') AND add_team_member(:'tech', :'lena') AS joined \gset
-SELECT t.name AS team, t.routing, string_agg(o.name, ', ' ORDER BY o.name) AS members
+SELECT t.name AS team, t.routing,
+       string_agg(o.name || ' (' || o.max_concurrent_chats || ' at a time, ' || o.status || ')', ', '
+                  ORDER BY o.name) AS members
 FROM teams t JOIN team_members m ON m.team_id = t.id JOIN operators o ON o.id = m.operator_id
 GROUP BY t.name, t.routing ORDER BY t.name;
 
-\echo '-- customers open chats in the team their question is for; a double charge goes first (priority 5)'
+\echo '-- customers open chats in the team their question is for; a double charge goes first (priority 5).'
+\echo '-- Each Tech support chat is given to the least loaded member at once (the most free capacity;'
+\echo '-- on a tie, the one assigned longest ago): Noah''s to Jun, Pedro''s to Kofi, Sam''s to Jun.'
+\echo '-- Then both are full: Uma and Vic wait. Billing''s chats wait for a member to ask'
 SELECT start_chat(id, 'I was charged twice for my subscription', NULL, :'billing', 5) AS maya FROM customers WHERE name = 'Maya' \gset
 SELECT start_chat(id, 'The app crashes when I open a photo', NULL, :'tech', 2) AS noah FROM customers WHERE name = 'Noah' \gset
 SELECT start_chat(id, 'Can I get a refund for order #4417?', p_team_id => :'billing') AS olga FROM customers WHERE name = 'Olga' \gset
@@ -217,20 +229,20 @@ SELECT start_chat(id, 'How do I update my card?', p_team_id => :'billing') AS qu
 SELECT start_chat(id, 'Do you ship to Canada?') AS rosa FROM customers WHERE name = 'Rosa' \gset
 SELECT start_chat(id, 'Sync has been stuck since this morning', p_team_id => :'tech') AS sam FROM customers WHERE name = 'Sam' \gset
 SELECT start_chat(id, 'Where is my invoice for March?', p_team_id => :'billing') AS tariq FROM customers WHERE name = 'Tariq' \gset
-SELECT customer, team, priority, first_message FROM desk ORDER BY team, priority DESC, customer;
+SELECT start_chat(id, 'Notifications stopped working', p_team_id => :'tech') AS uma FROM customers WHERE name = 'Uma' \gset
+SELECT start_chat(id, 'I cannot log in on my new phone', p_team_id => :'tech') AS vic FROM customers WHERE name = 'Vic' \gset
+SELECT customer, team, priority, chat_state, held_by, first_message FROM desk
+ORDER BY team, priority DESC, customer;
 \echo '-- what each waiting customer sees: a place in their own team''s queue (get_queue_position)'
 SELECT customer, queue, they_see FROM waiting_customers ORDER BY queue, place;
 
-\echo '-- over the next seconds operators ask for chats (assign_chat_to_operator): each gets the next'
-\echo '-- chat of the queues it may take from (its teams'' and the one without a team): highest'
-\echo '-- priority first, then the longest waiting'
+\echo '-- over the next seconds Hana, in Billing, asks for chats (assign_chat_to_operator): each time'
+\echo '-- she gets the next chat of the queues she may take from (her teams'' and the one without a'
+\echo '-- team): highest priority first, then the longest waiting'
 \! sleep 1
 SELECT assign_chat_to_operator(:'hana') AS got \gset
 \! sleep 1
-SELECT assign_chat_to_operator(:'jun') AS got \gset
-\! sleep 1
 SELECT assign_chat_to_operator(:'hana') AS got \gset
-SELECT assign_chat_to_operator(:'kofi') AS got \gset
 SELECT held_by AS operator, customer, team, priority FROM desk
 WHERE chat_state = 'assigned' ORDER BY held_by, customer;
 \echo '-- what Tariq sees now: the estimate comes from how fast Billing was served lately'
@@ -240,6 +252,8 @@ SELECT they_see FROM waiting_customers WHERE customer = 'Tariq';
 \echo '-- to a queue, Billing''s, keeping its place: Pedro has waited since before Quinn and Tariq'
 SELECT transfer_chat(:'pedro', p_to_team_id => :'billing', p_reason => 'billing question') AS moved;
 SELECT customer, queue, they_see FROM waiting_customers WHERE queue = 'Billing' ORDER BY place;
+\echo '-- Kofi is free again: the same call gave him the next Tech support chat, Uma''s'
+SELECT customer, held_by FROM desk WHERE customer = 'Uma';
 \echo '-- Hana hands the double charge to Ivan, who approves refunds (a transfer to an operator),'
 \echo '-- then asks for her next chat: Pedro'
 SELECT transfer_chat(:'maya', p_to_operator_id => :'ivan', p_reason => 'refund above my limit') AS moved;
@@ -252,9 +266,12 @@ LEFT JOIN operators fo ON fo.id = x.from_operator_id LEFT JOIN teams ft ON ft.id
 LEFT JOIN operators tor ON tor.id = x.to_operator_id LEFT JOIN teams tt ON tt.id = x.to_team_id
 ORDER BY x.id;
 
-\echo '-- Kofi takes his next chat (Rosa''s: no team, waiting longer than Sam), then steps away:'
-\echo '-- away, he keeps it and is given nothing new'
-SELECT assign_chat_to_operator(:'kofi') = :'rosa' AS kofi_takes_rosa;
+\echo '-- Jun answers Noah: the reply frees room, and the same call gives him the next Tech support'
+\echo '-- chat: Vic''s, the last one waiting there'
+SELECT operator_send_message(:'noah', :'jun', 'A fix is out: please update the app') IS NOT NULL AS answered;
+SELECT customer, chat_state, held_by FROM desk WHERE team = 'Tech support' ORDER BY customer;
+
+\echo '-- Kofi steps away: away, he keeps Uma''s chat and is given nothing new'
 SELECT set_operator_status(:'kofi', 'away') AS kofi_was;
 \echo '-- Hana''s shift ends: she goes offline. Olga and Pedro go back to Billing''s queue, each'
 \echo '-- keeping the place it had (waiting since the customer wrote): they are next in line'
@@ -262,8 +279,13 @@ SELECT waiting_since AS olga_since FROM chats WHERE id = :'olga' \gset
 SELECT set_operator_status(:'hana', 'offline') AS hana_was;
 SELECT customer, queue, they_see FROM waiting_customers WHERE queue = 'Billing' ORDER BY place;
 SELECT waiting_since = :'olga_since' AS olga_kept_her_place FROM chats WHERE id = :'olga';
-\echo '-- Lena, in both teams, asks for a chat: Olga''s, first in line again'
+\echo '-- Lena''s shift starts: she comes online and, in both teams, asks for a chat: Olga''s,'
+\echo '-- first in line again (nothing waits in Tech support for her)'
+SELECT set_operator_status(:'lena', 'online') AS lena_was;
 SELECT assign_chat_to_operator(:'lena') = :'olga' AS lena_takes_olga;
+\echo '-- how chats reached the operators here (chat_events): given by the routing (auto_assigned),'
+\echo '-- asked for (assigned), or handed over (the transfer''s reason)'
+SELECT reason, count(*) AS chats FROM chat_events WHERE new_state = 'assigned' GROUP BY 1 ORDER BY 2 DESC, 1;
 \echo '-- why assignments ended here'
 SELECT o.name AS operator, a.release_reason, count(*) AS chats
 FROM chat_assignments a JOIN operators o ON o.id = a.operator_id
@@ -277,6 +299,16 @@ GROUP BY o.name, o.status ORDER BY o.name;
 SELECT coalesce(team_name, '(no team)') AS queue, routing, waiting, oldest_waiting_seconds,
        assigned, eligible, online, available
 FROM team_queue_status;
+\echo '== get_service_metrics(): the last 24 hours, for all chats, those without a team and each team'
+\echo '-- (seconds from the start of a chat to its first operator reply and to its first assignment;'
+\echo '-- transfers out, idle releases, chats closed before any reply)'
+SELECT scope, team_name, chats_started,
+       round(first_response_p50::numeric, 1) AS first_response_p50,
+       round(first_response_p90::numeric, 1) AS first_response_p90,
+       round(wait_to_assignment_p50::numeric, 1) AS wait_to_assignment_p50,
+       round(wait_to_assignment_p90::numeric, 1) AS wait_to_assignment_p90,
+       transfers, idle_releases, abandoned
+FROM get_service_metrics();
 SQL
 
 # ---------------------------------------------------------------- an existing app moves in
