@@ -4,10 +4,12 @@
 -- autocommit mode (each call its own transaction, as apps make them).
 --
 -- Leaves: six operators (capacities 1-3, one deactivated; online, away and offline); two
--- teams (routing manual and least_loaded) and their members; 19 chats in all four states,
--- five of them in teams, several with a priority; messages from users and operators
--- (quotes, accents, newlines); assignments released for every reason plus four open ones;
--- the open ones' heartbeats in operator_activity; transfers to an operator and to a team.
+-- teams (routing manual and least_loaded) and their members; 21 chats in all four states,
+-- seven of them in teams (three assigned by the least_loaded routing as they started
+-- waiting, two waiting there because no member online has room), several with a priority;
+-- messages from users and operators (quotes, accents, newlines); assignments released for
+-- every reason plus open ones; the open ones' heartbeats in operator_activity; transfers to
+-- an operator and to a team.
 \set ON_ERROR_STOP 1
 \set QUIET 1
 
@@ -65,7 +67,8 @@ SELECT real_user_send_message(:'d1', 'Hello? Is anybody there?');
 UPDATE chats SET priority = 5 WHERE id = :'bob_idle';
 
 -- Teams. Billing is worked by hand (its members ask for chats); Tech support's routing is
--- least_loaded. Chloé is in both.
+-- least_loaded: a chat that starts waiting there is given at once to the member with the
+-- most room. Chloé is in both.
 SELECT create_team('Billing') AS billing \gset
 SELECT create_team('Tech support', 'least_loaded') AS tech \gset
 SELECT create_operator('Eve Nakamura', 2) AS eve,
@@ -74,29 +77,39 @@ SELECT add_team_member(:'billing', :'alice'), add_team_member(:'billing', :'chlo
        add_team_member(:'billing', :'frank'), add_team_member(:'tech', :'chloe'),
        add_team_member(:'tech', :'eve');
 
--- Chats opened in a team, some with a priority; an app raises one later.
+-- Chats opened in a team, some with a priority. Billing's wait for a member to ask. Tech
+-- support's are assigned as they start (auto_assigned): the crash to Eve (2 free, as
+-- Chloé, and never assigned before), the password question to Chloé (now the one with
+-- the most room).
 SELECT start_chat('00000000-0000-4000-8000-000000000015', 'I was charged twice for order #2015', NULL, :'billing', 5) AS t1 \gset
 SELECT start_chat('00000000-0000-4000-8000-000000000016', 'Can I get a refund for order #2016?', p_team_id => :'billing') AS t2 \gset
 SELECT start_chat('00000000-0000-4000-8000-000000000017', 'The app crashes when I log in', NULL, :'tech', 2) AS t3 \gset
 SELECT start_chat('00000000-0000-4000-8000-000000000018', 'How do I reset my password?', p_team_id => :'tech') AS t4 \gset
 SELECT start_chat('00000000-0000-4000-8000-000000000019', 'Where is my invoice?', p_team_id => :'billing') AS t5 \gset
-SELECT set_chat_priority(:'t4', 1);
 
--- Transfers: the crash goes to Chloé, who hands it on to Eve; Eve works on it (heartbeat)
--- and then steps away (she keeps the chat). The refund needs a fix first: it moves to Tech
--- support's queue.
+-- Transfers: Eve's crash goes to Chloé, who hands it back to Eve; Eve works on it
+-- (heartbeat) and then steps away (she keeps the chat).
 SELECT transfer_chat(:'t3', p_to_operator_id => :'chloe');
 SELECT transfer_chat(:'t3', p_to_operator_id => :'eve', p_reason => 'crash expert');
 SELECT touch_operator_activity(:'eve', :'t3');
 SELECT set_operator_status(:'eve', 'away');
-SELECT transfer_chat(:'t2', p_to_team_id => :'tech', p_reason => 'refund needs a fix first');
-
--- Frank is given the double charge, then goes offline: it is back in the queue, keeping its
--- place (operator_offline).
-SELECT transfer_chat(:'t1', p_to_operator_id => :'frank');
-SELECT set_operator_status(:'frank', 'offline');
 
 -- Chloé takes the invoice question, then leaves Billing: it goes back to Billing's queue
 -- (removed_from_team).
 SELECT transfer_chat(:'t5', p_to_operator_id => :'chloe');
 SELECT remove_team_member(:'billing', :'chloe');
+
+-- The refund needs a fix first: it moves to Tech support's queue, where it is given at once
+-- to Chloé, the only member online (Eve is away); Chloé is then at capacity (3 of 3).
+SELECT transfer_chat(:'t2', p_to_team_id => :'tech', p_reason => 'refund needs a fix first');
+
+-- Two more Tech support chats wait: no member online has room. An app raises one's
+-- priority.
+SELECT start_chat('00000000-0000-4000-8000-000000000020', 'Sync is stuck since this morning', p_team_id => :'tech') AS t6 \gset
+SELECT start_chat('00000000-0000-4000-8000-000000000021', 'The app logs me out all the time', p_team_id => :'tech') AS t7 \gset
+SELECT set_chat_priority(:'t7', 1);
+
+-- Frank is given the double charge, then goes offline: it is back in the queue, keeping its
+-- place (operator_offline).
+SELECT transfer_chat(:'t1', p_to_operator_id => :'frank');
+SELECT set_operator_status(:'frank', 'offline');

@@ -4,8 +4,8 @@
 -- restore) are compared the same way. The columns are spelled out: those every release has
 -- first, so that a database before and after ALTER EXTENSION UPDATE compares equal (0.3.0
 -- moved the heartbeat onto the open assignment and made operator_activity a view of it,
--- gave chats and messages an idempotency_key, and added teams, presence and transfers),
--- then what 0.3.0 added.
+-- gave chats and messages an idempotency_key, added teams, presence and transfers, and
+-- when each chat was first assigned and answered), then what 0.3.0 added.
 SELECT 'operators' AS data, count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
 FROM (SELECT id, name, is_active, max_concurrent_chats, last_assigned_at, created_at FROM operators) t
 UNION ALL
@@ -33,8 +33,9 @@ FROM (SELECT chat_state, chat_count, changed_epoch, queue_count, waiting_epoch F
 SELECT 'operators (presence)' AS data, count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
 FROM (SELECT id, status, status_changed_at FROM operators) t
 UNION ALL
-SELECT 'chats (team, idempotency key)', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
-FROM (SELECT id, team_id, idempotency_key FROM chats) t
+SELECT 'chats (team, idempotency key, first assignment and response)', count(*),
+       md5(string_agg(t::text, E'\n' ORDER BY t::text))
+FROM (SELECT id, team_id, idempotency_key, first_assigned_at, first_response_at FROM chats) t
 UNION ALL
 SELECT 'messages (idempotency key)', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
 FROM (SELECT id, idempotency_key FROM messages) t

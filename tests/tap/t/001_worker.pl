@@ -1,8 +1,9 @@
 # The idle-release background worker (shared_preload_libraries): it starts per database of
 # chat_assign.databases, waits for the extension, releases idle chats with no client
 # calling release_idle_assignments(), marks idle operators away (chat_assign.away_after),
-# logs what it did, survives failing passes, re-reads its settings on reload, stops
-# cleanly, and never runs objects a database owner planted.
+# gives the waiting chats of pushed queues to members with room, logs what it did, survives
+# failing passes, re-reads its settings on reload, stops cleanly, and never runs objects a
+# database owner planted.
 # Without preload the same settings start nothing.
 use strict;
 use warnings;
@@ -312,6 +313,134 @@ is( q_($node, 'ops_a', qq{
 	'online,online|t|t',
 	'reload with away_after = 0: 5 passes later, two operators idle for over 4 s are still online');
 is(log_count($node, $zero_from, 'marked away'), 0, "away_after = 0: no 'marked away' in the log since");
+
+# ---------------------------------------------------------------- automatic assignment
+# The worker's assignment pass gives the waiting chats of a pushed queue (a team whose
+# routing is least_loaded or round_robin) to its members with room: the chats a push passed
+# by, and those of a team switched to a pushed routing, which set_team_routing does not
+# assign by itself. idle_timeout goes up first: a chat the worker assigns must not be
+# released 2 s later (and pushed again) while the checks run.
+$node->safe_psql('postgres', 'ALTER SYSTEM SET chat_assign.idle_timeout = 3600; SELECT pg_reload_conf()');
+my $route_from = -s $node->logfile;
+my $r_op = $node->safe_psql('ops_a', "SELECT create_operator('routing: member', 2)");
+my $m_op = $node->safe_psql('ops_a', "SELECT create_operator('routing: manual member', 2)");
+my $t_push = $node->safe_psql('ops_a', "SELECT create_team('Routing desk')");
+my $t_manual = $node->safe_psql('ops_a', "SELECT create_team('Manual desk')");
+$node->safe_psql('ops_a', "SELECT add_team_member('$t_push', '$r_op'), add_team_member('$t_manual', '$m_op')");
+# Three chats wait in Routing desk (manual so far), two in Manual desk, each started in its
+# own call.
+my @r_chats = map {
+	$node->safe_psql('ops_a', "SELECT start_chat(gen_random_uuid(), 'routing $_', p_team_id => '$t_push')")
+} 1 .. 3;
+my @m_chats = map {
+	$node->safe_psql('ops_a', "SELECT start_chat(gen_random_uuid(), 'manual $_', p_team_id => '$t_manual')")
+} 1 .. 2;
+my $no_team_sql = q{
+	SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM chats
+	WHERE team_id IS NULL AND chat_state = 'waiting_assignment'};
+my $no_team_waiting = q_($node, 'ops_a', $no_team_sql);
+
+# A team's chats in start order: "state holder" each (holder: r, r2, m or -).
+sub board
+{
+	my ($team) = @_;
+	return q_($node, 'ops_a', qq{
+		SELECT string_agg(c.chat_state || ' ' || CASE WHEN c.assigned_operator_id IS NULL THEN '-'
+		                    WHEN c.assigned_operator_id = '$r_op' THEN 'r'
+		                    WHEN c.assigned_operator_id = '$m_op' THEN 'm' ELSE 'r2' END, ', '
+		                  ORDER BY c.created_at)
+		FROM chats c WHERE c.team_id = '$team'});
+}
+# The lines "N waiting chat(s) assigned in database "ops_a"" since OFFSET: N of each, in order.
+sub assigned_lines
+{
+	return join ' ', log_since($node, $_[0]) =~
+	  /chat_assign: ([0-9]+) waiting chat\(s\) assigned in database "ops_a"/g;
+}
+sub passes_a { return q_($node, 'ops_a', "SELECT idle_passes FROM worker_status() WHERE database = 'ops_a'"); }
+sub passes_after
+{
+	my ($n) = @_;
+	my $from_passes = passes_a();
+	poll(10, sub { passes_a() >= $from_passes + $n });
+	return passes_a() >= $from_passes + $n;
+}
+
+ok(passes_after(2), 'manual routing: two more worker passes ran');
+is(board($t_push) . ' / ' . board($t_manual),
+	'waiting_assignment -, waiting_assignment -, waiting_assignment - / waiting_assignment -, waiting_assignment -',
+	'manual routing: the worker leaves the waiting chats of both manual teams alone, though their members have room');
+
+# The switch: within its own transaction set_team_routing has assigned nothing.
+is( q_($node, 'ops_a', qq{
+		BEGIN;
+		SELECT set_team_routing('$t_push', 'least_loaded');
+		SELECT count(*) FROM chats WHERE team_id = '$t_push' AND chat_state = 'waiting_assignment';
+		COMMIT;}),
+	"t\n3", "set_team_routing(Routing desk, 'least_loaded') changes the routing and assigns nothing by itself (3 chats still wait)");
+poll(10, sub { board($t_push) =~ /^(assigned r, ){2}waiting_assignment -$/ && assigned_lines($route_from) ne '' });
+is(board($t_push), 'assigned r, assigned r, waiting_assignment -',
+	"the worker's next pass gives the member the two oldest waiting chats: its capacity (2), no more");
+is( q_($node, 'ops_a', qq{
+		SELECT string_agg(e.reason || ' ' || (e.operator_id = '$r_op')::text, ', ' ORDER BY e.id)
+		FROM chat_events e JOIN chats c ON c.id = e.chat_id
+		WHERE c.team_id = '$t_push' AND e.new_state = 'assigned'}),
+	'auto_assigned true, auto_assigned true', 'each has its event: waiting_assignment -> assigned, reason auto_assigned');
+is(assigned_lines($route_from), '2', q{log: '2 waiting chat(s) assigned in database "ops_a"'});
+ok(passes_after(3), 'three more worker passes ran');
+is(board($t_push), 'assigned r, assigned r, waiting_assignment -',
+	'later passes give the member nothing more while it is at capacity: the third chat waits');
+is(assigned_lines($route_from), '2', 'log: no other assignment line');
+
+# The member answers: the reply frees room, and the same call gives it the waiting chat.
+$node->safe_psql('ops_a', "SELECT operator_send_message('$r_chats[0]', '$r_op', 'On it')");
+is( board($t_push) . ' / ' . q_($node, 'ops_a', qq{
+		SELECT p.reason, p.at = r.at FROM chat_events p, chat_events r
+		WHERE p.chat_id = '$r_chats[2]' AND p.new_state = 'assigned'
+		  AND r.chat_id = '$r_chats[0]' AND r.reason = 'operator_replied'}),
+	'waiting_real_user_reply -, assigned r, assigned r / auto_assigned|t',
+	"the member's reply pulls the waiting chat in the same call (its auto_assigned event has the reply's transaction time)");
+
+# A push passes by an operator whose row another call holds (it never waits for an
+# operator's lock while holding a chat's): a second member with room joins, and while
+# another session holds its row a chat starts in the team. The chat waits, the worker's
+# passes skip the held row (without failing), and the first pass after the holder's commit
+# assigns the chat.
+my $r_op2 = $node->safe_psql('ops_a', "SELECT create_operator('routing: second member', 1)");
+$node->safe_psql('ops_a', "SELECT add_team_member('$t_push', '$r_op2')");
+my $holder = $node->background_psql('ops_a');
+$holder->query_safe("BEGIN; SELECT 1 FROM operators WHERE id = '$r_op2' FOR NO KEY UPDATE");
+my $failed_before = q_($node, 'ops_a', "SELECT failed_passes FROM worker_status() WHERE database = 'ops_a'");
+my $held_from = -s $node->logfile;
+push @r_chats, $node->safe_psql('ops_a', "SELECT start_chat(gen_random_uuid(), 'routing 4', p_team_id => '$t_push')");
+is(board($t_push), 'waiting_real_user_reply -, assigned r, assigned r, waiting_assignment -',
+	"a chat started in the team while the free member's row is held waits: the push passed that member by");
+ok(passes_after(3), 'three more worker passes ran while the row is held');
+is( board($t_push) . ' / '
+	  . q_($node, 'ops_a', "SELECT failed_passes FROM worker_status() WHERE database = 'ops_a'"),
+	"waiting_real_user_reply -, assigned r, assigned r, waiting_assignment - / $failed_before",
+	"the worker's passes skip the held row, without waiting for it or failing: the chat still waits");
+$holder->query_safe('COMMIT');
+$holder->quit;
+poll(10, sub { board($t_push) =~ /assigned r2$/ && assigned_lines($held_from) ne '' });
+is(board($t_push), 'waiting_real_user_reply -, assigned r, assigned r, assigned r2',
+	"once the row is free, the worker's next pass gives the chat to the second member");
+is(assigned_lines($held_from), '1', q{log: '1 waiting chat(s) assigned in database "ops_a"'});
+is( q_($node, 'ops_a', qq{
+		SELECT reason FROM chat_events WHERE chat_id = '$r_chats[3]' AND new_state = 'assigned'}),
+	'auto_assigned', 'its event: auto_assigned');
+
+# Through all of it, the manual team's chats and those without a team
+# (chat_assign.default_routing = manual) waited, with members and operators online with room.
+is( board($t_manual) . ' / '
+	  . q_($node, 'ops_a', qq{
+			SELECT o.status, (SELECT count(*) FROM chats c WHERE c.assigned_operator_id = o.id), o.max_concurrent_chats
+			FROM operators o WHERE o.id = '$m_op'}),
+	'waiting_assignment -, waiting_assignment - / online|0|2',
+	"a manual team's waiting chats are left alone, though its member is online with room");
+is(q_($node, 'ops_a', $no_team_sql), $no_team_waiting,
+	'the waiting chats without a team (chat_assign.default_routing = manual) are left alone too');
+invariants_hold($node, 'ops_a', 'ops_a after the assignment passes');
 
 # A fast stop: the workers say goodbye and exit cleanly.
 $node->stop('fast');

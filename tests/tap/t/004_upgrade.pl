@@ -1,7 +1,7 @@
 # Upgrades and DROP EXTENSION: the released scripts are unchanged (sql/released/SHA256SUMS);
-# an upgrade from every older released version keeps the data and the grants and ends in
-# the schema of a fresh install; DROP EXTENSION leaves nothing; in public and in another
-# schema.
+# an upgrade from every older released version keeps the data and the grants, fills the
+# service metrics' columns from the history and ends in the schema of a fresh install;
+# DROP EXTENSION leaves nothing; in public and in another schema.
 use strict;
 use warnings;
 use Digest::SHA qw(sha256_hex);
@@ -125,6 +125,27 @@ sub upgrade_from
 			       + (SELECT count(*) FROM chat_transfers)}),
 		'online|0|0', "$label: every operator is online, no chat is in a team, no team, no transfer");
 	invariants_hold($node, $db, $label);
+	# The service metrics' columns, filled by the update from the history: when each chat was
+	# first assigned (its first assignment) and first answered (its first operator message).
+	is( q_($node, $db, q{
+			SELECT count(*) FILTER (WHERE c.first_assigned_at IS NOT DISTINCT FROM h.assigned
+			                          AND c.first_response_at IS NOT DISTINCT FROM h.answered),
+			       count(h.assigned), count(h.answered), count(*)
+			FROM chats c CROSS JOIN LATERAL (
+			  SELECT (SELECT min(a.assigned_at) FROM chat_assignments a WHERE a.chat_id = c.id) AS assigned,
+			         (SELECT min(m.created_at) FROM messages m
+			           WHERE m.chat_id = c.id AND m.sender_type = 'operator') AS answered) AS h}),
+		'8|8|2|8',
+		"$label: chats.first_assigned_at and first_response_at equal the history (min assigned_at of the chat's assignments, min created_at of its operator messages) for all 8 chats (8 assigned, 2 answered)");
+	# fill_direct.sql's times are offsets from one now(): the chats started 1 hour before, the
+	# operators answered at that now(), the first assignments 1 to 30 minutes before it.
+	is( q_($node, $db, q{
+			SELECT scope, team_name, chats_started, round(first_response_p50::numeric, 3),
+			       round(first_response_p90::numeric, 3), round(wait_to_assignment_p50::numeric, 3),
+			       round(wait_to_assignment_p90::numeric, 3), transfers, idle_releases, abandoned
+			FROM get_service_metrics(now() - interval '2 hours')}),
+		"all||8|3600.000|3600.000|3180.000|3498.000|0|1|0\nno_team||8|3600.000|3600.000|3180.000|3498.000|0|1|0",
+		"$label: get_service_metrics answers from the history: 8 chats started, first response 3600 s, wait to assignment p50 3180 s and p90 3498 s, one idle release, none abandoned");
 	is(q_($node, $db, "SELECT has_table_privilege('ops_reader', 'operator_activity', 'SELECT')"),
 		't', "$label: a SELECT grant on operator_activity is kept across the update");
 	$node->safe_psql($db, 'REVOKE SELECT ON operator_activity FROM ops_reader');

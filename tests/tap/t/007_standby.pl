@@ -1,5 +1,6 @@
-# A physical streaming replica (a base backup) answers the monitoring, the teams' queues and
-# the queue positions as the primary does once replay caught up, and refuses what writes.
+# A physical streaming replica (a base backup) answers the monitoring, the teams' queues,
+# the queue positions and the service metrics as the primary does once replay caught up,
+# and refuses what writes.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -19,19 +20,35 @@ $standby->start;
 is(q_($standby, $db, 'SELECT pg_is_in_recovery()'), 't', 'the standby is in recovery');
 
 # More changes on the primary after the base backup: they reach the standby by streaming.
-# A team made then, with a member, chats waiting in it with priorities, a transfer between
-# teams and a change of presence, besides fill.sql's teams, transfers and presence.
-my $op = $primary->safe_psql($db, "SELECT create_operator('standby op', 3)");
+# A team made then, whose routing is round_robin, with a member, chats in it with
+# priorities, a transfer between teams and a change of presence, besides fill.sql's teams,
+# transfers and presence.
+my $op = $primary->safe_psql($db, "SELECT create_operator('standby op', 2)");
 my $returns = $primary->safe_psql($db, "SELECT create_team('Returns', 'round_robin')");
 $primary->safe_psql($db, "SELECT add_team_member('$returns', '$op')");
 my $chats = $primary->safe_psql($db,
 	"SELECT count(start_chat(gen_random_uuid(), 'after the backup ' || g)) FROM generate_series(1, 5) g");
-my @returns_chats = split /\n/, $primary->safe_psql($db, qq{
-	SELECT start_chat(gen_random_uuid(), 'I want to return order #' || (3000 + g), NULL, '$returns', g % 3)
-	FROM generate_series(1, 4) g});
-$primary->safe_psql($db, "SELECT assign_chat_to_operator('$op')");
+# Each its own call, in order: the first two are given to the member as they start
+# (round_robin), the other three wait (the member is at capacity).
+my @returns_chats = map {
+	$primary->safe_psql($db,
+		"SELECT start_chat(gen_random_uuid(), 'I want to return order #' || (3000 + $_), NULL, '$returns', $_ % 3)")
+} 1 .. 5;
+my $returns_board = q{
+	SELECT string_agg(c.chat_state || coalesce(' ' || e.reason, ''), ', ' ORDER BY c.created_at)
+	FROM chats c JOIN teams t ON t.id = c.team_id AND t.name = 'Returns'
+	LEFT JOIN LATERAL (SELECT reason FROM chat_events e WHERE e.chat_id = c.id AND e.new_state = 'assigned'
+	                   ORDER BY e.id DESC LIMIT 1) e ON c.chat_state = 'assigned'};
+is($primary->safe_psql($db, $returns_board),
+	'assigned auto_assigned, assigned auto_assigned, waiting_assignment, waiting_assignment, waiting_assignment',
+	'primary: a round_robin team gives its chats to its member as they start, up to capacity (auto_assigned); the rest wait');
+# The member answers one: the reply frees room, and the same call gives it the next chat of
+# the queue (the highest priority: the fifth, priority 2).
+$primary->safe_psql($db, "SELECT operator_send_message('$returns_chats[1]', '$op', 'Send it back, label attached')");
+is( $primary->safe_psql($db, "SELECT chat_state, assigned_operator_id = '$op' FROM chats WHERE id = '$returns_chats[4]'"),
+	'assigned|t', 'primary: the reply pulls the next Returns chat in the same call');
 $primary->safe_psql($db, qq{
-	SELECT transfer_chat('$returns_chats[0]', p_to_team_id => id, p_reason => 'damaged: billing refunds it')
+	SELECT transfer_chat('$returns_chats[2]', p_to_team_id => id, p_reason => 'damaged: billing refunds it')
 	FROM teams WHERE name = 'Billing'});
 $primary->safe_psql($db, q{SELECT set_operator_status(id, 'away') FROM operators WHERE name = 'Alice Martin'});
 my $lsn = $primary->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
@@ -50,6 +67,17 @@ is( q_($primary, $db, q{
 	'3|t|t|t|t',
 	'the primary has waiting chats in three teams and without a team, positions past 1, estimates, assigned team chats');
 
+# The service metrics from a fixed start (the first chat's creation), so that nothing they
+# answer depends on now(); chats of every scope were started and assigned.
+my $metrics_since = q_($primary, $db, 'SELECT min(created_at) FROM chats');
+is( q_($primary, $db, qq{
+		SELECT string_agg(format('%s %s: %s started, %s', scope, coalesce(team_name, ''), chats_started,
+		                         (wait_to_assignment_p50 IS NOT NULL)::text), ', ' ORDER BY scope, team_name)
+		FROM get_service_metrics('$metrics_since')}),
+	'all : 31 started, true, no_team : 19 started, true, team Billing: 3 started, true, '
+	  . 'team Returns: 4 started, true, team Tech support: 5 started, true',
+	'the primary has service metrics for all chats, those without a team and each team');
+
 # The same answers: everything but the ages, which depend on now().
 for my $q (
 	'SELECT waiting_count, assigned_count, waiting_reply_count, active_operators, busy_operators, available_operators FROM get_assignment_queue_status()',
@@ -58,7 +86,9 @@ for my $q (
 	'SELECT * FROM operator_assignment_stats ORDER BY operator_id',
 	'SELECT * FROM operator_activity ORDER BY chat_id',
 	'SELECT team_id, team_name, routing, waiting, assigned, eligible, online, available FROM team_queue_status',
-	'SELECT c.id, p.queue_position, p.waiting_ahead FROM chats c CROSS JOIN LATERAL get_queue_position(c.id) AS p ORDER BY c.id')
+	'SELECT c.id, p.queue_position, p.waiting_ahead FROM chats c CROSS JOIN LATERAL get_queue_position(c.id) AS p ORDER BY c.id',
+	"SELECT * FROM get_service_metrics(p_since => '$metrics_since')",
+	"SELECT * FROM get_service_metrics(p_team_id => '$returns', p_since => '$metrics_since')")
 {
 	my $on_primary = q_($primary, $db, $q);
 	isnt($on_primary, '', 'the primary has rows for: ' . substr($q, 0, 60) . '...');
@@ -101,13 +131,13 @@ for my $call (
 	[ 'start_chat', "SELECT start_chat(gen_random_uuid(), 'on the standby')" ],
 	[ 'start_chat in a team', "SELECT start_chat(gen_random_uuid(), 'on the standby', NULL, '$returns', 5)" ],
 	[ 'set_operator_status', "SELECT set_operator_status('$op', 'offline')" ],
-	[ 'transfer_chat to a team', "SELECT transfer_chat('$returns_chats[1]', p_to_team_id => '$billing')" ],
-	[ 'transfer_chat to an operator', "SELECT transfer_chat('$returns_chats[1]', p_to_operator_id => '$op')" ],
+	[ 'transfer_chat to a team', "SELECT transfer_chat('$returns_chats[3]', p_to_team_id => '$billing')" ],
+	[ 'transfer_chat to an operator', "SELECT transfer_chat('$returns_chats[3]', p_to_operator_id => '$op')" ],
 	[ 'create_team', "SELECT create_team('On the standby')" ],
 	[ 'set_team_routing', "SELECT set_team_routing('$returns', 'least_loaded')" ],
 	[ 'add_team_member', "SELECT add_team_member('$returns', '$alice')" ],
 	[ 'remove_team_member', "SELECT remove_team_member('$returns', '$op')" ],
-	[ 'set_chat_priority', "SELECT set_chat_priority('$returns_chats[1]', 9)" ])
+	[ 'set_chat_priority', "SELECT set_chat_priority('$returns_chats[3]', 9)" ])
 {
 	my ($name, $sql) = @$call;
 	is(sqlstate($standby, $db, $sql), '25006',
