@@ -940,6 +940,7 @@ $$;
                 pgrx::pg_sys::ItemPointerData::default().into(),
                 false.into(),
                 false.into(),
+                Vec::<Uuid>::new().into(),
             ],
         )
         .unwrap();
@@ -995,11 +996,11 @@ $$;
         let sql = crate::store::resolved_sql(&crate::store::queries::CLAIM_NEXT_CHAT).unwrap();
         run("SET LOCAL plan_cache_mode = force_generic_plan", &[]);
         run(
-            &format!("PREPARE claim_plan(uuid, int, bool, tid, bool, bool) AS {sql}"),
+            &format!("PREPARE claim_plan(uuid, int, bool, tid, bool, bool, uuid[]) AS {sql}"),
             &[],
         );
         let generic = Spi::get_one::<pgrx::datum::Json>(&format!(
-            "EXPLAIN (FORMAT JSON) EXECUTE claim_plan('{}', 1, true, '(0,1)', false, false)",
+            "EXPLAIN (FORMAT JSON) EXECUTE claim_plan('{}', 1, true, '(0,1)', false, false, '{{}}')",
             Uuid::from_bytes([1; 16])
         ))
         .unwrap()

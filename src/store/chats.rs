@@ -301,7 +301,7 @@ pub fn real_user_send_message(chat_id: Uuid, content: &str, key: Option<&str>) -
             announce(client, change)?;
             push_chat(client, chat_id, chat.place.team, chat.last_operator_id)?;
             if let Some(freed) = holder(&chat) {
-                pull_for(client, freed)?;
+                pull_for(client, freed, &[])?;
             }
         }
         Ok(message)
@@ -363,7 +363,7 @@ pub fn operator_send_message(
                 "operator_replied",
             );
             announce(client, change)?;
-            pull_for(client, operator_id)?;
+            pull_for(client, operator_id, &[])?;
         }
         Ok(message)
     })
@@ -438,6 +438,7 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
                 row.into(),
                 false.into(),
                 false.into(),
+                Vec::<Uuid>::new().into(),
             ],
         )?;
         let claimed = claimed.first();
@@ -523,7 +524,7 @@ pub fn release_and_reassign_chat(chat_id: Uuid, reason: &str) -> ChatResult<bool
         }
         let released = release_locked(client, &[(chat_id, chat.place)], reason)? == 1;
         if let Some(freed) = holder(&chat) {
-            pull_for(client, freed)?;
+            pull_for(client, freed, &[chat_id])?;
         }
         Ok(released)
     })
@@ -555,7 +556,9 @@ pub fn touch_operator_activity(operator_id: Uuid, chat_id: Uuid) -> ChatResult<b
 pub type IdleRelease = (Uuid, Uuid, f64);
 
 /// Releases every assigned chat whose heartbeat is older than `idle_seconds`, passing over
-/// rows others hold; announced as `idle_timeout`.
+/// rows others hold; announced as `idle_timeout`. An operator in a pushed queue left with no
+/// chat becomes `away`: it stopped answering, and automatic assignment must not keep
+/// handing it chats (asking for one, or setting its status, makes it online again).
 pub fn release_idle_assignments(idle_seconds: f64) -> ChatResult<Vec<IdleRelease>> {
     connect_write(|client| {
         let mut idle = Vec::new();
@@ -568,6 +571,15 @@ pub fn release_idle_assignments(idle_seconds: f64) -> ChatResult<Vec<IdleRelease
         }
         if !locked.is_empty() {
             release_locked(client, &locked, "idle_timeout")?;
+            let mut operators: Vec<Uuid> = idle.iter().map(|(_, op, _)| *op).collect();
+            operators.sort();
+            operators.dedup();
+            let default_pushes = crate::guc::DEFAULT_ROUTING.get() != Routing::Manual;
+            exec(
+                client,
+                &MARK_IDLE_AWAY,
+                &[operators.into(), default_pushes.into()],
+            )?;
         }
         Ok(idle)
     })
@@ -591,7 +603,7 @@ pub fn complete_chat(chat_id: Uuid) -> ChatResult<bool> {
         );
         announce(client, change)?;
         if let Some(freed) = holder(&chat) {
-            pull_for(client, freed)?;
+            pull_for(client, freed, &[])?;
         }
         Ok(true)
     })
@@ -709,8 +721,13 @@ pub(super) fn push_chat_except(
 /// capacity, in this call (announced as `auto_assigned`). Its row is locked only if no one
 /// else holds it: this call may hold a chat's lock already, so it must not wait (step 1
 /// after step 2); the holder of the operator's lock is either making the operator's own
-/// call (which assigns what it can) or changing what it may hold. Returns how many chats.
-pub(super) fn pull_for(client: &mut SpiClient<'_>, operator_id: Uuid) -> ChatResult<usize> {
+/// call (which assigns what it can) or changing what it may hold. Chats in `except` (just
+/// taken from this operator by the same call) are passed over. Returns how many chats.
+pub(super) fn pull_for(
+    client: &mut SpiClient<'_>,
+    operator_id: Uuid,
+    except: &[Uuid],
+) -> ChatResult<usize> {
     let default_pushes = crate::guc::DEFAULT_ROUTING.get() != Routing::Manual;
     if !default_pushes
         && exec(client, &IN_PUSH_TEAM, &[operator_id.into()])?
@@ -746,6 +763,7 @@ pub(super) fn pull_for(client: &mut SpiClient<'_>, operator_id: Uuid) -> ChatRes
                 row.into(),
                 true.into(),
                 default_pushes.into(),
+                except.to_vec().into(),
             ],
         )?;
         let claimed = claimed.first();
@@ -786,7 +804,7 @@ pub fn assign_waiting_chats() -> ChatResult<usize> {
         }
         let mut given = 0;
         for operator in operators {
-            given += pull_for(client, operator)?;
+            given += pull_for(client, operator, &[])?;
         }
         Ok(given)
     })

@@ -37,7 +37,7 @@ pub fn set_operator_active(operator_id: Uuid, is_active: bool) -> ChatResult<boo
         if !is_active {
             release_operator_chats(client, operator_id, None, "operator_inactive")?;
         } else if changed {
-            pull_for(client, operator_id)?;
+            pull_for(client, operator_id, &[])?;
         }
         Ok(changed)
     })

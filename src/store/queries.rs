@@ -288,6 +288,9 @@ pub static COMPLETE_CHAT: Statement = Statement {
 /// as EXISTS it was planned as a scan of `chats`). The heads stay locked while the call runs
 /// even when another chat wins, so a concurrent call passes them by for that long.
 ///
+/// Chats in `$7` are passed over: the pull of a call that has just taken those chats from
+/// this operator (an admin's release, a transfer) must not hand them straight back.
+///
 /// The assignment row starts the heartbeat (`last_activity_at`).
 pub static CLAIM_NEXT_CHAT: Statement = Statement {
     sql: concat!(
@@ -307,6 +310,7 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
                   FROM @extschema@.chats c \
                   WHERE coalesce(c.team_id, ", no_team!(), ") = q.k \
                     AND c.chat_state = 'waiting_assignment' AND c.is_active \
+                    AND NOT (c.id = ANY ($7)) \
                   ORDER BY c.priority DESC, c.waiting_since, c.id \
                   LIMIT 1 FOR NO KEY UPDATE OF c SKIP LOCKED) AS h), \
           head AS ( \
@@ -355,7 +359,7 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
                  (SELECT state_changed_at FROM next), (SELECT waiting_since FROM next), \
                  (SELECT team_id FROM next)"
     ),
-    args: &[UUID, INT4, BOOL, TID, BOOL, BOOL],
+    args: &[UUID, INT4, BOOL, TID, BOOL, BOOL, UUID_ARRAY],
     read_only: false,
 };
 
@@ -852,6 +856,27 @@ pub static ASSIGN_WAITING_CHAT: Statement = Statement {
               WHERE id = $2 AND EXISTS (SELECT 1 FROM chat) RETURNING id) \
           SELECT (SELECT id FROM chat), (SELECT state_changed_at FROM old), (SELECT waiting_since FROM old)",
     args: &[UUID, UUID],
+    read_only: false,
+};
+
+/// Operators (`$1`) whose chats an idle release just took and who hold none now become
+/// `away` (they stopped answering), so that no automatic assignment goes to them until they
+/// show a sign of life; only those in a pushed queue (`$2`: the queue without a team
+/// pushes). Taken with `SKIP LOCKED`: the release holds chats, and an operator locked by a
+/// call of its own is not idle.
+pub static MARK_IDLE_AWAY: Statement = Statement {
+    sql: "UPDATE @extschema@.operators o SET status = 'away', status_changed_at = now() \
+          WHERE o.id IN ( \
+              SELECT op.id FROM @extschema@.operators op \
+              WHERE op.id = ANY ($1) AND op.status = 'online' \
+                AND NOT EXISTS (SELECT 1 FROM @extschema@.chats c \
+                                WHERE c.assigned_operator_id = op.id AND c.chat_state = 'assigned') \
+                AND ($2 OR EXISTS (SELECT 1 FROM @extschema@.team_members m \
+                                   JOIN @extschema@.teams t ON t.id = m.team_id \
+                                   WHERE m.operator_id = op.id AND t.routing <> 'manual')) \
+              FOR NO KEY UPDATE SKIP LOCKED) \
+          RETURNING o.id",
+    args: &[UUID_ARRAY, BOOL],
     read_only: false,
 };
 

@@ -44,7 +44,7 @@ pub fn add_team_member(team_id: Uuid, operator_id: Uuid) -> ChatResult<bool> {
         )?
         .is_empty();
         if joined {
-            pull_for(client, operator_id)?;
+            pull_for(client, operator_id, &[])?;
         }
         Ok(joined)
     })
@@ -68,6 +68,8 @@ pub fn remove_team_member(team_id: Uuid, operator_id: Uuid) -> ChatResult<bool> 
             return Ok(false);
         }
         release_operator_chats(client, operator_id, Some(team_id), "removed_from_team")?;
+        // Room freed: the next chats of its other pushed queues.
+        pull_for(client, operator_id, &[])?;
         Ok(true)
     })
 }
@@ -92,7 +94,7 @@ pub fn set_operator_status(operator_id: Uuid, status: &str) -> ChatResult<String
         if status == "offline" {
             release_operator_chats(client, operator_id, None, "operator_offline")?;
         } else if status == "online" && previous != "online" {
-            pull_for(client, operator_id)?;
+            pull_for(client, operator_id, &[])?;
         }
         Ok(previous)
     })
@@ -174,7 +176,7 @@ pub fn transfer_chat(chat_id: Uuid, target: TransferTarget, reason: &str) -> Cha
                 ),
             )?;
             if let Some(freed) = holder(&chat) {
-                pull_for(client, freed)?;
+                pull_for(client, freed, &[chat_id])?;
             }
             Ok(true)
         }
@@ -213,10 +215,12 @@ pub fn transfer_chat(chat_id: Uuid, target: TransferTarget, reason: &str) -> Cha
                 Changes::one(chat_id, held, place, Some(chat.state), new, reason),
             )?;
             if new == ChatState::WaitingAssignment {
-                push_chat(client, chat_id, Some(team_id), from)?;
+                // Never back to the operator who passed it on.
+                let passed_on: Vec<Uuid> = held.into_iter().collect();
+                push_chat_except(client, chat_id, Some(team_id), from, &passed_on)?;
             }
             if let Some(freed) = held {
-                pull_for(client, freed)?;
+                pull_for(client, freed, &[chat_id])?;
             }
             Ok(true)
         }
