@@ -8,10 +8,18 @@
 //! back, the idle job runs with a tiny threshold so that it really releases chats,
 //! dashboards poll the monitoring functions and users ask where they are in the queue).
 //! Meanwhile a monitor connection checks every invariant of the contract (docs/api.md) in
-//! one snapshot every ~100 ms. Afterwards it checks, with SQL, every invariant again, that
-//! every message a call reported as stored is stored as reported, that the counts the calls
-//! reported match what the tables hold, and, call by call, that every chat given to an
-//! operator (by assignment or transfer) went to an eligible one: see [`replay_operators`].
+//! one snapshot every ~100 ms, and that `get_service_metrics()` answers with sane values.
+//! Afterwards it checks, with SQL, every invariant again, that every message a call reported
+//! as stored is stored as reported, that the counts the calls reported match what the tables
+//! hold, and, call by call, every chat given to an operator: see [`replay_operators`] and
+//! [`call_shape`].
+//!
+//! Teams route `manual`, `least_loaded` or `round_robin`, and chats without a team follow
+//! `chat_assign.default_routing` (the database's, or a connection's own: see
+//! [`SESSION_ROUTINGS`]), so most calls that put a chat in a queue or free an operator also
+//! give chats away (`auto_assigned` events) inside the same call. Every call that can write
+//! a change event reads back, inside its own transaction, the events that transaction wrote
+//! ([`CALL_EVENTS_SQL`]); so each event of the run is tied to the one call that wrote it.
 //!
 //! Every error is classified by SQLSTATE: the documented refusals (`55000`, `P0002`) are
 //! counted (`55000` also by cause); a deadlock (`40P01`), an internal error (`XX000`), a
@@ -212,9 +220,72 @@ const TEAM_TRANSFER_REASON: &str = "stress_transfer_team";
 const OPERATOR_TRANSFER_REASON: &str = "stress_transfer_operator";
 const KNOWN_REASONS: &str = "'real_user_message','operator_replied','manual_unassign','idle_timeout','operator_inactive','completed','operator_offline','removed_from_team','transfer','stress_admin_release','stress_transfer_team','stress_transfer_operator'";
 
-/// The teams of the set-up and their routings (the routing changes nothing about who may
-/// take a chat, which is what this test checks, but every routing is in use).
+/// The teams of the set-up and their routings: one team whose chats wait for operators to
+/// ask, two whose chats are given away inside the calls. Which operator a routing picks is
+/// pg_regress's to check (routing); this test checks who may be given a chat, and that
+/// pushing and pulling never deadlock, break an invariant or give a chat twice.
 const ROUTINGS: [&str; 3] = ["manual", "least_loaded", "round_robin"];
+
+/// `chat_assign.default_routing` (how chats without a team reach operators) for the whole
+/// run: set on the database (ALTER DATABASE), as an app configures it, so that the set-up,
+/// the monitor and most connections agree. Connection `i` overrides it for its session with
+/// `SESSION_ROUTINGS[i % 4]` when that is not `None`. The setting is per session by design
+/// (USERSET), so sessions that disagree must keep every promise too: a `manual` session
+/// neither pushes chats without a team nor pulls them while others do, and all of them meet
+/// on the same queue. No check depends on which routing a call ran with.
+const DATABASE_ROUTING: &str = "least_loaded";
+const SESSION_ROUTINGS: [Option<&str>; 4] = [None, Some("round_robin"), Some("manual"), None];
+
+/// Reads back, inside the calling transaction, what it wrote: each change event as
+/// `e|id|old_state|new_state|operator|chat|team|held|reason` (empty for NULL), in id order,
+/// where `held`, for an event that gives the chat to an operator, is how many chats that
+/// operator holds in a snapshot taken now; then each operator row it updated, as
+/// `o|id|status|is_active` (its presence and activity as the call leaves them: every call
+/// that changes them, or gives the operator a chat, updates the row). The first element is
+/// the event sequence's last value, read before the events.
+///
+/// Why it is a function: the statement that makes a call cannot read the call's writes
+/// itself (its snapshot was taken before the call ran), but a query inside a VOLATILE
+/// PL/pgSQL function takes a fresh snapshot, which sees them. Every call is made as
+/// `SELECT f.r, clock_timestamp(), stress_check.call_events($n) FROM fn(...) AS f(r)`
+/// ([`recorded_call`]): the function in FROM has run to completion before the row is formed,
+/// and the row is formed before the transaction commits, so what it reads is exactly the
+/// call's (`xmin` is the transaction's id; the calls use no subtransactions) and every lock
+/// the call took is still held (so no one else has updated those operator rows since).
+///
+/// The events are found from below: `p_after` is the sequence's last value as the
+/// connection's previous recorded call read it. Ids are taken in time order (the sequence
+/// has no cache, src/store/events.rs), and this call started after that reading, so every id
+/// it took is above it: only the ids taken since are read, a few hundred at most.
+/// (`pg_locks`, where a transaction publishes its own floor, would do too, but reading it
+/// takes every lock-table partition lock: at every call, that costs most of the throughput.)
+const CALL_EVENTS_SQL: &str = r#"
+CREATE SCHEMA stress_check;
+CREATE FUNCTION stress_check.call_events(p_after bigint) RETURNS text[]
+LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off AS $f$
+DECLARE
+  v_newest bigint := coalesce(pg_catalog.pg_sequence_last_value('public.chat_events_id_seq'), 0);
+  v_xid xid := pg_catalog.pg_current_xact_id_if_assigned()::xid;
+BEGIN
+  IF v_xid IS NULL THEN
+    RETURN ARRAY[v_newest::text];
+  END IF;
+  RETURN ARRAY[v_newest::text] || (
+    SELECT coalesce(array_agg(concat_ws('|', 'e', e.id, coalesce(e.old_state::text, ''), e.new_state,
+                                        coalesce(e.operator_id::text, ''), e.chat_id,
+                                        coalesce(e.team_id::text, ''),
+                                        coalesce(CASE WHEN e.new_state = 'assigned' THEN
+                                                   (SELECT count(*) FROM public.chats c
+                                                     WHERE c.assigned_operator_id = e.operator_id
+                                                       AND c.chat_state = 'assigned')::text END, ''),
+                                        e.reason) ORDER BY e.id), '{}')
+    FROM public.chat_events e
+    WHERE e.id > p_after AND e.id <= v_newest AND e.xmin = v_xid)
+  || (
+    SELECT coalesce(array_agg(concat_ws('|', 'o', o.id, o.status, o.is_active) ORDER BY o.id), '{}')
+    FROM public.operators o WHERE o.xmin = v_xid);
+END $f$;
+"#;
 
 /// Kinds of fatal outcome; each is one check (must stay 0).
 const FATAL_KINDS: &[&str] = &[
@@ -354,46 +425,215 @@ struct StartedChat {
     team: Option<Uuid>,
 }
 
-/// What a successful call that takes an operator's row lock did and returned. These calls
-/// are the only ones that change what an operator may be given (presence, activity,
-/// memberships) or give it a chat.
+/// A successful call that can write change events: the function, and what of its arguments
+/// and its result the checks need.
 #[derive(Clone, Debug)]
-enum OpCall {
-    /// assign_chat_to_operator: the chat it returned, if any.
-    Assign(Option<Uuid>),
-    /// transfer_chat to this operator: whether it moved the chat.
-    TransferIn {
+enum CallKind {
+    /// start_chat: the chat it returned and the team it was started in.
+    StartChat {
         chat: Uuid,
-        moved: bool,
+        team: Option<Uuid>,
     },
-    /// set_operator_status: the presence set and the one it returned as the previous.
-    Status {
-        new: &'static str,
-        previous: String,
+    UserMessage {
+        chat: Uuid,
+    },
+    /// operator_send_message (a first reply or a follow-up).
+    Reply {
+        chat: Uuid,
+        operator: Uuid,
+    },
+    /// assign_chat_to_operator: the chat it returned, if any.
+    Assign {
+        operator: Uuid,
+        got: Option<Uuid>,
+    },
+    /// release_and_reassign_chat and whether it returned true.
+    Release {
+        chat: Uuid,
+        released: bool,
+    },
+    /// release_idle_assignments: the (chat, operator) rows it returned.
+    Idle {
+        released: Vec<(Uuid, Uuid)>,
+    },
+    Complete {
+        chat: Uuid,
+        completed: bool,
     },
     /// set_operator_active: the value set and whether it returned "changed".
     Active {
+        operator: Uuid,
         active: bool,
         changed: bool,
     },
+    /// set_operator_status: the presence set and the one it returned as the previous.
+    Status {
+        operator: Uuid,
+        new: &'static str,
+        previous: String,
+    },
     /// add_team_member / remove_team_member: the team and whether it returned true.
     Join {
+        operator: Uuid,
         team: Uuid,
         changed: bool,
     },
     Leave {
+        operator: Uuid,
         team: Uuid,
         changed: bool,
     },
+    /// transfer_chat to an operator / to a team, and whether it moved the chat.
+    ToOperator {
+        chat: Uuid,
+        operator: Uuid,
+        moved: bool,
+    },
+    ToTeam {
+        chat: Uuid,
+        team: Uuid,
+        moved: bool,
+    },
 }
 
-/// One such call, with `clock_timestamp()` read by the same statement after the function
-/// returned: inside the call's transaction, so while it still holds the operator's lock.
-#[derive(Clone, Debug)]
-struct OpRecord {
+impl CallKind {
+    fn label(&self) -> &'static str {
+        match self {
+            CallKind::StartChat { .. } => "start_chat",
+            CallKind::UserMessage { .. } => "real_user_send_message",
+            CallKind::Reply { .. } => "operator_send_message",
+            CallKind::Assign { .. } => "assign_chat_to_operator",
+            CallKind::Release { .. } => "release_and_reassign_chat",
+            CallKind::Idle { .. } => "release_idle_assignments",
+            CallKind::Complete { .. } => "complete_chat",
+            CallKind::Active { .. } => "set_operator_active",
+            CallKind::Status { .. } => "set_operator_status",
+            CallKind::Join { .. } => "add_team_member",
+            CallKind::Leave { .. } => "remove_team_member",
+            CallKind::ToOperator { .. } => "transfer_chat (to an operator)",
+            CallKind::ToTeam { .. } => "transfer_chat (to a team)",
+        }
+    }
+
+    /// The operator whose row lock the call takes before anything else (step 1 of the lock
+    /// order): the calls that change what an operator may be given, or give it a chat it
+    /// asked for or is transferred.
+    fn locked_operator(&self) -> Option<Uuid> {
+        match self {
+            CallKind::Assign { operator, .. }
+            | CallKind::Active { operator, .. }
+            | CallKind::Status { operator, .. }
+            | CallKind::Join { operator, .. }
+            | CallKind::Leave { operator, .. }
+            | CallKind::ToOperator { operator, .. } => Some(*operator),
+            _ => None,
+        }
+    }
+}
+
+/// A change event a call's own transaction wrote, read back inside that transaction
+/// ([`CALL_EVENTS_SQL`]).
+#[derive(Clone, Debug, PartialEq)]
+struct CallEvent {
+    id: i64,
+    old: Option<String>,
+    new: String,
+    operator: Option<Uuid>,
+    chat: Uuid,
+    team: Option<Uuid>,
+    /// For an event that gives the chat to an operator: how many chats that operator holds,
+    /// read after the call while the call still holds the operator's row lock.
+    held: Option<i64>,
+    reason: String,
+}
+
+impl CallEvent {
+    /// One `e|...` element of [`CALL_EVENTS_SQL`]'s answer.
+    fn parse(text: &str) -> Option<CallEvent> {
+        let mut f = text.strip_prefix("e|")?.splitn(8, '|');
+        let id = f.next()?.parse().ok()?;
+        let old = Some(f.next()?)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let new = f.next()?.to_string();
+        let uuid = |s: &str| -> Option<Option<Uuid>> {
+            if s.is_empty() {
+                Some(None)
+            } else {
+                Uuid::parse_str(s).ok().map(Some)
+            }
+        };
+        let operator = uuid(f.next()?)?;
+        let chat = uuid(f.next()?)??;
+        let team = uuid(f.next()?)?;
+        let held = match f.next()? {
+            "" => None,
+            n => Some(n.parse().ok()?),
+        };
+        let reason = f.next()?.to_string();
+        Some(CallEvent {
+            id,
+            old,
+            new,
+            operator,
+            chat,
+            team,
+            held,
+            reason,
+        })
+    }
+
+    /// An event that gives the chat to `operator` (an assignment, a transfer to an operator
+    /// or an automatic assignment).
+    fn gives(&self) -> bool {
+        self.new == "assigned"
+    }
+
+    fn is_auto(&self) -> bool {
+        self.reason == "auto_assigned"
+    }
+
+    /// An event that takes the chat from the operator who held it (`operator`).
+    fn releases(&self) -> bool {
+        self.old.as_deref() == Some("assigned") && self.new != "assigned"
+    }
+}
+
+/// An operator row a call updated, as the call left it.
+#[derive(Clone, Debug, PartialEq)]
+struct OpRow {
     operator: Uuid,
+    status: String,
+    active: bool,
+}
+
+impl OpRow {
+    /// One `o|...` element of [`CALL_EVENTS_SQL`]'s answer.
+    fn parse(text: &str) -> Option<OpRow> {
+        let mut f = text.strip_prefix("o|")?.splitn(3, '|');
+        Some(OpRow {
+            operator: Uuid::parse_str(f.next()?).ok()?,
+            status: f.next()?.to_string(),
+            active: match f.next()? {
+                "t" | "true" => true,
+                "f" | "false" => false,
+                _ => return None,
+            },
+        })
+    }
+}
+
+/// One successful call: what it was, its number (unique in the run), `clock_timestamp()` read
+/// by the same statement after the function returned (inside the call's transaction, so
+/// while it still holds every row lock it took), the events it wrote, in id order, and the
+/// operator rows it updated.
+#[derive(Clone, Debug)]
+struct CallRecord {
+    id: u64,
     at: SystemTime,
-    call: OpCall,
+    kind: CallKind,
+    events: Vec<CallEvent>,
+    rows: Vec<OpRow>,
 }
 
 enum Expect {
@@ -416,7 +656,7 @@ struct Report {
     operators_created: u64,
     transfers_to_operator: u64,
     transfers_to_team: u64,
-    op_calls: Vec<OpRecord>,
+    calls: Vec<CallRecord>,
     /// `55000` refusals by function and cause ([`refusal_cause`]).
     refusals: BTreeMap<(&'static str, &'static str), u64>,
     lost_connection: bool,
@@ -526,6 +766,38 @@ impl Report {
         self.stats.entry(label).or_default().hits += n;
     }
 
+    /// The events a call read back ([`CALL_EVENTS_SQL`]); one it cannot read is a failure.
+    /// The first element moves the connection's lower bound (`after`) for its next call.
+    fn parse_events(
+        &mut self,
+        label: &'static str,
+        texts: &[String],
+        after: &mut i64,
+    ) -> (Vec<CallEvent>, Vec<OpRow>) {
+        match texts.first().map(|t| t.parse::<i64>()) {
+            Some(Ok(newest)) => *after = newest.max(*after),
+            _ => self.fatal(
+                FATAL_KINDS[7],
+                format!("{label}: no sequence reading in {texts:?}"),
+            ),
+        }
+        let mut events = Vec::with_capacity(texts.len());
+        let mut rows = Vec::new();
+        for text in texts.iter().skip(1) {
+            if let Some(e) = CallEvent::parse(text) {
+                events.push(e);
+            } else if let Some(r) = OpRow::parse(text) {
+                rows.push(r);
+            } else {
+                self.fatal(
+                    FATAL_KINDS[7],
+                    format!("{label}: unreadable element {text:?}"),
+                );
+            }
+        }
+        (events, rows)
+    }
+
     fn merge(&mut self, other: Report) {
         for (k, v) in other.stats {
             let s = self.stats.entry(k).or_default();
@@ -562,7 +834,7 @@ impl Report {
         self.operators_created += other.operators_created;
         self.transfers_to_operator += other.transfers_to_operator;
         self.transfers_to_team += other.transfers_to_team;
-        self.op_calls.extend(other.op_calls);
+        self.calls.extend(other.calls);
         for (k, n) in other.refusals {
             *self.refusals.entry(k).or_default() += n;
         }
@@ -588,12 +860,40 @@ async fn connect(dsn: &str, name: &str) -> Result<Client, String> {
     Ok(client)
 }
 
-/// How the calls that take an operator's lock are made: the function in FROM, so that its
-/// result is complete (the call has run) before the row with `clock_timestamp()` is formed,
-/// in the same statement and so the same transaction, which holds the operator's row lock
-/// until it commits. [`replay_operators`] orders each operator's calls by that reading.
-fn timed_call(call: &str) -> String {
-    format!("SELECT f.r, clock_timestamp() FROM {call} AS f(r)")
+/// How every call that can write a change event is made: the function in FROM, so that its
+/// result is complete (the call has run) before the row is formed; then, in the same
+/// statement and so the same transaction, which still holds every row lock the call took,
+/// `clock_timestamp()` and the events the call wrote ([`CALL_EVENTS_SQL`]), whose lower
+/// bound is the statement's last parameter (after the call's own: see [`call!`]).
+/// [`replay_operators`] orders each operator's calls by that reading.
+fn recorded_call(call: &str) -> String {
+    format!(
+        "SELECT f.r, clock_timestamp(), stress_check.call_events(${}) FROM {call} AS f(r)",
+        params_in(call) + 1
+    )
+}
+
+/// [`recorded_call`] for `release_idle_assignments`, which returns rows (the reading and the
+/// events repeat on each; with no row it released nothing, so wrote no event).
+fn recorded_idle(args: &str) -> String {
+    format!(
+        "SELECT f.chat_id, f.operator_id, f.idle_seconds, clock_timestamp(), \
+                stress_check.call_events(${}) \
+         FROM release_idle_assignments({args}) AS f",
+        params_in(args) + 1
+    )
+}
+
+/// The highest `$n` in a piece of SQL (0: none).
+fn params_in(sql: &str) -> usize {
+    sql.split('$')
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 struct Stmts {
@@ -632,27 +932,13 @@ struct Stmts {
 impl Stmts {
     async fn prepare(c: &Client) -> Result<Self, PgError> {
         let mut idle = Vec::new();
-        for (sql, threshold) in [
-            (
-                "SELECT chat_id, operator_id, idle_seconds \
-                 FROM release_idle_assignments(p_idle_after => '50 milliseconds')",
-                Some(0.05),
-            ),
-            (
-                "SELECT chat_id, operator_id, idle_seconds \
-                 FROM release_idle_assignments('200 milliseconds'::interval)",
-                Some(0.2),
-            ),
-            (
-                "SELECT chat_id, operator_id, idle_seconds FROM release_idle_assignments(NULL)",
-                None,
-            ),
-            (
-                "SELECT chat_id, operator_id, idle_seconds FROM release_idle_assignments()",
-                None,
-            ),
+        for (args, threshold) in [
+            ("p_idle_after => '50 milliseconds'", Some(0.05)),
+            ("'200 milliseconds'::interval", Some(0.2)),
+            ("NULL", None),
+            ("", None),
         ] {
-            idle.push((c.prepare(sql).await?, threshold));
+            idle.push((c.prepare(&recorded_idle(args)).await?, threshold));
         }
         let mut stuck = Vec::new();
         for sql in [
@@ -674,58 +960,68 @@ impl Stmts {
             invalid.push(c.prepare(sql).await?);
         }
         Ok(Stmts {
-            start_chat: c.prepare("SELECT start_chat($1, $2)").await?,
-            start_chat_team: c.prepare("SELECT start_chat($1, $2, NULL, $3, $4)").await?,
+            start_chat: c.prepare(&recorded_call("start_chat($1, $2)")).await?,
+            start_chat_team: c
+                .prepare(&recorded_call("start_chat($1, $2, NULL, $3, $4)"))
+                .await?,
             start_chat_named: c
-                .prepare(
-                    "SELECT start_chat(p_real_user_id => $1, p_content => $2, \
-                                       p_team_id => $3, p_priority => $4)",
-                )
+                .prepare(&recorded_call(
+                    "start_chat(p_real_user_id => $1, p_content => $2, \
+                                p_team_id => $3, p_priority => $4)",
+                ))
                 .await?,
             user_msg: c
-                .prepare("SELECT real_user_send_message(p_chat_id => $1, p_content => $2)")
+                .prepare(&recorded_call(
+                    "real_user_send_message(p_chat_id => $1, p_content => $2)",
+                ))
                 .await?,
             op_msg: c
-                .prepare("SELECT operator_send_message($1, $2, $3)")
+                .prepare(&recorded_call("operator_send_message($1, $2, $3)"))
                 .await?,
             assign: c
-                .prepare(&timed_call("assign_chat_to_operator($1)"))
+                .prepare(&recorded_call("assign_chat_to_operator($1)"))
                 .await?,
-            release_default: c.prepare("SELECT release_and_reassign_chat($1)").await?,
+            release_default: c
+                .prepare(&recorded_call("release_and_reassign_chat($1)"))
+                .await?,
             release_reason: c
-                .prepare("SELECT release_and_reassign_chat(p_chat_id => $1, p_reason => $2)")
+                .prepare(&recorded_call(
+                    "release_and_reassign_chat(p_chat_id => $1, p_reason => $2)",
+                ))
                 .await?,
             touch: c
                 .prepare("SELECT touch_operator_activity(p_operator_id => $1, p_chat_id => $2)")
                 .await?,
             idle,
-            complete: c.prepare("SELECT complete_chat($1)").await?,
+            complete: c.prepare(&recorded_call("complete_chat($1)")).await?,
             create_op: c.prepare("SELECT create_operator($1, $2)").await?,
             set_active: c
-                .prepare(&timed_call("set_operator_active($1, $2)"))
+                .prepare(&recorded_call("set_operator_active($1, $2)"))
                 .await?,
             create_team: c.prepare("SELECT create_team($1, $2)").await?,
             create_team_default: c.prepare("SELECT create_team($1)").await?,
             set_routing: c.prepare("SELECT set_team_routing($1, $2)").await?,
             add_member: c
-                .prepare(&timed_call(
+                .prepare(&recorded_call(
                     "add_team_member(p_team_id => $1, p_operator_id => $2)",
                 ))
                 .await?,
-            remove_member: c.prepare(&timed_call("remove_team_member($1, $2)")).await?,
-            set_status: c
-                .prepare(&timed_call("set_operator_status($1, $2)"))
+            remove_member: c
+                .prepare(&recorded_call("remove_team_member($1, $2)"))
                 .await?,
-            transfer_to_operator: c.prepare(&timed_call("transfer_chat($1, $2)")).await?,
+            set_status: c
+                .prepare(&recorded_call("set_operator_status($1, $2)"))
+                .await?,
+            transfer_to_operator: c.prepare(&recorded_call("transfer_chat($1, $2)")).await?,
             transfer_to_operator_reason: c
-                .prepare(&timed_call(
+                .prepare(&recorded_call(
                     "transfer_chat(p_chat_id => $1, p_to_operator_id => $2, p_reason => $3)",
                 ))
                 .await?,
             transfer_to_team: c
-                .prepare(
-                    "SELECT transfer_chat(p_chat_id => $1, p_to_team_id => $2, p_reason => $3)",
-                )
+                .prepare(&recorded_call(
+                    "transfer_chat(p_chat_id => $1, p_to_team_id => $2, p_reason => $3)",
+                ))
                 .await?,
             set_priority: c.prepare("SELECT set_chat_priority($1, $2)").await?,
             queue_position: c
@@ -794,6 +1090,9 @@ struct Worker {
     held: Vec<(Uuid, Uuid)>,
     /// Chats recently answered by an operator: the users write back to these.
     replied: Vec<Uuid>,
+    /// The event sequence's last value as this connection's previous recorded call read it:
+    /// every event a later call writes has a higher id ([`CALL_EVENTS_SQL`]).
+    events_after: i64,
 }
 
 /// One call returning one value in column 0.
@@ -806,13 +1105,18 @@ macro_rules! one {
     }};
 }
 
-/// One call that takes an operator's lock, made through [`timed_call`]: its value and the
-/// clock reading.
-macro_rules! timed {
+/// One call made through [`recorded_call`]: its value, the clock reading and the events its
+/// transaction wrote (as the helper spells them).
+macro_rules! call {
     ($w:ident, $label:expr, $stmt:expr, $ty:ty, [$($p:expr),*]) => {{
         let t0 = Instant::now();
-        let res = $w.client.query_one($stmt, &[$(&$p),*]).await.and_then(|r| {
-            Ok((r.try_get::<_, $ty>(0)?, r.try_get::<_, SystemTime>(1)?))
+        let after = $w.events_after;
+        let res = $w.client.query_one($stmt, &[$(&$p,)* &after]).await.and_then(|r| {
+            Ok((
+                r.try_get::<_, $ty>(0)?,
+                r.try_get::<_, SystemTime>(1)?,
+                r.try_get::<_, Vec<String>>(2)?,
+            ))
         });
         $w.rep.record($label, Expect::Valid, t0, res)
     }};
@@ -854,8 +1158,46 @@ impl Worker {
         }
     }
 
-    fn op_call(&mut self, operator: Uuid, at: SystemTime, call: OpCall) {
-        self.rep.op_calls.push(OpRecord { operator, at, call });
+    /// Keeps a successful call's record. The chats it gave away by itself join those the
+    /// workload acts on: their operators answer some (a reply pulls the next chat), and users,
+    /// admins and the idle job race on them.
+    fn recorded(&mut self, at: SystemTime, kind: CallKind, texts: Vec<String>) {
+        let (events, rows) = self
+            .rep
+            .parse_events(kind.label(), &texts, &mut self.events_after);
+        for e in &events {
+            if let (true, Some(op)) = (e.is_auto(), e.operator) {
+                self.heat(e.chat);
+                if self.rng.random_bool(0.5) {
+                    self.hold(op, e.chat);
+                }
+            }
+        }
+        let id = ((self.id as u64 + 1) << 40) | self.next_seq();
+        self.rep.calls.push(CallRecord {
+            id,
+            at,
+            kind,
+            events,
+            rows,
+        });
+    }
+
+    /// A chat that was just given to an operator: likely still assigned for a while.
+    fn heat(&mut self, chat: Uuid) {
+        let mut hot = self.shared.hot.lock().unwrap();
+        hot.push_back(chat);
+        if hot.len() > 64 {
+            hot.pop_front();
+        }
+    }
+
+    /// A chat this connection's operator will answer later.
+    fn hold(&mut self, op: Uuid, chat: Uuid) {
+        self.held.push((op, chat));
+        if self.held.len() > 8 {
+            self.held.remove(0);
+        }
     }
 
     fn pick_chat(&mut self) -> Uuid {
@@ -948,21 +1290,21 @@ impl Worker {
             self.rng.random_range(1..=5)
         };
         let started = match (team, priority, self.rng.random_bool(0.5)) {
-            (None, 0, true) => one!(
+            (None, 0, true) => call!(
                 self,
                 "start_chat",
                 &self.st.start_chat,
                 Uuid,
                 [user, content]
             ),
-            (_, _, true) => one!(
+            (_, _, true) => call!(
                 self,
                 "start_chat",
                 &self.st.start_chat_team,
                 Uuid,
                 [user, content, team, priority]
             ),
-            (_, _, false) => one!(
+            (_, _, false) => call!(
                 self,
                 "start_chat",
                 &self.st.start_chat_named,
@@ -970,7 +1312,8 @@ impl Worker {
                 [user, content, team, priority]
             ),
         };
-        if let Some(chat) = started {
+        if let Some((chat, at, events)) = started {
+            self.recorded(at, CallKind::StartChat { chat, team }, events);
             self.shared.chats.write().unwrap().push(chat);
             self.rep.started.push(StartedChat {
                 chat_id: chat,
@@ -989,13 +1332,14 @@ impl Worker {
             self.pick_hot_chat(0.5)
         };
         let content = self.content("user");
-        if let Some(id) = one!(
+        if let Some((id, at, events)) = call!(
             self,
             "real_user_send_message",
             &self.st.user_msg,
             i64,
             [chat, content]
         ) {
+            self.recorded(at, CallKind::UserMessage { chat }, events);
             self.rep.messages.push(StoredMessage {
                 id,
                 chat_id: chat,
@@ -1008,14 +1352,15 @@ impl Worker {
 
     async fn operator_message(&mut self, chat: Uuid, op: Uuid) -> bool {
         let content = self.content("operator");
-        match one!(
+        match call!(
             self,
             "operator_send_message",
             &self.st.op_msg,
             i64,
             [chat, op, content]
         ) {
-            Some(id) => {
+            Some((id, at, events)) => {
+                self.recorded(at, CallKind::Reply { chat, operator: op }, events);
                 self.rep.messages.push(StoredMessage {
                     id,
                     chat_id: chat,
@@ -1046,7 +1391,7 @@ impl Worker {
     /// job, a user message or an admin may take it away first).
     async fn assign_flow(&mut self) {
         let op = self.pick_operator();
-        let Some((got, at)) = timed!(
+        let Some((got, at, events)) = call!(
             self,
             "assign_chat_to_operator",
             &self.st.assign,
@@ -1055,17 +1400,11 @@ impl Worker {
         ) else {
             return;
         };
-        self.op_call(op, at, OpCall::Assign(got));
+        self.recorded(at, CallKind::Assign { operator: op, got }, events);
         let Some(chat) = got else { return };
         self.rep.assign_returned_chat += 1;
         self.rep.hit("assign_chat_to_operator", 1);
-        {
-            let mut hot = self.shared.hot.lock().unwrap();
-            hot.push_back(chat);
-            if hot.len() > 64 {
-                hot.pop_front();
-            }
-        }
+        self.heat(chat);
         if self.rng.random_bool(0.7) {
             if self.rng.random_bool(0.5) {
                 self.touch_pair(op, chat).await;
@@ -1080,10 +1419,7 @@ impl Worker {
                 }
             }
         } else {
-            self.held.push((op, chat));
-            if self.held.len() > 8 {
-                self.held.remove(0);
-            }
+            self.hold(op, chat);
         }
     }
 
@@ -1115,8 +1451,8 @@ impl Worker {
             Some((_, chat)) => chat,
             None => self.pick_hot_chat(0.6),
         };
-        let released = if self.rng.random_bool(0.5) {
-            one!(
+        let res = if self.rng.random_bool(0.5) {
+            call!(
                 self,
                 "release_and_reassign_chat",
                 &self.st.release_default,
@@ -1124,7 +1460,7 @@ impl Worker {
                 [chat]
             )
         } else {
-            one!(
+            call!(
                 self,
                 "release_and_reassign_chat",
                 &self.st.release_reason,
@@ -1132,7 +1468,11 @@ impl Worker {
                 [chat, ADMIN_REASON]
             )
         };
-        if released == Some(true) {
+        let Some((released, at, events)) = res else {
+            return;
+        };
+        self.recorded(at, CallKind::Release { chat, released }, events);
+        if released {
             self.rep.reassign_true += 1;
             self.rep.hit("release_and_reassign_chat", 1);
         }
@@ -1159,11 +1499,34 @@ impl Worker {
             _ => 3,
         };
         let (stmt, threshold) = self.st.idle[variant].clone();
-        let Some(rows) = rows!(self, "release_idle_assignments", &stmt, []) else {
+        let after = self.events_after;
+        let Some(rows) = rows!(self, "release_idle_assignments", &stmt, [after]) else {
             return;
         };
         self.rep.idle_released_rows += rows.len() as u64;
         self.rep.hit("release_idle_assignments", rows.len() as u64);
+        if let Some(first) = rows.first() {
+            let read = (|| -> Result<_, PgError> {
+                let mut released = Vec::new();
+                for r in &rows {
+                    released.push((r.try_get::<_, Uuid>(0)?, r.try_get::<_, Uuid>(1)?));
+                }
+                Ok((
+                    released,
+                    first.try_get::<_, SystemTime>(3)?,
+                    first.try_get::<_, Vec<String>>(4)?,
+                ))
+            })();
+            match read {
+                Ok((released, at, events)) => {
+                    self.recorded(at, CallKind::Idle { released }, events)
+                }
+                Err(e) => self.rep.fatal(
+                    FATAL_KINDS[7],
+                    format!("release_idle_assignments: {}", describe(&e)),
+                ),
+            }
+        }
         for r in &rows {
             let idle: f64 = r.try_get(2).unwrap_or(-1.0);
             let chat: Option<Uuid> = r.try_get(0).ok();
@@ -1183,8 +1546,13 @@ impl Worker {
 
     async fn complete(&mut self) {
         let chat = self.pick_hot_chat(0.5);
-        if let Some(true) = one!(self, "complete_chat", &self.st.complete, bool, [chat]) {
-            self.rep.hit("complete_chat", 1);
+        if let Some((completed, at, events)) =
+            call!(self, "complete_chat", &self.st.complete, bool, [chat])
+        {
+            self.recorded(at, CallKind::Complete { chat, completed }, events);
+            if completed {
+                self.rep.hit("complete_chat", 1);
+            }
         }
     }
 
@@ -1207,14 +1575,19 @@ impl Worker {
     async fn set_active(&mut self) {
         let op = self.pick_operator();
         let active = self.rng.random_bool(0.7);
-        if let Some((changed, at)) = timed!(
+        if let Some((changed, at, events)) = call!(
             self,
             "set_operator_active",
             &self.st.set_active,
             bool,
             [op, active]
         ) {
-            self.op_call(op, at, OpCall::Active { active, changed });
+            let kind = CallKind::Active {
+                operator: op,
+                active,
+                changed,
+            };
+            self.recorded(at, kind, events);
             if changed {
                 self.rep.hit("set_operator_active", 1);
             }
@@ -1272,7 +1645,7 @@ impl Worker {
             12..=16 => "away",
             _ => "offline",
         };
-        if let Some((previous, at)) = timed!(
+        if let Some((previous, at, events)) = call!(
             self,
             "set_operator_status",
             &self.st.set_status,
@@ -1288,14 +1661,12 @@ impl Worker {
             if previous != status {
                 self.rep.hit("set_operator_status", 1);
             }
-            self.op_call(
-                op,
-                at,
-                OpCall::Status {
-                    new: status,
-                    previous,
-                },
-            );
+            let kind = CallKind::Status {
+                operator: op,
+                new: status,
+                previous,
+            };
+            self.recorded(at, kind, events);
         }
     }
 
@@ -1307,7 +1678,7 @@ impl Worker {
         if self.rng.random_bool(0.5) {
             let op = self.pick_operator();
             let res = if self.rng.random_bool(0.5) {
-                timed!(
+                call!(
                     self,
                     "transfer_chat",
                     &self.st.transfer_to_operator,
@@ -1315,7 +1686,7 @@ impl Worker {
                     [chat, op]
                 )
             } else {
-                timed!(
+                call!(
                     self,
                     "transfer_chat",
                     &self.st.transfer_to_operator_reason,
@@ -1323,31 +1694,36 @@ impl Worker {
                     [chat, op, OPERATOR_TRANSFER_REASON]
                 )
             };
-            if let Some((moved, at)) = res {
-                self.op_call(op, at, OpCall::TransferIn { chat, moved });
+            if let Some((moved, at, events)) = res {
+                let kind = CallKind::ToOperator {
+                    chat,
+                    operator: op,
+                    moved,
+                };
+                self.recorded(at, kind, events);
                 if moved {
                     self.rep.transfers_to_operator += 1;
                     self.rep.hit("transfer_chat", 1);
                     // The operator got it: it answers it, as after an assignment.
                     if self.rng.random_bool(0.5) {
-                        self.held.push((op, chat));
-                        if self.held.len() > 8 {
-                            self.held.remove(0);
-                        }
+                        self.hold(op, chat);
                     }
                 }
             }
         } else {
             let team = self.pick_team();
-            if let Some(true) = one!(
+            if let Some((moved, at, events)) = call!(
                 self,
                 "transfer_chat",
                 &self.st.transfer_to_team,
                 bool,
                 [chat, team, TEAM_TRANSFER_REASON]
             ) {
-                self.rep.transfers_to_team += 1;
-                self.rep.hit("transfer_chat", 1);
+                self.recorded(at, CallKind::ToTeam { chat, team, moved }, events);
+                if moved {
+                    self.rep.transfers_to_team += 1;
+                    self.rep.hit("transfer_chat", 1);
+                }
             }
         }
     }
@@ -1357,26 +1733,36 @@ impl Worker {
         let op = self.pick_operator();
         let team = self.pick_team();
         if self.rng.random_bool(0.5) {
-            if let Some((changed, at)) = timed!(
+            if let Some((changed, at, events)) = call!(
                 self,
                 "add_team_member",
                 &self.st.add_member,
                 bool,
                 [team, op]
             ) {
-                self.op_call(op, at, OpCall::Join { team, changed });
+                let kind = CallKind::Join {
+                    operator: op,
+                    team,
+                    changed,
+                };
+                self.recorded(at, kind, events);
                 if changed {
                     self.rep.hit("add_team_member", 1);
                 }
             }
-        } else if let Some((changed, at)) = timed!(
+        } else if let Some((changed, at, events)) = call!(
             self,
             "remove_team_member",
             &self.st.remove_member,
             bool,
             [team, op]
         ) {
-            self.op_call(op, at, OpCall::Leave { team, changed });
+            let kind = CallKind::Leave {
+                operator: op,
+                team,
+                changed,
+            };
+            self.recorded(at, kind, events);
             if changed {
                 self.rep.hit("remove_team_member", 1);
             }
@@ -1642,11 +2028,122 @@ struct MonitorReport {
     errors: Vec<String>,
     names: Vec<String>,
     max_ms: u128,
+    /// get_service_metrics calls, and those that failed or answered something insane.
+    metrics_calls: u64,
+    metrics_bad: u64,
+}
+
+/// The columns of get_service_metrics, as the monitor reads them.
+const SERVICE_METRICS_COLUMNS: &str = "scope, team_id, chats_started, first_response_p50, \
+     first_response_p90, wait_to_assignment_p50, wait_to_assignment_p90, transfers, \
+     idle_releases, abandoned";
+
+/// One get_service_metrics call, in one of three shapes (every scope over the last day; every
+/// scope over the last few seconds; one team, the one `team` names, over the last hour), and
+/// what is wrong with its answer (nothing: empty). Sane means: the scopes in order (`all`,
+/// `no_team`, then one row per team, or only the team asked for), counts >= 0, at most as
+/// many chats abandoned as started, each p90 >= its p50 and both NULL together (all NULL when
+/// no chat started), and, in one statement's snapshot, `all` = `no_team` + every team for the
+/// counts (no team is deleted here, so every chat's and transfer's team has its row). Returns
+/// a team of the answer for the next call.
+async fn service_metrics(
+    client: &Client,
+    sample: u64,
+    team: Option<Uuid>,
+) -> Result<(Vec<String>, Option<Uuid>), PgError> {
+    let rows = match (sample % 3, team) {
+        (2, Some(team)) => {
+            client
+                .query(
+                    &format!(
+                        "SELECT {SERVICE_METRICS_COLUMNS} \
+                         FROM get_service_metrics(now() - interval '1 hour', $1)"
+                    ),
+                    &[&team],
+                )
+                .await?
+        }
+        (1, _) => {
+            client
+                .query(
+                    &format!(
+                        "SELECT {SERVICE_METRICS_COLUMNS} \
+                         FROM get_service_metrics(p_since => now() - interval '3 seconds')"
+                    ),
+                    &[],
+                )
+                .await?
+        }
+        _ => {
+            client
+                .query(
+                    &format!("SELECT {SERVICE_METRICS_COLUMNS} FROM get_service_metrics()"),
+                    &[],
+                )
+                .await?
+        }
+    };
+    let one_team = sample % 3 == 2 && team.is_some();
+    let mut bad = Vec::new();
+    let mut sums = [0i64; 4];
+    let mut all = [0i64; 4];
+    let mut next_team = None;
+    for (i, r) in rows.iter().enumerate() {
+        let scope: String = r.try_get(0)?;
+        let team_id: Option<Uuid> = r.try_get(1)?;
+        let n = |c: usize| r.try_get::<_, i64>(c);
+        let counts = [n(2)?, n(7)?, n(8)?, n(9)?];
+        let p = |c: usize| r.try_get::<_, Option<f64>>(c);
+        let pairs = [(p(3)?, p(4)?), (p(5)?, p(6)?)];
+        let expected_scope = match (one_team, i) {
+            (true, _) => "team",
+            (false, 0) => "all",
+            (false, 1) => "no_team",
+            _ => "team",
+        };
+        let pairs_ok = pairs.iter().all(|pair| match pair {
+            (Some(p50), Some(p90)) => counts[0] > 0 && p50.is_finite() && p90 >= p50,
+            (None, None) => true,
+            _ => false,
+        });
+        if scope != expected_scope
+            || (scope == "team") != team_id.is_some()
+            || (one_team && team_id != team)
+            || counts.iter().any(|c| *c < 0)
+            || counts[3] > counts[0]
+            || !pairs_ok
+        {
+            bad.push(format!("row {i}: {r:?}"));
+        }
+        match scope.as_str() {
+            "all" => all = counts,
+            _ => {
+                for (s, c) in sums.iter_mut().zip(counts) {
+                    *s += c;
+                }
+            }
+        }
+        if team_id.is_some() && (next_team.is_none() || i as u64 % 3 == sample % 3) {
+            next_team = team_id;
+        }
+    }
+    if one_team {
+        if rows.len() != 1 {
+            bad.push(format!("{} rows for one team", rows.len()));
+        }
+    } else if rows.len() < 2 || all != sums {
+        bad.push(format!(
+            "{} rows; all = {all:?}, no_team + teams = {sums:?}",
+            rows.len()
+        ));
+    }
+    Ok((bad, next_team))
 }
 
 async fn monitor(client: Client, stop: Arc<AtomicBool>) -> MonitorReport {
     let sql = invariants_sql();
     let mut rep = MonitorReport::default();
+    let mut team: Option<Uuid> = None;
     while !stop.load(Ordering::Relaxed) {
         let t0 = Instant::now();
         let shared = match shared_violations(&client).await {
@@ -1689,6 +2186,26 @@ async fn monitor(client: Client, stop: Arc<AtomicBool>) -> MonitorReport {
                 }
             }
         }
+        rep.metrics_calls += 1;
+        match service_metrics(&client, rep.metrics_calls, team).await {
+            Ok((bad, next)) => {
+                team = next.or(team);
+                if !bad.is_empty() {
+                    rep.metrics_bad += 1;
+                    if rep.examples.len() < 20 {
+                        rep.examples
+                            .push(format!("get_service_metrics: {}", bad.join("; ")));
+                    }
+                }
+            }
+            Err(e) => {
+                rep.metrics_bad += 1;
+                if rep.examples.len() < 20 {
+                    rep.examples
+                        .push(format!("get_service_metrics: {}", describe(&e)));
+                }
+            }
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     rep
@@ -1700,6 +2217,8 @@ struct Checks {
     list: Vec<(String, i64, String)>,
     /// Examples of what failed, printed after the list.
     notes: Vec<String>,
+    /// Automatic assignments by the function whose call made them.
+    auto_by_call: BTreeMap<&'static str, AutoCount>,
 }
 
 impl Checks {
@@ -1735,25 +2254,31 @@ impl OpState {
     }
 }
 
-/// A chat given to an operator, as its `chat_events` row (new_state `assigned`) tells it.
-struct GivenEvent {
-    chat: Uuid,
-    team: Option<Uuid>,
-}
-
 /// Violations found by [`replay_operators`], one count per check.
 #[derive(Default)]
 struct Replay {
     ties: i64,
     returns: i64,
-    events: i64,
+    /// Events giving an operator chats whose ids do not grow in the operator's lock order.
+    order: i64,
+    /// Assignments and transfers to an operator inactive or offline (not online, for a
+    /// transfer) at that moment.
     absent: i64,
+    /// Automatic assignments to an operator not active and online at that moment.
+    auto_absent: i64,
     outsider: i64,
+    /// Chats given to an operator who then held more than its capacity.
+    over: i64,
     final_state: i64,
     given: i64,
     given_of_team: i64,
+    auto_given: i64,
     /// Assignments asked for by an operator who was away (and so came back online).
     away_served: i64,
+    /// Operator rows a call left with a presence or activity other than the replay's.
+    rows: i64,
+    /// Operators an idle release marked away (it took their last chat).
+    idle_away: i64,
     examples: Vec<String>,
 }
 
@@ -1765,127 +2290,163 @@ impl Replay {
     }
 }
 
+/// One step of an operator's history: a call that took its row lock first (changing what
+/// it may be given, or asking for a chat), a chat given to it (by any call), or its row as a
+/// call that updated it left it.
+enum Step<'a> {
+    Own(&'a CallKind),
+    Given(&'a CallEvent),
+    Row(&'a OpRow, &'a CallKind),
+}
+
 /// Replays, operator by operator, every successful call that took the operator's row lock,
 /// in the order the lock serialised them, and checks each against the history before it.
 ///
 /// Why the order is known: every call that changes an operator's presence, activity or
-/// memberships, or gives it a chat (assignment, transfer to it), holds the operator's row
-/// lock (`FOR NO KEY UPDATE`, src/store/queries.rs, lock order step 1) from before it reads
-/// or writes any of that until its transaction commits, and this test is the only client.
+/// memberships, or gives it a chat (assignment, transfer to it, and an automatic assignment
+/// made by any call: a push locks the operator it picks, a pull the operator who pulls,
+/// both with `SKIP LOCKED`), holds the operator's row lock (`FOR NO KEY UPDATE`,
+/// src/store/queries.rs, lock order step 1) from before it reads or writes any of that until
+/// its transaction commits, and this test is the only client (no background worker runs).
 /// So on one operator those calls' lock-holding intervals are disjoint, and each call's
-/// `clock_timestamp()` ([`timed_call`]) lies inside its own interval: sorting an operator's
-/// calls by that reading sorts them in lock order, hence in commit order. Likewise each
-/// call writes its `assigned` event (ids from a sequence) inside that interval, so an
-/// operator's `assigned` events in id order are its chats in the same order.
+/// `clock_timestamp()` ([`recorded_call`]) lies inside every interval of its own: sorting an
+/// operator's steps by that reading sorts them in lock order, hence in commit order. Within
+/// one call, its own change of the operator comes first (an operator who comes online,
+/// is activated or joins a team pulls chats after that), then the chats given, in event id
+/// order. Each event giving the operator a chat takes its id from a sequence inside that
+/// interval, so the ids of an operator's chats grow along the replay (checked: it confirms
+/// the order).
 ///
-/// What is proven, for every chat the extension gave an operator during the run:
-/// - the k-th `assigned` event of the operator is the chat its k-th successful assignment
-///   or transfer (in lock order) returned, and there are no other `assigned` events;
-/// - at that moment the operator was active and not offline (online, for a transfer: an
-///   `away` operator who asks is made online by the call), from the presence and activity
-///   its own earlier calls left;
+/// What is proven, for every chat given to an operator during the run (each event is tied
+/// to the call that wrote it, and every event of the table to one call: see
+/// [`account_events`]):
+/// - at that moment the operator was active and not offline for an assignment it asked for
+///   (an `away` operator who asks is made online by the call), active and online for a
+///   transfer to it and for an automatic assignment, from the presence and activity its own
+///   earlier calls left;
 /// - if the event names a team, the operator was a member of it then, from the memberships
 ///   its earlier calls left; and the event names the chat's team at that moment (checked
 ///   separately, in SQL, on each chat's events, which its row lock orders the same way), so
 ///   a team's chat went to a member of that team;
+/// - the operator was within its capacity right after the call, and so at every moment:
+///   only calls holding its lock add chats to it, so between the count read after the call
+///   ([`CALL_EVENTS_SQL`], `held`) and the call's commit nothing is added; after that
+///   commit only releases happen until the next such call;
 /// - every return value of these calls (previous presence, "changed") is the one the
 ///   history before it gives, and the final tables hold what the whole history leaves.
 ///
 /// What is not: that refusals (`55000`) were right (a failed call returns no reading, and
-/// changed nothing); capacity per call (releases take no operator lock; the invariants
-/// check it in each snapshot). The order rests on the server's clock not stepping back
-/// during the run; two equal readings on one operator are reported, never guessed at.
+/// changed nothing); that a routing picked the operator it should have (candidates in a
+/// call of their own are passed by, so another pick is legitimate under load). The order
+/// rests on the server's clock not stepping back during the run; two equal readings on one
+/// operator are reported, never guessed at.
 fn replay_operators(
-    calls: &[OpRecord],
-    mut events: HashMap<Uuid, VecDeque<GivenEvent>>,
+    calls: &[CallRecord],
     finals: &BTreeMap<Uuid, OpState>,
+    capacity: &HashMap<Uuid, i64>,
 ) -> Replay {
     let mut out = Replay::default();
-    let mut by_operator: BTreeMap<Uuid, Vec<&OpRecord>> = BTreeMap::new();
+    let mut by_operator: BTreeMap<Uuid, Vec<(SystemTime, u64, usize, Step)>> = BTreeMap::new();
     for c in calls {
-        by_operator.entry(c.operator).or_default().push(c);
+        if let Some(op) = c.kind.locked_operator() {
+            by_operator
+                .entry(op)
+                .or_default()
+                .push((c.at, c.id, 0, Step::Own(&c.kind)));
+        }
+        for (i, e) in c.events.iter().enumerate() {
+            if let (true, Some(op)) = (e.gives(), e.operator) {
+                by_operator
+                    .entry(op)
+                    .or_default()
+                    .push((c.at, c.id, i + 1, Step::Given(e)));
+            }
+        }
+        for row in &c.rows {
+            by_operator.entry(row.operator).or_default().push((
+                c.at,
+                c.id,
+                usize::MAX,
+                Step::Row(row, &c.kind),
+            ));
+        }
     }
     for op in finals.keys() {
         by_operator.entry(*op).or_default();
     }
-    for (op, mut list) in by_operator {
-        list.sort_by_key(|c| c.at);
-        out.ties += list.windows(2).filter(|w| w[0].at == w[1].at).count() as i64;
+    for (op, mut steps) in by_operator {
+        steps.sort_by_key(|(at, call, seq, _)| (*at, *call, *seq));
+        out.ties += steps
+            .windows(2)
+            .filter(|w| w[0].0 == w[1].0 && w[0].1 != w[1].1)
+            .count() as i64;
         let mut st = OpState::new();
-        let mut given = events.remove(&op).unwrap_or_default();
-        for c in list {
-            match &c.call {
-                OpCall::Assign(got) => {
-                    if !st.active || st.status == "offline" {
-                        out.absent += 1;
+        let mut last_id: Option<i64> = None;
+        for (_, _, _, step) in &steps {
+            match step {
+                Step::Own(kind) => replay_own(&mut out, op, &mut st, kind),
+                Step::Row(row, kind) => {
+                    let same = row.status == st.status && row.active == st.active;
+                    if !same
+                        && matches!(kind, CallKind::Idle { .. })
+                        && row.status == "away"
+                        && st.status == "online"
+                        && row.active == st.active
+                    {
+                        // An idle release took the operator's last chat: it stopped
+                        // answering, so it is away until it shows a sign of life.
+                        out.idle_away += 1;
+                        st.status = row.status.clone();
+                    } else if !same {
+                        out.rows += 1;
                         out.example(format!(
-                            "assign_chat_to_operator({op}) succeeded while {st:?}"
+                            "{}: {op} left {} and active {}, its history says {st:?}",
+                            kind.label(),
+                            row.status,
+                            row.active
                         ));
                     }
-                    if st.status == "away" {
-                        out.away_served += 1;
-                    }
-                    st.status = "online".into();
-                    if let Some(chat) = got {
-                        given_chat(&mut out, op, *chat, &st, &mut given);
-                    }
                 }
-                OpCall::TransferIn { chat, moved } => {
-                    if *moved {
+                Step::Given(e) => {
+                    if last_id.is_some_and(|last| e.id <= last) {
+                        out.order += 1;
+                        out.example(format!(
+                            "{op}: event {} (chat {}) comes after event {last_id:?} in lock order",
+                            e.id, e.chat
+                        ));
+                    }
+                    last_id = Some(e.id);
+                    out.given += 1;
+                    if e.is_auto() {
+                        out.auto_given += 1;
                         if !st.active || st.status != "online" {
-                            out.absent += 1;
+                            out.auto_absent += 1;
                             out.example(format!(
-                                "transfer_chat({chat}) to {op} succeeded while {st:?}"
+                                "chat {} given automatically to {op} while {st:?}",
+                                e.chat
                             ));
                         }
-                        given_chat(&mut out, op, *chat, &st, &mut given);
                     }
-                }
-                OpCall::Status { new, previous } => {
-                    if *previous != st.status {
-                        out.returns += 1;
+                    if let Some(team) = e.team {
+                        out.given_of_team += 1;
+                        if !st.teams.contains(&team) {
+                            out.outsider += 1;
+                            out.example(format!(
+                                "chat {} of team {team} given to {op} ({}), member of {:?}",
+                                e.chat, e.reason, st.teams
+                            ));
+                        }
+                    }
+                    let cap = capacity.get(&op).copied();
+                    if !matches!((e.held, cap), (Some(h), Some(c)) if h <= c) {
+                        out.over += 1;
                         out.example(format!(
-                            "set_operator_status({op}, {new}) returned {previous}, history says {}",
-                            st.status
+                            "chat {} given to {op} ({}): it then held {:?} of {cap:?}",
+                            e.chat, e.reason, e.held
                         ));
                     }
-                    st.status = (*new).into();
-                }
-                OpCall::Active { active, changed } => {
-                    if *changed != (st.active != *active) {
-                        out.returns += 1;
-                        out.example(format!(
-                            "set_operator_active({op}, {active}) returned {changed} while {st:?}"
-                        ));
-                    }
-                    st.active = *active;
-                }
-                OpCall::Join { team, changed } => {
-                    if *changed == st.teams.contains(team) {
-                        out.returns += 1;
-                        out.example(format!(
-                            "add_team_member({team}, {op}) returned {changed} while {st:?}"
-                        ));
-                    }
-                    st.teams.insert(*team);
-                }
-                OpCall::Leave { team, changed } => {
-                    if *changed != st.teams.contains(team) {
-                        out.returns += 1;
-                        out.example(format!(
-                            "remove_team_member({team}, {op}) returned {changed} while {st:?}"
-                        ));
-                    }
-                    st.teams.remove(team);
                 }
             }
-        }
-        if !given.is_empty() {
-            out.events += given.len() as i64;
-            out.example(format!(
-                "{} assigned event(s) of {op} that no call returned",
-                given.len()
-            ));
         }
         if finals.get(&op) != Some(&st) {
             out.final_state += 1;
@@ -1895,51 +2456,436 @@ fn replay_operators(
             ));
         }
     }
-    for (op, left) in events {
-        out.events += left.len() as i64;
-        out.example(format!(
-            "{} assigned event(s) of unknown operator {op}",
-            left.len()
-        ));
-    }
     out
 }
 
-/// A chat a call gave `op`: pairs it with the operator's next `assigned` event and checks
-/// that the event's team is one of the operator's teams now.
-fn given_chat(
-    out: &mut Replay,
-    op: Uuid,
-    chat: Uuid,
-    st: &OpState,
-    events: &mut VecDeque<GivenEvent>,
-) {
-    match events.pop_front() {
-        Some(e) if e.chat == chat => {
-            out.given += 1;
-            if let Some(team) = e.team {
-                out.given_of_team += 1;
-                if !st.teams.contains(&team) {
-                    out.outsider += 1;
-                    out.example(format!(
-                        "chat {chat} of team {team} given to {op}, member of {:?}",
-                        st.teams
-                    ));
+/// A call that took `op`'s row lock first: checks it against `op`'s history and applies it.
+fn replay_own(out: &mut Replay, op: Uuid, st: &mut OpState, kind: &CallKind) {
+    match kind {
+        CallKind::Assign { .. } => {
+            if !st.active || st.status == "offline" {
+                out.absent += 1;
+                out.example(format!(
+                    "assign_chat_to_operator({op}) succeeded while {st:?}"
+                ));
+            }
+            if st.status == "away" {
+                out.away_served += 1;
+            }
+            st.status = "online".into();
+        }
+        CallKind::ToOperator {
+            chat, moved: true, ..
+        } if !st.active || st.status != "online" => {
+            out.absent += 1;
+            out.example(format!(
+                "transfer_chat({chat}) to {op} succeeded while {st:?}"
+            ));
+        }
+        CallKind::Status { new, previous, .. } => {
+            if *previous != st.status {
+                out.returns += 1;
+                out.example(format!(
+                    "set_operator_status({op}, {new}) returned {previous}, history says {}",
+                    st.status
+                ));
+            }
+            st.status = (*new).into();
+        }
+        CallKind::Active {
+            active, changed, ..
+        } => {
+            if *changed != (st.active != *active) {
+                out.returns += 1;
+                out.example(format!(
+                    "set_operator_active({op}, {active}) returned {changed} while {st:?}"
+                ));
+            }
+            st.active = *active;
+        }
+        CallKind::Join { team, changed, .. } => {
+            if *changed == st.teams.contains(team) {
+                out.returns += 1;
+                out.example(format!(
+                    "add_team_member({team}, {op}) returned {changed} while {st:?}"
+                ));
+            }
+            st.teams.insert(*team);
+        }
+        CallKind::Leave { team, changed, .. } => {
+            if *changed != st.teams.contains(team) {
+                out.returns += 1;
+                out.example(format!(
+                    "remove_team_member({team}, {op}) returned {changed} while {st:?}"
+                ));
+            }
+            st.teams.remove(team);
+        }
+        _ => {}
+    }
+}
+
+/// Automatic assignments counted by how they came about.
+#[derive(Default, Clone, Copy)]
+struct AutoCount {
+    /// A chat the call put in a queue, given to an operator the routing picked.
+    push: u64,
+    /// A chat given to an operator the call freed, brought online, activated or made a
+    /// member (it pulls from its queues).
+    pull: u64,
+}
+
+/// Checks that a call wrote exactly the change events its documented behaviour gives
+/// (docs/api.md, "Automatic assignment"), and that each of its automatic assignments is one
+/// it may make:
+/// - a push, of a chat the call itself put in a queue (started, reopened or sent back by a
+///   user's message, released, moved to a team), never to an operator the call took it from
+///   (a released chat never goes to an operator released in the same call; a chat passed on
+///   to a team does not go back to who passed it on);
+/// - a pull, by an operator whose capacity the call freed (reply, release, complete, leaving
+///   a team, a transfer away, a user's message on its chat) or who became available to a
+///   queue (online from away or offline, activated, joined a team), of a chat other than
+///   the ones the call took from it. An idle release pulls for no one.
+///
+/// An idle release may also mark the operators it took the last chat from `away`: its only
+/// operator rows with another presence are of operators it released.
+///
+/// Returns the violations, described. `holder_before` names, per event id, who held the
+/// chat just before that event (a transfer to an operator does not name who lost the chat).
+fn call_shape(
+    call: &CallRecord,
+    holder_before: &HashMap<i64, Uuid>,
+    count: &mut AutoCount,
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    let label = call.kind.label();
+    let (autos, own): (Vec<&CallEvent>, Vec<&CallEvent>) =
+        call.events.iter().partition(|e| e.is_auto());
+    // The call's own changes, checked against what it returned.
+    let mut check = |ok: bool, what: &str| {
+        if !ok {
+            bad.push(format!("{label}: {what}; events {:?}", call.events));
+        }
+    };
+    let one = |reasons: &[&str], chat: Uuid| -> Option<&CallEvent> {
+        match own.as_slice() {
+            [e] if reasons.contains(&e.reason.as_str()) && e.chat == chat => Some(*e),
+            _ => None,
+        }
+    };
+    let released_by = |reason: &str, op: Uuid, team: Option<Uuid>| {
+        own.iter().all(|e| {
+            e.reason == reason
+                && e.operator == Some(op)
+                && e.releases()
+                && e.new == "waiting_assignment"
+                && (team.is_none() || e.team == team)
+        })
+    };
+    // What automatic assignments the call may make: chats it put in a queue (`pushed`),
+    // never to `not_to`; operators that may pull (`pullers`), never `not_pulled` chats.
+    let mut pushed: Vec<Uuid> = Vec::new();
+    let mut not_to: Vec<Uuid> = Vec::new();
+    let mut pullers: Vec<Uuid> = Vec::new();
+    let mut not_pulled: Vec<Uuid> = Vec::new();
+    let chats_of = |events: &[&CallEvent]| events.iter().map(|e| e.chat).collect::<Vec<_>>();
+    match &call.kind {
+        CallKind::StartChat { chat, team } => {
+            let e = one(&["chat_started"], *chat);
+            check(
+                e.is_some_and(|e| {
+                    e.old.is_none() && e.new == "waiting_assignment" && e.team == *team
+                }),
+                "one chat_started event of the chat it returned, in its team",
+            );
+            pushed.push(*chat);
+        }
+        CallKind::UserMessage { chat } => {
+            if !own.is_empty() {
+                let e = one(&["real_user_message"], *chat);
+                check(
+                    e.is_some_and(|e| {
+                        e.new == "waiting_assignment"
+                            && e.old.as_deref() != Some("waiting_assignment")
+                            && e.operator.is_some() == e.releases()
+                    }),
+                    "at most one real_user_message event, of its chat, into the queue",
+                );
+                pushed.push(*chat);
+                if let Some(holder) = e.and_then(|e| e.operator) {
+                    pullers.push(holder);
                 }
             }
         }
-        Some(e) => {
-            out.events += 1;
-            out.example(format!(
-                "{op} was given {chat}; its next assigned event is of chat {}",
-                e.chat
-            ));
+        CallKind::Reply { chat, operator } => {
+            if !own.is_empty() {
+                let e = one(&["operator_replied"], *chat);
+                check(
+                    e.is_some_and(|e| {
+                        e.operator == Some(*operator)
+                            && e.releases()
+                            && e.new == "waiting_real_user_reply"
+                    }),
+                    "at most one operator_replied event, of its chat and operator",
+                );
+                pullers.push(*operator);
+                not_pulled.push(*chat);
+            }
         }
-        None => {
-            out.events += 1;
-            out.example(format!("{op} was given {chat}; no assigned event left"));
+        CallKind::Assign { operator, got } => match got {
+            None => check(own.is_empty(), "no chat returned, yet events"),
+            Some(chat) => check(
+                one(&["assigned"], *chat).is_some_and(|e| {
+                    e.operator == Some(*operator) && e.old.as_deref() == Some("waiting_assignment")
+                }),
+                "one assigned event, of the chat it returned, to its operator",
+            ),
+        },
+        CallKind::Release { chat, released } => {
+            if !released {
+                check(own.is_empty(), "returned false, yet events");
+            } else {
+                let e = one(&["manual_unassign", ADMIN_REASON], *chat);
+                check(
+                    e.is_some_and(|e| e.releases() && e.new == "waiting_assignment"),
+                    "one release event of its chat, back to the queue",
+                );
+                pushed.push(*chat);
+                not_pulled.push(*chat);
+                if let Some(holder) = e.and_then(|e| e.operator) {
+                    not_to.push(holder);
+                    pullers.push(holder);
+                }
+            }
+        }
+        CallKind::Idle { released } => {
+            check(
+                call.rows
+                    .iter()
+                    .filter(|r| r.status != "online")
+                    .all(|r| r.status == "away" && released.iter().any(|(_, o)| *o == r.operator)),
+                "only operators it released marked away",
+            );
+            let mut rows: Vec<(Uuid, Option<Uuid>)> =
+                released.iter().map(|(c, o)| (*c, Some(*o))).collect();
+            let mut written: Vec<(Uuid, Option<Uuid>)> =
+                own.iter().map(|e| (e.chat, e.operator)).collect();
+            rows.sort();
+            written.sort();
+            check(
+                rows == written
+                    && own
+                        .iter()
+                        .all(|e| e.reason == "idle_timeout" && e.releases()),
+                "one idle_timeout event per row returned, of that chat and operator",
+            );
+            pushed = chats_of(&own);
+            not_to = released.iter().map(|(_, o)| *o).collect();
+        }
+        CallKind::Complete { chat, completed } => {
+            if !completed {
+                check(own.is_empty(), "returned false, yet events");
+            } else {
+                let e = one(&["completed"], *chat);
+                check(
+                    e.is_some_and(|e| e.new == "completed" && e.operator.is_some() == e.releases()),
+                    "one completed event of its chat",
+                );
+                if let Some(holder) = e.and_then(|e| e.operator) {
+                    pullers.push(holder);
+                }
+                not_pulled.push(*chat);
+            }
+        }
+        CallKind::Active {
+            operator,
+            active,
+            changed,
+        } => {
+            if *active {
+                check(own.is_empty(), "activation released chats");
+                if *changed {
+                    pullers.push(*operator);
+                }
+            } else {
+                check(
+                    released_by("operator_inactive", *operator, None),
+                    "only operator_inactive releases of its chats",
+                );
+                pushed = chats_of(&own);
+                not_to.push(*operator);
+            }
+        }
+        CallKind::Status {
+            operator,
+            new,
+            previous,
+        } => match *new {
+            "offline" => {
+                check(
+                    released_by("operator_offline", *operator, None),
+                    "only operator_offline releases of its chats",
+                );
+                pushed = chats_of(&own);
+                not_to.push(*operator);
+            }
+            _ => {
+                check(
+                    own.is_empty(),
+                    "an online or away operator's chats released",
+                );
+                if *new == "online" && previous != "online" {
+                    pullers.push(*operator);
+                }
+            }
+        },
+        CallKind::Join {
+            operator, changed, ..
+        } => {
+            check(own.is_empty(), "joining a team released chats");
+            if *changed {
+                pullers.push(*operator);
+            }
+        }
+        CallKind::Leave {
+            operator,
+            team,
+            changed,
+        } => {
+            check(
+                (*changed || own.is_empty())
+                    && released_by("removed_from_team", *operator, Some(*team)),
+                "only removed_from_team releases of its chats of that team",
+            );
+            pushed = chats_of(&own);
+            not_pulled = chats_of(&own);
+            not_to.push(*operator);
+            if *changed {
+                pullers.push(*operator);
+            }
+        }
+        CallKind::ToOperator {
+            chat,
+            operator,
+            moved,
+        } => {
+            if !moved {
+                check(own.is_empty(), "returned false, yet events");
+            } else {
+                let e = one(&["transfer", OPERATOR_TRANSFER_REASON], *chat);
+                check(
+                    e.is_some_and(|e| e.operator == Some(*operator) && e.gives()),
+                    "one transfer event of its chat, to its operator",
+                );
+                if let Some(e) = e.filter(|e| e.old.as_deref() == Some("assigned")) {
+                    match holder_before.get(&e.id) {
+                        Some(holder) => pullers.push(*holder),
+                        None => check(false, "a transfer of an assigned chat nobody held"),
+                    }
+                }
+                not_pulled.push(*chat);
+            }
+        }
+        CallKind::ToTeam { chat, team, moved } => {
+            if !moved {
+                check(own.is_empty(), "returned false, yet events");
+            } else {
+                let e = one(&[TEAM_TRANSFER_REASON], *chat);
+                check(
+                    e.is_some_and(|e| {
+                        e.team == Some(*team) && e.operator.is_some() == e.releases()
+                    }),
+                    "one transfer event of its chat, into that team",
+                );
+                if e.is_some_and(|e| e.new == "waiting_assignment") {
+                    pushed.push(*chat);
+                }
+                if let Some(holder) = e.and_then(|e| e.operator) {
+                    pullers.push(holder);
+                    not_to.push(holder);
+                }
+                not_pulled.push(*chat);
+            }
         }
     }
+    for a in autos {
+        let Some(op) = a
+            .operator
+            .filter(|_| a.old.as_deref() == Some("waiting_assignment") && a.new == "assigned")
+        else {
+            bad.push(format!("{label}: malformed automatic assignment {a:?}"));
+            continue;
+        };
+        if pushed.contains(&a.chat) && !not_to.contains(&op) {
+            count.push += 1;
+        } else if pullers.contains(&op)
+            && !not_pulled.contains(&a.chat)
+            && !pushed.contains(&a.chat)
+        {
+            count.pull += 1;
+        } else if pushed.contains(&a.chat) {
+            bad.push(format!(
+                "{label}: chat {} given back to {op}, which the same call took it from; events {:?}",
+                a.chat, call.events
+            ));
+        } else {
+            bad.push(format!(
+                "{label}: chat {} given to {op}, neither a chat the call put in a queue nor an operator it freed; events {:?}",
+                a.chat, call.events
+            ));
+        }
+    }
+    bad
+}
+
+/// Every event of `chat_events` was written by exactly one successful call, which read it
+/// back as the table holds it (so no event comes from a call that failed, from a call
+/// without its own change, or from elsewhere). Returns the violations and examples.
+fn account_events(calls: &[CallRecord], table: &[CallEvent]) -> (i64, Vec<String>) {
+    let mut reported: HashMap<i64, &CallEvent> = HashMap::new();
+    let mut bad = 0i64;
+    let mut examples = Vec::new();
+    let note = |examples: &mut Vec<String>, text: String| {
+        if examples.len() < 10 {
+            examples.push(text);
+        }
+    };
+    for c in calls {
+        for e in &c.events {
+            if reported.insert(e.id, e).is_some() {
+                bad += 1;
+                note(
+                    &mut examples,
+                    format!("event {} reported by two calls", e.id),
+                );
+            }
+        }
+    }
+    for t in table {
+        match reported.remove(&t.id) {
+            Some(e)
+                if CallEvent {
+                    held: None,
+                    ..e.clone()
+                } == *t => {}
+            Some(e) => {
+                bad += 1;
+                note(
+                    &mut examples,
+                    format!("event {} reported as {e:?}, stored as {t:?}", t.id),
+                );
+            }
+            None => {
+                bad += 1;
+                note(&mut examples, format!("event {t:?} reported by no call"));
+            }
+        }
+    }
+    bad += reported.len() as i64;
+    for e in reported.values().take(3) {
+        note(&mut examples, format!("reported event {e:?} is not stored"));
+    }
+    (bad, examples)
 }
 
 async fn count(client: &Client, sql: &str) -> Result<i64, PgError> {
@@ -2124,38 +3070,133 @@ async fn final_checks(
         "",
     );
 
-    // Every chat given to an operator went to an eligible one (see replay_operators).
-    let mut events: HashMap<Uuid, VecDeque<GivenEvent>> = HashMap::new();
+    // Each chat's events, in id order, are its changes in order (all written under its row
+    // lock): each starts from the state the one before left, and the operator a change
+    // takes the chat from is the one the change before gave it to. So no chat was ever held
+    // by two operators, and only a transfer to an operator hands an assigned chat on.
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FILTER (WHERE x.old_state IS DISTINCT FROM x.prev_state), \
+                        count(*) FILTER (WHERE x.old_state = 'assigned' \
+                                           AND (x.new_state <> 'assigned' \
+                                                    AND x.operator_id IS DISTINCT FROM x.prev_operator \
+                                                OR x.new_state = 'assigned' \
+                                                    AND (x.reason NOT IN ('transfer', '{OPERATOR_TRANSFER_REASON}') \
+                                                         OR x.operator_id = x.prev_operator))), \
+                        count(*) FILTER (WHERE x.new_state = 'assigned' AND x.operator_id IS NULL) \
+                 FROM (SELECT e.old_state, e.new_state, e.operator_id, e.reason, \
+                              lag(e.new_state) OVER w AS prev_state, \
+                              lag(e.operator_id) OVER w AS prev_operator \
+                       FROM chat_events e WINDOW w AS (PARTITION BY e.chat_id ORDER BY e.id)) x"
+            ),
+            &[],
+        )
+        .await?;
+    checks.add(
+        "events: each chat's events chain (each one's old state is the state the one before left)",
+        row.try_get(0)?,
+        "",
+    );
+    checks.add(
+        "events: a chat leaves an operator only by an event naming the operator that had it; assigned to assigned only by a transfer to another operator",
+        row.try_get(1)?,
+        "",
+    );
+    checks.add(
+        "events: every event giving a chat names its operator",
+        row.try_get(2)?,
+        "",
+    );
+
+    // Every event was written by exactly one successful call, which read it back.
+    let mut table = Vec::new();
     for r in client
         .query(
-            "SELECT coalesce(operator_id, '00000000-0000-0000-0000-000000000000'), chat_id, \
-                    team_id \
-             FROM chat_events WHERE new_state = 'assigned' ORDER BY id",
+            "SELECT id, old_state::text, new_state::text, operator_id, chat_id, team_id, reason \
+             FROM chat_events ORDER BY id",
             &[],
         )
         .await?
     {
-        events
-            .entry(r.try_get(0)?)
-            .or_default()
-            .push_back(GivenEvent {
-                chat: r.try_get(1)?,
-                team: r.try_get(2)?,
-            });
+        table.push(CallEvent {
+            id: r.try_get(0)?,
+            old: r.try_get(1)?,
+            new: r.try_get(2)?,
+            operator: r.try_get(3)?,
+            chat: r.try_get(4)?,
+            team: r.try_get(5)?,
+            held: None,
+            reason: r.try_get(6)?,
+        });
     }
+    let (bad, examples) = account_events(&rep.calls, &table);
+    let reported: usize = rep.calls.iter().map(|c| c.events.len()).sum();
+    checks.add(
+        "events: every stored event was written by exactly one successful call, which read it back as stored",
+        bad,
+        format!("{} events stored, {reported} reported by {} calls", table.len(), rep.calls.len()),
+    );
+    checks
+        .notes
+        .extend(examples.into_iter().map(|e| format!("events: {e}")));
+
+    // Each call wrote what its documented behaviour gives, and gave chats away only as a
+    // push or a pull it may make (see call_shape).
+    let mut holder_before = HashMap::new();
+    let mut last: HashMap<Uuid, &CallEvent> = HashMap::new();
+    for e in &table {
+        if let Some(prev) = last.insert(e.chat, e) {
+            if let (true, Some(op)) = (prev.gives(), prev.operator) {
+                holder_before.insert(e.id, op);
+            }
+        }
+    }
+    let mut shape_bad = 0i64;
+    let mut released_back = 0i64;
+    for c in &rep.calls {
+        let count = checks.auto_by_call.entry(c.kind.label()).or_default();
+        for v in call_shape(c, &holder_before, count) {
+            if v.contains("which the same call took it from") {
+                released_back += 1;
+            } else {
+                shape_bad += 1;
+            }
+            if checks.notes.len() < 60 {
+                checks.notes.push(format!("call: {v}"));
+            }
+        }
+    }
+    let autos: u64 = checks.auto_by_call.values().map(|a| a.push + a.pull).sum();
+    checks.add(
+        "per call: each call wrote exactly the events its result and docs/api.md give; each automatic assignment is a push of a chat it queued or a pull by an operator it freed",
+        shape_bad,
+        format!("{} calls, {autos} automatic assignments", rep.calls.len()),
+    );
+    checks.add(
+        "per call: a chat released or passed on to a team is never given back, in the same call, to the operator it was taken from",
+        released_back,
+        "",
+    );
+
+    // Every chat given to an operator went to an eligible one with room (see
+    // replay_operators).
     let mut finals = BTreeMap::new();
+    let mut capacity = HashMap::new();
     for r in client
         .query(
-            "SELECT o.id, o.status, o.is_active, \
+            "SELECT o.id, o.status, o.is_active, o.max_concurrent_chats::int8, \
                     coalesce(array_agg(m.team_id) FILTER (WHERE m.team_id IS NOT NULL), '{}') \
              FROM operators o LEFT JOIN team_members m ON m.operator_id = o.id GROUP BY o.id",
             &[],
         )
         .await?
     {
-        let teams: Vec<Uuid> = r.try_get(3)?;
+        let teams: Vec<Uuid> = r.try_get(4)?;
+        let id: Uuid = r.try_get(0)?;
+        capacity.insert(id, r.try_get::<_, i64>(3)?);
         finals.insert(
-            r.try_get::<_, Uuid>(0)?,
+            id,
             OpState {
                 status: r.try_get(1)?,
                 active: r.try_get(2)?,
@@ -2163,20 +3204,24 @@ async fn final_checks(
             },
         );
     }
-    let replay = replay_operators(&rep.op_calls, events, &finals);
-    let detail = format!("{} calls on {} operators", rep.op_calls.len(), finals.len());
+    let replay = replay_operators(&rep.calls, &finals, &capacity);
+    let locked = rep
+        .calls
+        .iter()
+        .filter(|c| c.kind.locked_operator().is_some())
+        .count();
     checks.add(
         "per operator: the calls under its lock have distinct clock readings (their order is known)",
         replay.ties,
-        detail,
+        format!("{locked} calls locking an operator first, on {} operators", finals.len()),
     );
     checks.add(
-        "per operator: its assigned events are, in order, the chats its assignments and transfers returned",
-        replay.events,
+        "per operator: the ids of the events giving it chats grow in its lock order",
+        replay.order,
         format!("{} chats given", replay.given),
     );
     checks.add(
-        "per call: every chat given went to an active operator not offline (online, for a transfer)",
+        "per call: every chat assigned or transferred went to an active operator not offline (online, for a transfer)",
         replay.absent,
         format!(
             "{} chats given; {} assignment calls by away operators",
@@ -2184,14 +3229,29 @@ async fn final_checks(
         ),
     );
     checks.add(
-        "per call: every chat of a team given went to a member of that team",
+        "per call: every chat given automatically went to an active, online operator",
+        replay.auto_absent,
+        format!("{} automatic assignments", replay.auto_given),
+    );
+    checks.add(
+        "per call: every chat of a team given (asked for, transferred or automatically) went to a member of that team",
         replay.outsider,
         format!("{} chats of a team given", replay.given_of_team),
+    );
+    checks.add(
+        "per call: every operator given a chat held at most its capacity after the call (so at every moment)",
+        replay.over,
+        "",
     );
     checks.add(
         "per call: set_operator_status/_active, add/remove_team_member returned what the operator's history gives",
         replay.returns,
         "",
+    );
+    checks.add(
+        "per call: every operator row a call updated holds the presence and activity the operator's history gives (an idle release may mark the operators it released away)",
+        replay.rows,
+        format!("{} operators marked away by idle releases", replay.idle_away),
     );
     checks.add(
         "final: operators' presence, activity and memberships are what their calls left",
@@ -2204,11 +3264,17 @@ async fn final_checks(
 
     // What the calls reported matches what the tables hold.
     let n = count(client, "SELECT count(*) FROM chat_assignments").await?;
-    let given = rep.assign_returned_chat + rep.transfers_to_operator;
+    let given = replay.given;
     checks.add(
-        "assignments stored = assign_chat_to_operator calls that returned a chat + transfers to an operator that returned true",
-        (n - given as i64).abs(),
-        format!("stored {n}, returned {given}"),
+        "assignments stored = chats the calls reported given (assigned, transferred to an operator or automatically)",
+        (n - given).abs(),
+        format!("stored {n}, reported {given}"),
+    );
+    let returned = (rep.assign_returned_chat + rep.transfers_to_operator) as i64;
+    checks.add(
+        "chats given by assignments and transfers = assign_chat_to_operator calls that returned a chat + transfers to an operator that returned true",
+        (given - replay.auto_given - returned).abs(),
+        format!("given {}, returned {returned}", given - replay.auto_given),
     );
     let n = count(
         client,
@@ -2365,6 +3431,18 @@ async fn run(cfg: Config) -> Result<usize, String> {
     if pre != 0 {
         return Err("the database must be fresh (chats/operators not empty)".into());
     }
+    // The helper every recorded call reads its own events with, and the routing of chats
+    // without a team for every session from now on (the admin's own is set here: it
+    // connected before).
+    admin
+        .batch_execute(&format!(
+            "{CALL_EVENTS_SQL}; \
+             DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET chat_assign.default_routing = %L', \
+                                        current_database(), '{DATABASE_ROUTING}'); END $$; \
+             SET chat_assign.default_routing = '{DATABASE_ROUTING}'"
+        ))
+        .await
+        .map_err(pg)?;
     let t_setup = Instant::now();
     let mut setup = Report::default();
     let mut rng = StdRng::seed_from_u64(cfg.seed);
@@ -2382,9 +3460,26 @@ async fn run(cfg: Config) -> Result<usize, String> {
     let mut operators = Vec::new();
     let mut memberships = 0;
     let join = admin
-        .prepare(&timed_call("add_team_member($1, $2)"))
+        .prepare(&recorded_call("add_team_member($1, $2)"))
         .await
         .map_err(pg)?;
+    let start = admin
+        .prepare(&recorded_call("start_chat($1, $2, NULL, $3, $4)"))
+        .await
+        .map_err(pg)?;
+    let mut events_after = 0i64;
+    let setup_call =
+        |at: SystemTime, kind: CallKind, texts: Vec<String>, rep: &mut Report, after: &mut i64| {
+            let (events, rows) = rep.parse_events(kind.label(), &texts, after);
+            let id = rep.calls.len() as u64;
+            rep.calls.push(CallRecord {
+                id,
+                at,
+                kind,
+                events,
+                rows,
+            });
+        };
     for i in 0..cfg.operators {
         let cap = (i % 3) as i32 + 1;
         let r = admin
@@ -2399,15 +3494,16 @@ async fn run(cfg: Config) -> Result<usize, String> {
         // In no team (takes only chats without one), one, or two.
         let k = rng.random_range(0..=2);
         for team in teams.choose_multiple(&mut rng, k) {
-            let r = admin.query_one(&join, &[team, &op]).await.map_err(pg)?;
-            setup.op_calls.push(OpRecord {
+            let r = admin
+                .query_one(&join, &[team, &op, &events_after])
+                .await
+                .map_err(pg)?;
+            let kind = CallKind::Join {
                 operator: op,
-                at: r.get(1),
-                call: OpCall::Join {
-                    team: *team,
-                    changed: r.get(0),
-                },
-            });
+                team: *team,
+                changed: r.get(0),
+            };
+            setup_call(r.get(1), kind, r.get(2), &mut setup, &mut events_after);
             memberships += 1;
         }
     }
@@ -2424,13 +3520,12 @@ async fn run(cfg: Config) -> Result<usize, String> {
             rng.random_range(1..=5)
         };
         let r = admin
-            .query_one(
-                "SELECT start_chat($1, $2, NULL, $3, $4)",
-                &[&user, &content, &team, &priority],
-            )
+            .query_one(&start, &[&user, &content, &team, &priority, &events_after])
             .await
             .map_err(pg)?;
         let chat: Uuid = r.get(0);
+        let kind = CallKind::StartChat { chat, team };
+        setup_call(r.get(1), kind, r.get(2), &mut setup, &mut events_after);
         chats.push(chat);
         setup.started.push(StartedChat {
             chat_id: chat,
@@ -2462,8 +3557,31 @@ async fn run(cfg: Config) -> Result<usize, String> {
 
     // ---- connections
     let mut workers = Vec::new();
+    let mut routings: BTreeMap<String, usize> = BTreeMap::new();
+    let mut routing_mismatch = Vec::new();
     for id in 0..cfg.connections {
         let client = connect(&cfg.dsn, &format!("chat_assign_stress w{id}")).await?;
+        let want = SESSION_ROUTINGS[id % SESSION_ROUTINGS.len()];
+        if let Some(routing) = want {
+            client
+                .batch_execute(&format!("SET chat_assign.default_routing = '{routing}'"))
+                .await
+                .map_err(pg)?;
+        }
+        // The setting as the library reads it: the call in FROM loads the library first.
+        let effective: String = client
+            .query_one(
+                "SELECT current_setting('chat_assign.default_routing') \
+                 FROM get_assignment_queue_status()",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        if effective != want.unwrap_or(DATABASE_ROUTING) {
+            routing_mismatch.push(format!("connection {id}: {effective}"));
+        }
+        *routings.entry(effective).or_default() += 1;
         let st = Stmts::prepare(&client).await.map_err(pg)?;
         workers.push(Worker {
             id,
@@ -2477,6 +3595,7 @@ async fn run(cfg: Config) -> Result<usize, String> {
             seq: 0,
             held: Vec::new(),
             replied: Vec::new(),
+            events_after: 0,
         });
     }
     let mon_client = connect(&cfg.dsn, "chat_assign_stress monitor").await?;
@@ -2517,6 +3636,7 @@ async fn run(cfg: Config) -> Result<usize, String> {
     let mut checks = Checks {
         list: Vec::new(),
         notes: Vec::new(),
+        auto_by_call: BTreeMap::new(),
     };
     let setup_operators = cfg.operators;
     let calls_run: u64 = rep.stats.values().map(|s| s.calls).sum();
@@ -2530,6 +3650,16 @@ async fn run(cfg: Config) -> Result<usize, String> {
         );
     }
     checks.add(
+        "chat_assign.default_routing: each connection runs with the database's or its own SET",
+        routing_mismatch.len() as i64,
+        routings
+            .iter()
+            .map(|(r, n)| format!("{n} {r}"))
+            .chain(routing_mismatch.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    checks.add(
         "every connection stopped by itself within 90 s after the deadline",
         stragglers,
         "",
@@ -2538,6 +3668,11 @@ async fn run(cfg: Config) -> Result<usize, String> {
         "monitor sampled the invariants during the run without error",
         if mon.samples == 0 { 1 } else { 0 } + mon.errors.len() as i64,
         format!("{} samples", mon.samples),
+    );
+    checks.add(
+        "during run: get_service_metrics() always answered, with sane values (counts >= 0, p90 >= p50, all = no_team + teams)",
+        mon.metrics_bad as i64 + if mon.metrics_calls == 0 { 1 } else { 0 },
+        format!("{} calls", mon.metrics_calls),
     );
     for name in &mon.names {
         checks.add(
@@ -2645,6 +3780,32 @@ async fn run(cfg: Config) -> Result<usize, String> {
     if let Err(e) = final_checks(&admin, &rep, setup_operators, &mut checks).await {
         checks.add("final checks ran without error", 1, describe(&e));
     }
+    // Pushes and pulls the workload always makes plenty of (the others are printed below).
+    let auto = |f: &str| checks.auto_by_call.get(f).copied().unwrap_or_default();
+    for (what, n) in [
+        (
+            "start_chat pushed a new chat to an operator",
+            auto("start_chat").push,
+        ),
+        (
+            "operator_send_message pulled the next chat for the operator who replied",
+            auto("operator_send_message").pull,
+        ),
+        (
+            "real_user_send_message pushed the chat back out",
+            auto("real_user_send_message").push,
+        ),
+        (
+            "release_idle_assignments pushed released chats to other operators",
+            auto("release_idle_assignments").push,
+        ),
+    ] {
+        checks.add(
+            format!("coverage: {what}"),
+            if n == 0 { 1 } else { 0 },
+            format!("{n}"),
+        );
+    }
     let reasons = admin
         .query(
             "SELECT coalesce(release_reason, '(open)'), count(*) FROM chat_assignments \
@@ -2724,6 +3885,23 @@ async fn run(cfg: Config) -> Result<usize, String> {
             r.get::<_, Option<String>>(1).unwrap_or_default()
         );
     }
+    println!("  automatic assignments (auto_assigned events) by the call that made them:");
+    println!("    {:<32} {:>7} {:>7}", "", "push", "pull");
+    let mut total = AutoCount::default();
+    for (label, n) in &checks.auto_by_call {
+        if n.push + n.pull > 0 {
+            println!("    {label:<32} {:>7} {:>7}", n.push, n.pull);
+        }
+        total.push += n.push;
+        total.pull += n.pull;
+    }
+    println!(
+        "    {:<32} {:>7} {:>7}  ({} in all)",
+        "total",
+        total.push,
+        total.pull,
+        total.push + total.pull
+    );
     println!("  assignments by release reason:");
     for r in &reasons {
         println!(
@@ -2855,7 +4033,7 @@ fn print_report(cfg: &Config, rep: &Report, mon: &MonitorReport, calls_run: u64,
         println!("  {label:<40} {cause:<42} {n:>7}");
     }
     println!(
-        "\nfigures: {} connections, {:.1} s (asked {} s), {} calls, {:.0} calls/s; monitor {} samples (slowest {} ms); {} messages, {} chats and {} calls under an operator's lock recorded",
+        "\nfigures: {} connections, {:.1} s (asked {} s), {} calls, {:.0} calls/s; monitor {} samples (slowest {} ms); {} messages, {} chats and {} calls with their events recorded",
         cfg.connections,
         elapsed,
         cfg.seconds,
@@ -2865,7 +4043,7 @@ fn print_report(cfg: &Config, rep: &Report, mon: &MonitorReport, calls_run: u64,
         mon.max_ms,
         rep.messages.len(),
         rep.started.len(),
-        rep.op_calls.len()
+        rep.calls.len()
     );
 }
 
@@ -2877,23 +4055,58 @@ mod replay_tests {
         SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
     }
 
-    fn call(operator: Uuid, ms: u64, call: OpCall) -> OpRecord {
-        OpRecord {
-            operator,
+    /// A call at `ms` (its number too) with its events and operator rows.
+    fn call(ms: u64, kind: CallKind, events: Vec<CallEvent>, rows: Vec<OpRow>) -> CallRecord {
+        CallRecord {
+            id: ms,
             at: at(ms),
-            call,
+            kind,
+            events,
+            rows,
         }
     }
 
-    fn given(pairs: &[(Uuid, Uuid, Option<Uuid>)]) -> HashMap<Uuid, VecDeque<GivenEvent>> {
-        let mut events: HashMap<Uuid, VecDeque<GivenEvent>> = HashMap::new();
-        for (op, chat, team) in pairs {
-            events.entry(*op).or_default().push_back(GivenEvent {
-                chat: *chat,
-                team: *team,
-            });
+    /// An event giving `chat` to `op` (reason `reason`), which then holds `held` chats.
+    fn gives(
+        id: i64,
+        reason: &str,
+        op: Uuid,
+        chat: Uuid,
+        team: Option<Uuid>,
+        held: i64,
+    ) -> CallEvent {
+        CallEvent {
+            id,
+            old: Some("waiting_assignment".into()),
+            new: "assigned".into(),
+            operator: Some(op),
+            chat,
+            team,
+            held: Some(held),
+            reason: reason.into(),
         }
-        events
+    }
+
+    /// An event taking `chat` from `op` back to the queue.
+    fn releases(id: i64, reason: &str, op: Uuid, chat: Uuid) -> CallEvent {
+        CallEvent {
+            id,
+            old: Some("assigned".into()),
+            new: "waiting_assignment".into(),
+            operator: Some(op),
+            chat,
+            team: None,
+            held: None,
+            reason: reason.into(),
+        }
+    }
+
+    fn row(op: Uuid, status: &str) -> OpRow {
+        OpRow {
+            operator: op,
+            status: status.into(),
+            active: true,
+        }
     }
 
     fn finals(op: Uuid, status: &str, teams: &[Uuid]) -> BTreeMap<Uuid, OpState> {
@@ -2907,152 +4120,404 @@ mod replay_tests {
         )])
     }
 
-    /// Joins, a team's chat, leaving, a chat without a team, offline, back: all consistent.
+    fn ids() -> (Uuid, Uuid, Uuid, Uuid) {
+        (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        )
+    }
+
+    /// Joins (and pulls a team chat), a chat without a team pushed to it, an assignment,
+    /// leaving, offline, back online (pulling), an idle release marking it away: all
+    /// consistent, whatever order the records come in.
     #[test]
     fn a_consistent_history_passes() {
-        let (op, team, c1, c2) = (
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-        );
+        let (op, team, c1, c2) = ids();
+        let (c3, c4, c5, other) = ids();
+        let cap = HashMap::from([(op, 2)]);
         let calls = vec![
             // Out of order on purpose: the replay sorts by the clock.
             call(
-                op,
                 3,
-                OpCall::Leave {
-                    team,
-                    changed: true,
+                CallKind::StartChat {
+                    chat: c2,
+                    team: None,
                 },
+                vec![
+                    CallEvent {
+                        id: 4,
+                        old: None,
+                        new: "waiting_assignment".into(),
+                        operator: None,
+                        chat: c2,
+                        team: None,
+                        held: None,
+                        reason: "chat_started".into(),
+                    },
+                    gives(5, "auto_assigned", op, c2, None, 2),
+                ],
+                vec![row(op, "online")],
             ),
             call(
-                op,
                 1,
-                OpCall::Join {
+                CallKind::Join {
+                    operator: op,
                     team,
                     changed: true,
                 },
+                vec![gives(2, "auto_assigned", op, c1, Some(team), 1)],
+                vec![row(op, "online")],
             ),
-            call(op, 2, OpCall::Assign(Some(c1))),
-            call(op, 4, OpCall::Assign(Some(c2))),
             call(
-                op,
+                4,
+                CallKind::Leave {
+                    operator: op,
+                    team,
+                    changed: true,
+                },
+                vec![],
+                vec![],
+            ),
+            call(
                 5,
-                OpCall::Status {
+                CallKind::Assign {
+                    operator: op,
+                    got: Some(c3),
+                },
+                vec![gives(9, "assigned", op, c3, None, 2)],
+                vec![row(op, "online")],
+            ),
+            call(
+                6,
+                CallKind::Status {
+                    operator: op,
                     new: "offline",
                     previous: "online".into(),
                 },
+                vec![],
+                vec![row(op, "offline")],
             ),
             call(
-                op,
-                6,
-                OpCall::Status {
-                    new: "away",
+                7,
+                CallKind::Status {
+                    operator: op,
+                    new: "online",
                     previous: "offline".into(),
                 },
+                vec![gives(12, "auto_assigned", op, c4, None, 1)],
+                vec![row(op, "online")],
             ),
-            call(op, 7, OpCall::Assign(None)),
+            call(
+                8,
+                CallKind::Idle {
+                    released: vec![(c4, op)],
+                },
+                vec![
+                    releases(14, "idle_timeout", op, c4),
+                    gives(15, "auto_assigned", other, c4, None, 1),
+                ],
+                vec![row(op, "away"), row(other, "online")],
+            ),
+            call(
+                9,
+                CallKind::Assign {
+                    operator: op,
+                    got: Some(c5),
+                },
+                vec![gives(20, "assigned", op, c5, None, 1)],
+                vec![row(op, "online")],
+            ),
         ];
-        let events = given(&[(op, c1, Some(team)), (op, c2, None)]);
-        let r = replay_operators(&calls, events, &finals(op, "online", &[]));
+        let mut fin = finals(op, "online", &[]);
+        fin.insert(other, OpState::new());
+        let mut cap = cap;
+        cap.insert(other, 1);
+        let r = replay_operators(&calls, &fin, &cap);
         assert_eq!(
             (
                 r.ties,
                 r.returns,
-                r.events,
+                r.order,
                 r.absent,
+                r.auto_absent,
                 r.outsider,
+                r.over,
+                r.rows,
                 r.final_state
             ),
-            (0, 0, 0, 0, 0, 0),
+            (0, 0, 0, 0, 0, 0, 0, 0, 0),
             "{:?}",
             r.examples
         );
-        assert_eq!((r.given, r.given_of_team, r.away_served), (2, 1, 1));
+        assert_eq!(
+            (
+                r.given,
+                r.given_of_team,
+                r.auto_given,
+                r.away_served,
+                r.idle_away
+            ),
+            (6, 1, 4, 1, 1)
+        );
+        let mut count = AutoCount::default();
+        let bad: Vec<String> = calls
+            .iter()
+            .flat_map(|c| call_shape(c, &HashMap::new(), &mut count))
+            .collect();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!((count.push, count.pull), (2, 2));
     }
 
+    /// Pushes to an operator offline, outside the chat's team or full, and events whose ids
+    /// do not follow the lock order, are caught.
     #[test]
-    fn a_team_chat_after_leaving_and_a_chat_while_offline_are_caught() {
-        let (op, team, c1, c2) = (
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-        );
+    fn automatic_assignments_to_the_ineligible_are_caught() {
+        let (op, team, c1, c2) = ids();
+        let c3 = Uuid::new_v4();
         let calls = vec![
             call(
-                op,
                 1,
-                OpCall::Join {
-                    team,
-                    changed: true,
-                },
-            ),
-            call(
-                op,
-                2,
-                OpCall::Leave {
-                    team,
-                    changed: true,
-                },
-            ),
-            call(op, 3, OpCall::Assign(Some(c1))),
-            call(
-                op,
-                4,
-                OpCall::Status {
+                CallKind::Status {
+                    operator: op,
                     new: "offline",
                     previous: "online".into(),
                 },
+                vec![],
+                vec![row(op, "offline")],
             ),
             call(
-                op,
-                5,
-                OpCall::TransferIn {
-                    chat: c2,
-                    moved: true,
+                2,
+                CallKind::StartChat {
+                    chat: c1,
+                    team: None,
                 },
+                vec![gives(10, "auto_assigned", op, c1, None, 1)],
+                vec![],
+            ),
+            call(
+                3,
+                CallKind::Status {
+                    operator: op,
+                    new: "online",
+                    previous: "offline".into(),
+                },
+                vec![],
+                vec![row(op, "online")],
+            ),
+            // A team it is not a member of; over its capacity of 1; an id below the last.
+            call(
+                4,
+                CallKind::StartChat {
+                    chat: c2,
+                    team: Some(team),
+                },
+                vec![gives(5, "auto_assigned", op, c2, Some(team), 2)],
+                vec![row(op, "online")],
+            ),
+            call(
+                5,
+                CallKind::StartChat {
+                    chat: c3,
+                    team: None,
+                },
+                vec![gives(11, "auto_assigned", op, c3, None, 1)],
+                vec![row(op, "away")],
             ),
         ];
-        let events = given(&[(op, c1, Some(team)), (op, c2, None)]);
-        let r = replay_operators(&calls, events, &finals(op, "offline", &[]));
+        let r = replay_operators(
+            &calls,
+            &finals(op, "online", &[]),
+            &HashMap::from([(op, 1)]),
+        );
         assert_eq!(
-            (r.outsider, r.absent, r.events, r.final_state),
-            (1, 1, 0, 0)
+            (
+                r.auto_absent,
+                r.outsider,
+                r.over,
+                r.order,
+                r.rows,
+                r.returns
+            ),
+            (1, 1, 1, 1, 1, 0),
+            "{:?}",
+            r.examples
         );
     }
 
     #[test]
-    fn wrong_returns_events_ties_and_final_state_are_caught() {
-        let (op, team, c1, c2) = (
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-        );
+    fn wrong_returns_ties_and_final_state_are_caught() {
+        let (op, team, c1, _) = ids();
         let calls = vec![
             call(
-                op,
                 1,
-                OpCall::Join {
+                CallKind::Join {
+                    operator: op,
                     team,
                     changed: false,
                 },
+                vec![],
+                vec![],
             ),
             call(
-                op,
                 2,
-                OpCall::Status {
+                CallKind::Status {
+                    operator: op,
                     new: "away",
                     previous: "offline".into(),
                 },
+                vec![],
+                vec![row(op, "away")],
             ),
-            call(op, 2, OpCall::Assign(Some(c1))),
+            call(
+                2,
+                CallKind::Assign {
+                    operator: op,
+                    got: Some(c1),
+                },
+                vec![gives(3, "assigned", op, c1, None, 1)],
+                vec![row(op, "online")],
+            ),
         ];
-        // The event names another chat, and one more event follows that no call returned.
-        let events = given(&[(op, c2, None), (op, c1, None)]);
-        let r = replay_operators(&calls, events, &finals(op, "away", &[team]));
-        assert_eq!((r.returns, r.ties, r.events, r.final_state), (2, 1, 2, 1));
+        // Two calls with one reading: the second gets another number.
+        let mut calls = calls;
+        calls[2].id = 99;
+        let r = replay_operators(
+            &calls,
+            &finals(op, "away", &[team]),
+            &HashMap::from([(op, 1)]),
+        );
+        assert_eq!(
+            (r.returns, r.ties, r.final_state),
+            (2, 1, 1),
+            "{:?}",
+            r.examples
+        );
+    }
+
+    /// A chat an admin released given back to the same operator, a pull by an operator the
+    /// call did not free, and an assignment event of another chat than the one returned are
+    /// caught; a transfer of an assigned chat lets its former holder pull another.
+    #[test]
+    fn calls_that_give_chats_they_may_not_are_caught() {
+        let (op, other, c1, c2) = ids();
+        let release = |ms, events| {
+            call(
+                ms,
+                CallKind::Release {
+                    chat: c1,
+                    released: true,
+                },
+                events,
+                vec![],
+            )
+        };
+        let mut count = AutoCount::default();
+        let given_back = release(
+            1,
+            vec![
+                releases(1, "manual_unassign", op, c1),
+                gives(2, "auto_assigned", op, c1, None, 1),
+            ],
+        );
+        let bad = call_shape(&given_back, &HashMap::new(), &mut count);
+        assert!(bad.len() == 1 && bad[0].contains("given back"), "{bad:?}");
+        let pushed_and_pulled = release(
+            2,
+            vec![
+                releases(1, "manual_unassign", op, c1),
+                gives(2, "auto_assigned", other, c1, None, 1),
+                gives(3, "auto_assigned", op, c2, None, 1),
+            ],
+        );
+        assert!(call_shape(&pushed_and_pulled, &HashMap::new(), &mut count).is_empty());
+        let stranger_pulls = release(
+            3,
+            vec![
+                releases(1, "manual_unassign", op, c1),
+                gives(3, "auto_assigned", other, c2, None, 1),
+            ],
+        );
+        assert_eq!(
+            call_shape(&stranger_pulls, &HashMap::new(), &mut count).len(),
+            1
+        );
+        let wrong_chat = call(
+            4,
+            CallKind::Assign {
+                operator: op,
+                got: Some(c1),
+            },
+            vec![gives(4, "assigned", op, c2, None, 1)],
+            vec![],
+        );
+        assert_eq!(
+            call_shape(&wrong_chat, &HashMap::new(), &mut count).len(),
+            1
+        );
+        let mut transfer = gives(5, "transfer", other, c1, None, 1);
+        transfer.old = Some("assigned".into());
+        let transferred = call(
+            5,
+            CallKind::ToOperator {
+                chat: c1,
+                operator: other,
+                moved: true,
+            },
+            vec![transfer, gives(6, "auto_assigned", op, c2, None, 1)],
+            vec![],
+        );
+        let holder = HashMap::from([(5, op)]);
+        assert!(call_shape(&transferred, &holder, &mut count).is_empty());
+        assert_eq!(
+            call_shape(&transferred, &HashMap::new(), &mut count).len(),
+            2
+        );
+        assert_eq!((count.push, count.pull), (1, 2));
+    }
+
+    #[test]
+    fn events_no_call_or_two_calls_reported_are_caught() {
+        let (op, c1, c2, _) = ids();
+        let e1 = gives(1, "assigned", op, c1, None, 1);
+        let e2 = gives(2, "auto_assigned", op, c2, None, 2);
+        let kind = CallKind::Assign {
+            operator: op,
+            got: Some(c1),
+        };
+        let calls = vec![call(1, kind.clone(), vec![e1.clone()], vec![])];
+        let stored = |e: &CallEvent| CallEvent {
+            held: None,
+            ..e.clone()
+        };
+        assert_eq!(account_events(&calls, &[stored(&e1)]).0, 0);
+        assert_eq!(account_events(&calls, &[stored(&e1), stored(&e2)]).0, 1);
+        let twice = vec![calls[0].clone(), call(2, kind, vec![e1.clone()], vec![])];
+        assert_eq!(account_events(&twice, &[stored(&e1)]).0, 1);
+        assert_eq!(account_events(&calls, &[]).0, 1);
+    }
+
+    #[test]
+    fn the_helper_answer_parses() {
+        let (op, chat, team, _) = ids();
+        let e = CallEvent::parse(&format!(
+            "e|7|waiting_assignment|assigned|{op}|{chat}|{team}|2|auto_assigned"
+        ))
+        .unwrap();
+        assert_eq!(e, gives(7, "auto_assigned", op, chat, Some(team), 2));
+        let e =
+            CallEvent::parse(&format!("e|8||waiting_assignment||{chat}|||chat_started")).unwrap();
+        assert_eq!(
+            (e.old, e.operator, e.team, e.held),
+            (None, None, None, None)
+        );
+        assert_eq!(
+            OpRow::parse(&format!("o|{op}|away|t")),
+            Some(row(op, "away"))
+        );
+        assert!(CallEvent::parse(&format!("o|{op}|away|t")).is_none());
+        assert_eq!(params_in("f($1, $12, p => $3)"), 12);
+        assert_eq!(params_in("release_idle_assignments()"), 0);
     }
 }
