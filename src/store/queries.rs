@@ -409,9 +409,11 @@ pub static LOCK_IDLE_CHATS: Statement = Statement {
     read_only: false,
 };
 
-/// Heartbeat on a locked chat: true when this operator holds its open assignment.
+/// Heartbeat on a locked chat: true when this operator holds its open assignment. Never
+/// older than the assignment: a heartbeat that waited for the chat's lock while the chat was
+/// given (back) to this operator carries its own transaction's earlier `now()`.
 pub static TOUCH_ACTIVITY: Statement = Statement {
-    sql: "UPDATE @extschema@.chat_assignments SET last_activity_at = now() \
+    sql: "UPDATE @extschema@.chat_assignments SET last_activity_at = greatest(now(), assigned_at) \
           WHERE id = (SELECT max(id) FROM @extschema@.chat_assignments WHERE chat_id = $2) \
             AND operator_id = $1 AND released_at IS NULL RETURNING chat_id",
     args: &[UUID, UUID],
