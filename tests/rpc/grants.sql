@@ -19,7 +19,8 @@ GRANT EXECUTE ON FUNCTION release_and_reassign_chat(uuid, text), complete_chat(u
                           create_team(text, text), set_team_routing(uuid, text),
                           add_team_member(uuid, uuid), remove_team_member(uuid, uuid),
                           set_operator_status(uuid, text), transfer_chat(uuid, uuid, uuid, text),
-                          set_chat_priority(uuid, integer), get_queue_position(uuid) TO chat_admin;
+                          set_chat_priority(uuid, integer), get_queue_position(uuid),
+                          get_service_metrics(timestamp with time zone, uuid) TO chat_admin;
 GRANT SELECT ON operators, chats, messages, chat_assignments, operator_activity,
                 chat_state_summary, operator_assignment_stats,
                 teams, team_members, chat_transfers, team_queue_status TO chat_admin;

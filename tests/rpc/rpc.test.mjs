@@ -327,7 +327,7 @@ test('a body field that names no parameter, or a missing required one, finds no 
   await refused(asOperator(op, 'assign_chat_to_operator', { operator_id: op }), '42883');
   await refused(asOperator(op, 'assign_chat_to_operator', {}), '42883');
   await refused(app('start_chat', { p_real_user_id: newUser() }), '42883');
-  await refused(app('start_chat', { p_real_user_id: newUser(), p_content: 'Hi', p_priority: 1 }), '42883');
+  await refused(app('start_chat', { p_real_user_id: newUser(), p_content: 'Hi', p_urgency: 1 }), '42883');
 });
 
 test('each role gets 42501 for every function it was not granted', async () => {
@@ -465,4 +465,40 @@ test('retries with p_idempotency_key return the first result (JSON key like any 
   assert.equal(await app('real_user_send_message', message), first);
   const rows = await adminSelect('messages', { chat_id: `eq.${chat}` }, 'id');
   assert.equal(rows.length, 2);
+});
+
+test('teams, presence, transfers, queue positions and metrics over RPC, with JSON keys', async () => {
+  await resetState();
+  const team = await admin('create_team', { p_name: 'Billing', p_routing: 'manual' });
+  assert.match(team, UUID);
+  const olga = await newOperator('Olga');
+  const pete = await newOperator('Pete');
+  assert.equal(await admin('add_team_member', { p_team_id: team, p_operator_id: olga }), true);
+  const first = await app('start_chat', { p_real_user_id: newUser(), p_content: 'Bill?', p_team_id: team, p_priority: 2 });
+  const second = await app('start_chat', { p_real_user_id: newUser(), p_content: 'Bill too', p_team_id: team });
+  // The user's view of the queue: one object, numbers and a null estimate (nothing served yet).
+  assert.deepEqual(await app('get_queue_position', { p_chat_id: second }), [
+    { queue_position: 2, waiting_ahead: 1, estimated_wait_seconds: null },
+  ]);
+  // Presence: an operator sets its own, and only its own (the claim).
+  assert.equal(await asOperator(olga, 'set_operator_status', { p_operator_id: olga, p_status: 'away' }), 'online');
+  await refused(asOperator(pete, 'set_operator_status', { p_operator_id: olga, p_status: 'offline' }), '42501');
+  await refused(app('set_operator_status', { p_operator_id: olga, p_status: 'online' }), '42501');
+  // An away operator who asks is back online and served; Pete, in no team, gets nothing.
+  assert.equal(await asOperator(olga, 'assign_chat_to_operator', { p_operator_id: olga }), first);
+  assert.equal(await asOperator(pete, 'assign_chat_to_operator', { p_operator_id: pete }), null);
+  // Transfers are the admins': to a non-member 55000, to the team (back to its queue) true.
+  await refused(admin('transfer_chat', { p_chat_id: first, p_to_operator_id: pete }), '55000');
+  await refused(asOperator(olga, 'transfer_chat', { p_chat_id: first, p_to_team_id: team }), '42501');
+  assert.equal(await admin('transfer_chat', { p_chat_id: first, p_to_team_id: team, p_reason: 'wrong desk' }), true);
+  assert.equal(await admin('set_chat_priority', { p_chat_id: second, p_priority: 5 }), true);
+  // Operators of earlier tests are inactive: online counts only these two.
+  const rows = await adminSelect('team_queue_status');
+  assert.deepEqual(rows.map((r) => [r.team_name, r.waiting, r.online]), [[null, 0, 2], ['Billing', 2, 1]]);
+  const metrics = await admin('get_service_metrics', { p_team_id: team });
+  assert.equal(metrics.length, 1);
+  assert.equal(metrics[0].scope, 'team');
+  assert.equal(metrics[0].chats_started, 2);
+  assert.equal(metrics[0].transfers, 1);
+  await refused(admin('get_service_metrics', { p_team_id: newUser() }), 'P0002');
 });
