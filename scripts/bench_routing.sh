@@ -24,6 +24,8 @@ PORT=${ROUTING_PORT:-54363}
 OUT=${ROUTING_OUT:-bench/results/routing.md}
 # shellcheck source=scripts/cluster.sh disable=SC1091
 source scripts/cluster.sh
+# shellcheck source=scripts/bench_lib.sh disable=SC1091
+source scripts/bench_lib.sh
 cluster_start "$DIR" "$PORT" "fsync = on" "synchronous_commit = on" "shared_buffers = 1GB" \
   "max_wal_size = 16GB" "checkpoint_timeout = 30min" "maintenance_work_mem = 256MB"
 trap 'cluster_stop "$DIR"' EXIT
@@ -37,31 +39,13 @@ for db in pull_team push_team; do
   psql_ -d "$db" -v n=1000 -v teams=1 -v per=1 -v ops="$CLIENTS" -f bench/teams/load.sql
 done
 psql_ -d push_team -c "SELECT set_team_routing(id, 'least_loaded') FROM teams" >/dev/null
-
-# run DB SCRIPT ROUND: one pgbench run; prints cycles/s and WAL bytes per cycle.
-run() {
-  local db=$1 script=$2 prefix="$DIR/log_$1_$3" lsn0 lsn1 cycles
-  rm -f "$prefix".*
-  # A run ends mid-cycle: operators still hold the chat they took last. Give those back
-  # (the same queue for every run), then start just after a checkpoint.
-  psql_ -d "$db" -c "SELECT count(release_and_reassign_chat(id)) FROM chats WHERE chat_state = 'assigned'" >/dev/null
-  psql_ -d "$db" -c CHECKPOINT
-  lsn0=$(psql -XAtq -d "$db" -c "SELECT pg_current_wal_lsn()")
-  "$PG_BIN/pgbench" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECONDS_" -D step=0 \
-    -f "$script" --log --log-prefix="$prefix" "$db" >"$prefix.out" 2>&1 \
-    || { cat "$prefix.out"; return 1; }
-  lsn1=$(psql -XAtq -d "$db" -c "SELECT pg_current_wal_lsn()")
-  # A client's transaction t (from 1) is step (t - 1) mod 3; a cycle ends with step 2.
-  cycles=$(cat "$prefix".[0-9]* | awk 'NF >= 6 && ($2 - 1) % 3 == 2 { n++ } END { print n + 0 }')
-  psql -XAtq -d "$db" -c "SELECT round($cycles / $SECONDS_::numeric), round(pg_wal_lsn_diff('$lsn1', '$lsn0') / greatest($cycles, 1))" -F ' '
-}
 declare -A cps walc
 for round in $(seq 1 "$ROUNDS"); do
   order="pull push"; (( round % 2 == 0 )) && order="push pull"
   for kind in $order; do
     script=bench/pgbench/cycle_a.sql; [ "$kind" = push ] && script=bench/routing/cycle_push.sql
     log "round $round: $kind cycle, $CLIENTS clients, $SECONDS_ s"
-    read -r c w < <(run "${kind}_team" "$script" "$round")
+    read -r c _ _ w < <(cycle_run "${kind}_team" "$script" "$round")
     cps[$kind]+="$c "; walc[$kind]+="$w "
     log "  $c cycles/s, WAL $w B/cycle"
   done
@@ -101,7 +85,6 @@ m_all=$(metrics_time "")
 m_team=$(metrics_time "p_team_id => (SELECT id FROM teams ORDER BY name LIMIT 1)")
 m_rows=$(psql -XAtq -d metrics -c "SELECT count(*) || ' rows; all: ' || max(chats_started) FILTER (WHERE scope = 'all') || ' chats, first response p50 ' || round(max(first_response_p50) FILTER (WHERE scope = 'all')) || ' s, idle releases ' || max(idle_releases) FILTER (WHERE scope = 'all') || ', transfers ' || max(transfers) FILTER (WHERE scope = 'all') || ', abandoned ' || max(abandoned) FILTER (WHERE scope = 'all') FROM get_service_metrics()")
 
-median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 pull=$(median <<<"${cps[pull]}"); push=$(median <<<"${cps[push]}")
 {
   echo "# Automatic assignment and service metrics"

@@ -21,6 +21,8 @@ PORT=${TEAMS_PORT:-54362}
 OUT=${TEAMS_OUT:-bench/results/teams.md}
 # shellcheck source=scripts/cluster.sh disable=SC1091
 source scripts/cluster.sh
+# shellcheck source=scripts/bench_lib.sh disable=SC1091
+source scripts/bench_lib.sh
 cluster_start "$DIR" "$PORT" "fsync = on" "synchronous_commit = on" "shared_buffers = 1GB" \
   "max_wal_size = 16GB" "checkpoint_timeout = 30min" "maintenance_work_mem = 256MB"
 trap 'cluster_stop "$DIR"' EXIT
@@ -44,40 +46,6 @@ for setup in "${SETUPS[@]}"; do
 done
 psql_ -d postgres -c CHECKPOINT
 
-# run SETUP ROUND: one pgbench run of the cycle; prints cycles/s, assign p50 and p99 (ms) and
-# WAL bytes per cycle.
-run() {
-  local db=$1 prefix
-  prefix="$DIR/log_${db}_$2"
-  rm -f "$prefix".*
-  local lsn0 lsn1
-  # A run ends mid-cycle: operators still hold the chat they took last. Give those back
-  # (the same queue for every run), then start just after a checkpoint, as scripts/bench.sh
-  # does: each run pays the full-page images of its first change to every page it touches.
-  psql_ -d "$db" -c "SELECT count(release_and_reassign_chat(id)) FROM chats WHERE chat_state = 'assigned'" >/dev/null
-  psql_ -d "$db" -c CHECKPOINT
-  lsn0=$(psql -XAtq -d "$db" -c "SELECT pg_current_wal_lsn()")
-  "$PG_BIN/pgbench" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECONDS_" -D step=0 \
-    -f bench/pgbench/cycle_a.sql --log --log-prefix="$prefix" "$db" >"$prefix.out" 2>&1 \
-    || { cat "$prefix.out"; return 1; }
-  lsn1=$(psql -XAtq -d "$db" -c "SELECT pg_current_wal_lsn()")
-  local wal
-  wal=$(psql -XAtq -d "$db" -c "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')")
-  # A client's transaction t (from 1) is step (t - 1) mod 3: assign is step 0, a cycle ends
-  # with step 2.
-  local cycles
-  cycles=$(cat "$prefix".[0-9]* | awk 'NF >= 6 && ($2 - 1) % 3 == 2 { n++ } END { print n + 0 }')
-  cat "$prefix".[0-9]* | awk 'NF >= 6 && ($2 - 1) % 3 == 0 { print $3 / 1000.0 }' | sort -g \
-    >"$prefix.assign"
-  awk -v secs="$SECONDS_" -v wal="$wal" -v cycles="$cycles" '
-    { a[NR] = $1 }
-    END {
-      p50 = NR ? a[int((NR - 1) * 0.50) + 1] : 0
-      p99 = NR ? a[int((NR - 1) * 0.99) + 1] : 0
-      printf "%.0f %.2f %.2f %.0f\n", cycles / secs, p50, p99, cycles ? wal / cycles : 0
-    }' "$prefix.assign"
-}
-
 declare -A cps p50 p99 walc
 for round in $(seq 1 "$ROUNDS"); do
   # Alternate the order so that no setup always runs first on a warm or cold machine.
@@ -88,7 +56,7 @@ for round in $(seq 1 "$ROUNDS"); do
   for setup in "${order[@]}"; do
     read -r name _ <<<"$setup"
     log "round $round: $name, $CLIENTS clients, $SECONDS_ s"
-    read -r c a b w < <(run "$name" "$round")
+    read -r c a b w < <(cycle_run "$name" bench/pgbench/cycle_a.sql "$round")
     cps[$name]+="$c "; p50[$name]+="$a "; p99[$name]+="$b "; walc[$name]+="$w "
     log "  $c cycles/s, assign p50 $a ms, p99 $b ms, WAL $w B/cycle"
   done
@@ -104,7 +72,6 @@ log "get_queue_position in teams50_1m (a team's queue of 20,000) and none_1m (on
 pos_team=$(positions teams50_1m "1,100,1000,10000,20000")
 pos_one=$(positions none_1m "1,1000,10000,100000,500000,1000000")
 
-median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 {
   echo "# Teams: the cycle's cost by queue layout, and queue positions"
   echo

@@ -382,20 +382,31 @@ pub(super) fn lock_operator(
     client: &mut SpiClient<'_>,
     operator_id: Uuid,
 ) -> ChatResult<LockedOperator> {
-    let op = exec(client, &LOCK_OPERATOR, &[operator_id.into()])?;
+    lock_operator_with(client, &LOCK_OPERATOR, operator_id)?
+        .ok_or(ChatError::OperatorNotFound(operator_id))
+}
+
+/// The operator's row as `stmt` (a lock of step 1, waiting or `SKIP LOCKED`) returns it;
+/// `None` when it returned no row.
+fn lock_operator_with(
+    client: &mut SpiClient<'_>,
+    stmt: &'static Statement,
+    operator_id: Uuid,
+) -> ChatResult<Option<LockedOperator>> {
+    let op = exec(client, stmt, &[operator_id.into()])?;
     if op.is_empty() {
-        return Err(ChatError::OperatorNotFound(operator_id));
+        return Ok(None);
     }
     let op = op.first();
     let (is_active, max) = op.get_two::<bool, i32>()?;
-    Ok(LockedOperator {
+    Ok(Some(LockedOperator {
         is_active: is_active == Some(true),
         max: max.unwrap_or(1),
         row: op
             .get::<pg_sys::ItemPointerData>(3)?
             .ok_or_else(|| ChatError::Internal("operator row without ctid".into()))?,
         status: op.get::<String>(4)?.unwrap_or_default(),
-    })
+    }))
 }
 
 /// Locks the operator, then claims the next free chat in queue order from the queues it may
@@ -737,19 +748,18 @@ pub(super) fn pull_for(
     {
         return Ok(0);
     }
-    let op = exec(client, &LOCK_OPERATOR_IF_FREE, &[operator_id.into()])?;
-    if op.is_empty() {
+    let Some(LockedOperator {
+        is_active,
+        max,
+        row,
+        status,
+    }) = lock_operator_with(client, &LOCK_OPERATOR_IF_FREE, operator_id)?
+    else {
+        return Ok(0);
+    };
+    if !is_active || status != "online" {
         return Ok(0);
     }
-    let op = op.first();
-    let (is_active, max) = op.get_two::<bool, i32>()?;
-    let row = op
-        .get::<pg_sys::ItemPointerData>(3)?
-        .ok_or_else(|| ChatError::Internal("operator row without ctid".into()))?;
-    if is_active != Some(true) || op.get::<String>(4)?.as_deref() != Some("online") {
-        return Ok(0);
-    }
-    let max = max.unwrap_or(1);
     let avoid = crate::guc::AVOID_SAME_OPERATOR.get();
     let mut given = 0;
     loop {

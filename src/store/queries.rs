@@ -85,6 +85,33 @@ macro_rules! no_team {
     };
 }
 
+/// Whether the operator `$op` (an SQL expression) is a member of a team whose chats are
+/// pushed (routing not `manual`).
+macro_rules! in_pushed_team {
+    ($op:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM @extschema@.team_members m \
+                     JOIN @extschema@.teams t ON t.id = m.team_id \
+                     WHERE m.operator_id = ",
+            $op,
+            " AND t.routing <> 'manual')"
+        )
+    };
+}
+
+/// How many chats the operator `$op` (an SQL expression) holds, through
+/// `idx_chats_assigned_operator`.
+macro_rules! held_by {
+    ($op:literal) => {
+        concat!(
+            "(SELECT count(*) FROM @extschema@.chats held \
+              WHERE held.assigned_operator_id = ",
+            $op,
+            " AND held.chat_state = 'assigned')"
+        )
+    };
+}
+
 // ---------------------------------------------------------------- locks (steps 1 and 2)
 
 /// Step 1. Serialises everything that decides what one operator may hold: assignment,
@@ -615,10 +642,13 @@ pub static SET_OPERATOR_STATUS: Statement = Statement {
 /// team, which anyone may take), and how many chats it holds. Read after the operator's
 /// lock, which every change of its memberships and chats takes too.
 pub static OPERATOR_ROOM: Statement = Statement {
-    sql: "SELECT (SELECT count(*) FROM @extschema@.chats \
-                  WHERE assigned_operator_id = $1 AND chat_state = 'assigned'), \
+    sql: concat!(
+        "SELECT ",
+        held_by!("$1"),
+        ", \
                  $2::uuid IS NULL OR EXISTS (SELECT 1 FROM @extschema@.team_members m \
-                                             WHERE m.operator_id = $1 AND m.team_id = $2)",
+                                             WHERE m.operator_id = $1 AND m.team_id = $2)"
+    ),
     args: &[UUID, UUID],
     read_only: false,
 };
@@ -781,9 +811,7 @@ pub static TEAM_ROUTING: Statement = Statement {
 /// `manual`): only then does freeing its capacity pull a chat (the queue without a team is
 /// decided by `chat_assign.default_routing`, without a statement).
 pub static IN_PUSH_TEAM: Statement = Statement {
-    sql: "SELECT EXISTS (SELECT 1 FROM @extschema@.team_members m \
-                         JOIN @extschema@.teams t ON t.id = m.team_id \
-                         WHERE m.operator_id = $1 AND t.routing <> 'manual')",
+    sql: concat!("SELECT ", in_pushed_team!("$1")),
     args: &[UUID],
     read_only: false,
 };
@@ -828,12 +856,15 @@ pub static PUSH_CANDIDATE: Statement = Statement {
 /// (a fresh snapshot: every assignment, status and membership change of the operator
 /// happens under that lock): active and online, a member (when `$2` is a team), and room.
 pub static OPERATOR_FIT: Statement = Statement {
-    sql: "SELECT o.is_active AND o.status = 'online' \
+    sql: concat!(
+        "SELECT o.is_active AND o.status = 'online' \
                  AND ($2::uuid IS NULL OR EXISTS (SELECT 1 FROM @extschema@.team_members m \
                                                   WHERE m.operator_id = $1 AND m.team_id = $2)) \
-                 AND (SELECT count(*) FROM @extschema@.chats c \
-                      WHERE c.assigned_operator_id = $1 AND c.chat_state = 'assigned') < o.max_concurrent_chats \
-          FROM @extschema@.operators o WHERE o.id = $1",
+                 AND ",
+        held_by!("$1"),
+        " < o.max_concurrent_chats \
+          FROM @extschema@.operators o WHERE o.id = $1"
+    ),
     args: &[UUID, UUID],
     read_only: false,
 };
@@ -867,17 +898,20 @@ pub static ASSIGN_WAITING_CHAT: Statement = Statement {
 /// pushes). Taken with `SKIP LOCKED`: the release holds chats, and an operator locked by a
 /// call of its own is not idle.
 pub static MARK_IDLE_AWAY: Statement = Statement {
-    sql: "UPDATE @extschema@.operators o SET status = 'away', status_changed_at = now() \
+    sql: concat!(
+        "UPDATE @extschema@.operators o SET status = 'away', status_changed_at = now() \
           WHERE o.id IN ( \
               SELECT op.id FROM @extschema@.operators op \
               WHERE op.id = ANY ($1) AND op.status = 'online' \
-                AND NOT EXISTS (SELECT 1 FROM @extschema@.chats c \
-                                WHERE c.assigned_operator_id = op.id AND c.chat_state = 'assigned') \
-                AND ($2 OR EXISTS (SELECT 1 FROM @extschema@.team_members m \
-                                   JOIN @extschema@.teams t ON t.id = m.team_id \
-                                   WHERE m.operator_id = op.id AND t.routing <> 'manual')) \
+                AND ",
+        held_by!("op.id"),
+        " = 0 \
+                AND ($2 OR ",
+        in_pushed_team!("op.id"),
+        ") \
               FOR NO KEY UPDATE SKIP LOCKED) \
-          RETURNING o.id",
+          RETURNING o.id"
+    ),
     args: &[UUID_ARRAY, BOOL],
     read_only: false,
 };
@@ -885,14 +919,17 @@ pub static MARK_IDLE_AWAY: Statement = Statement {
 /// The worker's assignment pass: active, online operators with room who take from a pushed
 /// queue (`$1`: the queue without a team pushes), oldest assignment first.
 pub static PUSH_SWEEP: Statement = Statement {
-    sql: "SELECT o.id FROM @extschema@.operators o \
+    sql: concat!(
+        "SELECT o.id FROM @extschema@.operators o \
           WHERE o.is_active AND o.status = 'online' \
-            AND (SELECT count(*) FROM @extschema@.chats c \
-                 WHERE c.assigned_operator_id = o.id AND c.chat_state = 'assigned') < o.max_concurrent_chats \
-            AND ($1 OR EXISTS (SELECT 1 FROM @extschema@.team_members m \
-                               JOIN @extschema@.teams t ON t.id = m.team_id \
-                               WHERE m.operator_id = o.id AND t.routing <> 'manual')) \
-          ORDER BY o.last_assigned_at NULLS FIRST, o.id",
+            AND ",
+        held_by!("o.id"),
+        " < o.max_concurrent_chats \
+            AND ($1 OR ",
+        in_pushed_team!("o.id"),
+        ") \
+          ORDER BY o.last_assigned_at NULLS FIRST, o.id"
+    ),
     args: &[BOOL],
     read_only: false,
 };
