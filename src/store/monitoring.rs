@@ -100,10 +100,7 @@ pub fn service_metrics(
 ) -> ChatResult<Vec<ServiceMetrics>> {
     connect(|client| {
         if let Some(team) = team {
-            let known = exec(client, &TEAM_EXISTS, &[team.into()])?
-                .first()
-                .get_one::<bool>()?;
-            if known != Some(true) {
+            if !super::teams::team_exists(client, team)? {
                 return Err(ChatError::TeamNotFound(team));
             }
         }

@@ -74,7 +74,11 @@ pub fn remove_team_member(team_id: Uuid, operator_id: Uuid) -> ChatResult<bool> 
     })
 }
 
-fn team_exists(client: &mut pgrx::spi::SpiClient<'_>, team_id: Uuid) -> ChatResult<bool> {
+/// Whether the team exists (no lock).
+pub(super) fn team_exists(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    team_id: Uuid,
+) -> ChatResult<bool> {
     Ok(exec(client, &TEAM_EXISTS, &[team_id.into()])?
         .first()
         .get_one::<bool>()?
