@@ -52,8 +52,8 @@
 -- * automatic assignment and service metrics: teams whose routing is `least_loaded` or
 --   `round_robin` (and chats without a team under `chat_assign.default_routing`) are given
 --   to operators by the calls themselves; `get_service_metrics`, from the new columns
---   `chats.first_assigned_at` and `chats.first_response_at` (filled from the history here)
---   and BRIN indexes on `chats.created_at` and `chat_transfers.transferred_at`.
+--   `chats.first_assigned_at`, `chats.first_response_at` and `chats.idle_releases` (filled
+--   from the history here) and BRIN indexes on `chats.created_at` and `chat_transfers.transferred_at`.
 --
 -- Not released yet: this file may change until 0.3.0's install script is archived in
 -- sql/released/ (and both are listed in SHA256SUMS); from then on, never edit it.
@@ -626,16 +626,23 @@ ALTER TABLE operators
     ADD COLUMN status_changed_at timestamptz NOT NULL DEFAULT now(),
     ADD CONSTRAINT operators_status_valid CHECK (status IN ('online', 'away', 'offline'));
 ALTER TABLE chats ADD COLUMN team_id uuid;
--- Service metrics: when each chat was first assigned and first answered, from the history
--- the tables already hold (one pass over the assignments and the operators' messages).
-ALTER TABLE chats ADD COLUMN first_assigned_at timestamptz, ADD COLUMN first_response_at timestamptz;
-UPDATE chats c SET first_assigned_at = f.first_assigned_at, first_response_at = f.first_response_at
-FROM (SELECT c2.id,
-             (SELECT min(a.assigned_at) FROM chat_assignments a WHERE a.chat_id = c2.id) AS first_assigned_at,
+-- Service metrics: when each chat was first assigned and first answered, and how often it
+-- was released for idleness, from the history the tables already hold (one pass over the
+-- assignments and the operators' messages).
+ALTER TABLE chats ADD COLUMN first_assigned_at timestamptz, ADD COLUMN first_response_at timestamptz,
+                  ADD COLUMN idle_releases integer NOT NULL DEFAULT 0;
+UPDATE chats c SET first_assigned_at = f.first_assigned_at, first_response_at = f.first_response_at,
+                   idle_releases = f.idle_releases
+FROM (SELECT c2.id, a.first_assigned_at, a.idle_releases,
              (SELECT min(m.created_at) FROM messages m
                WHERE m.chat_id = c2.id AND m.sender_type = 'operator') AS first_response_at
-      FROM chats c2) AS f
-WHERE f.id = c.id AND (f.first_assigned_at IS NOT NULL OR f.first_response_at IS NOT NULL);
+      FROM chats c2
+      CROSS JOIN LATERAL (
+          SELECT min(a.assigned_at) AS first_assigned_at,
+                 count(*) FILTER (WHERE a.release_reason = 'idle_timeout')::integer AS idle_releases
+          FROM chat_assignments a WHERE a.chat_id = c2.id) AS a) AS f
+WHERE f.id = c.id
+  AND (f.first_assigned_at IS NOT NULL OR f.first_response_at IS NOT NULL OR f.idle_releases > 0);
 CREATE INDEX idx_chats_created_at ON chats USING brin (created_at);
 
 -- Teams route chats: a chat with a team is given only to the team's members; a chat without
@@ -1272,8 +1279,8 @@ BEGIN
     INSERT INTO @extschema@.operators (id, name, is_active, max_concurrent_chats, last_assigned_at, created_at)
     SELECT o.id, o.name, o.is_active, o.max_concurrent_chats, o.last_assigned_at, o.created_at
       FROM ca_operators o ORDER BY o.created_at, o.id;
-    -- When each chat was first answered (its first operator message kept) and first assigned:
-    -- the service metrics' start (get_service_metrics).
+    -- When each chat was first answered (its first operator message kept) and first assigned,
+    -- and how often it was released for idleness: what get_service_metrics reads.
     EXECUTE format($q$
         CREATE TEMP TABLE ca_first_reply ON COMMIT DROP AS
         SELECT m.chat_id::uuid AS chat_id, min(coalesce(%2$s, now())) AS at
@@ -1287,13 +1294,15 @@ BEGIN
     INSERT INTO @extschema@.chats (id, real_user_id, chat_state, assigned_operator_id, last_operator_id,
                                    operator_replied_at, assigned_at, waiting_since, state_changed_at,
                                    priority, is_active, created_at, last_message_at,
-                                   first_assigned_at, first_response_at)
+                                   first_assigned_at, first_response_at, idle_releases)
     SELECT c.id, c.real_user_id, c.chat_state, c.assigned_operator_id, c.last_operator_id,
            c.operator_replied_at, c.assigned_at, c.waiting_since, c.state_changed_at,
            c.priority, c.is_active, c.created_at, c.last_message_at,
-           fa.at, fr.at
+           fa.at, fr.at, coalesce(fa.idle, 0)
       FROM ca_chats c
-      LEFT JOIN (SELECT a.chat_id, min(a.assigned_at) AS at FROM ca_assignments a GROUP BY a.chat_id) AS fa
+      LEFT JOIN (SELECT a.chat_id, min(a.assigned_at) AS at,
+                        count(*) FILTER (WHERE a.release_reason = 'idle_timeout')::integer AS idle
+                   FROM ca_assignments a GROUP BY a.chat_id) AS fa
              ON fa.chat_id = c.id
       LEFT JOIN ca_first_reply fr ON fr.chat_id = c.id
      ORDER BY c.created_at, c.id;

@@ -390,8 +390,8 @@ BEGIN
     INSERT INTO @extschema@.operators (id, name, is_active, max_concurrent_chats, last_assigned_at, created_at)
     SELECT o.id, o.name, o.is_active, o.max_concurrent_chats, o.last_assigned_at, o.created_at
       FROM ca_operators o ORDER BY o.created_at, o.id;
-    -- When each chat was first answered (its first operator message kept) and first assigned:
-    -- the service metrics' start (get_service_metrics).
+    -- When each chat was first answered (its first operator message kept) and first assigned,
+    -- and how often it was released for idleness: what get_service_metrics reads.
     EXECUTE format($q$
         CREATE TEMP TABLE ca_first_reply ON COMMIT DROP AS
         SELECT m.chat_id::uuid AS chat_id, min(coalesce(%2$s, now())) AS at
@@ -405,13 +405,15 @@ BEGIN
     INSERT INTO @extschema@.chats (id, real_user_id, chat_state, assigned_operator_id, last_operator_id,
                                    operator_replied_at, assigned_at, waiting_since, state_changed_at,
                                    priority, is_active, created_at, last_message_at,
-                                   first_assigned_at, first_response_at)
+                                   first_assigned_at, first_response_at, idle_releases)
     SELECT c.id, c.real_user_id, c.chat_state, c.assigned_operator_id, c.last_operator_id,
            c.operator_replied_at, c.assigned_at, c.waiting_since, c.state_changed_at,
            c.priority, c.is_active, c.created_at, c.last_message_at,
-           fa.at, fr.at
+           fa.at, fr.at, coalesce(fa.idle, 0)
       FROM ca_chats c
-      LEFT JOIN (SELECT a.chat_id, min(a.assigned_at) AS at FROM ca_assignments a GROUP BY a.chat_id) AS fa
+      LEFT JOIN (SELECT a.chat_id, min(a.assigned_at) AS at,
+                        count(*) FILTER (WHERE a.release_reason = 'idle_timeout')::integer AS idle
+                   FROM ca_assignments a GROUP BY a.chat_id) AS fa
              ON fa.chat_id = c.id
       LEFT JOIN ca_first_reply fr ON fr.chat_id = c.id
      ORDER BY c.created_at, c.id;

@@ -74,9 +74,12 @@ CREATE TABLE chats (
     -- key (sql/references.sql).
     team_id              uuid,
     -- Service metrics (get_service_metrics): when the chat was first assigned and first
-    -- answered by an operator, written by the statements that assign and answer anyway.
+    -- answered by an operator, and how often an operator lost it for idleness; written by
+    -- the statements that assign, answer and release anyway, so that the metrics read one
+    -- row per chat of their window and nothing else.
     first_assigned_at    timestamptz,
     first_response_at    timestamptz,
+    idle_releases        integer     NOT NULL DEFAULT 0,
     -- What a row can say of the invariants, as ONE constraint: PostgreSQL reads each CHECK
     -- back from its stored text for every statement that writes the table, and every state
     -- change writes chats; one expression costs a sixth of six.

@@ -80,6 +80,15 @@ FROM (VALUES
                            WHERE c.team_id IS NOT DISTINCT FROM q.team_id
                              AND c.chat_state = 'assigned'))
    + abs((SELECT count(*) FROM team_queue_status) - 1 - (SELECT count(*) FROM teams))),
+  ('service metrics: each chat''s first assignment, first reply and idle releases = its history',
+   (SELECT count(*) FROM chats c
+     WHERE c.first_assigned_at IS DISTINCT FROM
+             (SELECT min(a.assigned_at) FROM chat_assignments a WHERE a.chat_id = c.id)
+        OR c.first_response_at IS DISTINCT FROM
+             (SELECT min(m.created_at) FROM messages m
+               WHERE m.chat_id = c.id AND m.sender_type = 'operator')
+        OR c.idle_releases <> (SELECT count(*) FROM chat_assignments a
+                                WHERE a.chat_id = c.id AND a.release_reason = 'idle_timeout'))),
   ('released assignments have a reason and a time after the assignment',
    (SELECT count(*) FROM chat_assignments
      WHERE (released_at IS NULL) <> (release_reason IS NULL) OR released_at < assigned_at)),

@@ -29,6 +29,9 @@ INSERT INTO chat_assignments (chat_id, operator_id, assigned_at, released_at, re
 SELECT c.id, c.last_operator_id, c.first_assigned_at, c.first_assigned_at + interval '8 minutes',
        CASE WHEN random() < 0.02 THEN 'idle_timeout' ELSE 'operator_replied' END, c.first_assigned_at
 FROM chats c WHERE c.created_at > now() - interval '24 hours' ORDER BY c.first_assigned_at;
+-- Each chat counts its idle releases, as the release statement does.
+UPDATE chats c SET idle_releases = 1
+FROM chat_assignments a WHERE a.chat_id = c.id AND a.release_reason = 'idle_timeout';
 INSERT INTO chat_transfers (chat_id, from_operator_id, from_team_id, to_team_id, reason, transferred_at)
 SELECT c.id, c.last_operator_id, c.team_id, (SELECT t.id FROM team_list t WHERE t.n = 1), 'transfer',
        c.first_assigned_at + interval '1 minute'

@@ -392,7 +392,8 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
 
 /// Releases the assignments of chats already locked (step 2) that are still `assigned`:
 /// back to the queue keeping `waiting_since`, assignment closed with reason `$2` (which
-/// ends its heartbeat). Returns the chats released and the operator each was taken from
+/// ends its heartbeat; an idle release, `idle_timeout`, counts in the chat's
+/// `idle_releases` for the service metrics). Returns the chats released and the operator each was taken from
 /// (`last_operator_id`, which equals the holder while assigned, by constraint: no join of
 /// the two updates, which a generic plan with an array of unknown length made a nested
 /// loop, quadratic in the chats released). Shared by the admin release, idle detection and
@@ -401,7 +402,8 @@ pub static RELEASE_TO_QUEUE: Statement = Statement {
     sql: "WITH chat AS ( \
               UPDATE @extschema@.chats SET chat_state = 'waiting_assignment', assigned_operator_id = NULL, \
                                waiting_since = coalesce(waiting_since, now()), \
-                               state_changed_at = now() \
+                               state_changed_at = now(), \
+                               idle_releases = idle_releases + ($2 = 'idle_timeout')::int \
               WHERE id = ANY ($1) AND chat_state = 'assigned' RETURNING id, last_operator_id), \
           released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = $2 \
@@ -1002,55 +1004,41 @@ pub static QUEUE_STATUS: Statement = Statement {
     read_only: true,
 };
 
-/// Service metrics of the chats started since `$1` (of team `$2`; NULL: every team, the
-/// chats without a team, and all together): one row per scope (`all`, `no_team`, `team`),
-/// with the team, chats started, first response (start to first operator reply) and wait
-/// to assignment (start to first assignment) p50/p90 in seconds, transfers out of the
-/// scope, idle releases of assignments made since `$1`, and chats completed without an
-/// operator's reply. The window is read through BRIN indexes on the times (chats started,
-/// assignments made, transfers); percentiles sort the window's values once per scope.
-/// Durations with `date_part`, a float: `extract` computes a numeric, which doubled the cost
-/// of reading a window of 100,000 chats.
-pub static SERVICE_METRICS: Statement = Statement {
-    sql: "WITH w AS ( \
-              SELECT c.team_id, c.chat_state, c.first_response_at IS NULL AS unanswered, \
-                     date_part('epoch', c.first_response_at - c.created_at) AS response, \
-                     date_part('epoch', c.first_assigned_at - c.created_at) AS wait \
-              FROM @extschema@.chats c \
-              WHERE c.created_at >= $1 AND ($2::uuid IS NULL OR c.team_id = $2)), \
-          per AS ( \
-              SELECT grouping(team_id) = 1 AS overall, team_id, count(*) AS started, \
-                     percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY response) AS response, \
-                     percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY wait) AS wait, \
-                     count(*) FILTER (WHERE chat_state = 'completed' AND unanswered) AS abandoned \
-              FROM w GROUP BY GROUPING SETS ((team_id), ())), \
-          moved AS ( \
-              SELECT grouping(x.from_team_id) = 1 AS overall, x.from_team_id AS team_id, count(*) AS n \
-              FROM @extschema@.chat_transfers x \
-              WHERE x.transferred_at >= $1 AND ($2::uuid IS NULL OR x.from_team_id = $2) \
-              GROUP BY GROUPING SETS ((x.from_team_id), ())), \
-          idle AS ( \
-              SELECT grouping(c.team_id) = 1 AS overall, c.team_id, count(*) AS n \
-              FROM @extschema@.chat_assignments a JOIN @extschema@.chats c ON c.id = a.chat_id \
-              WHERE a.assigned_at >= $1 AND a.release_reason = 'idle_timeout' \
-                AND ($2::uuid IS NULL OR c.team_id = $2) \
-              GROUP BY GROUPING SETS ((c.team_id), ())), \
-          scopes AS ( \
-              SELECT 0 AS ord, 'all'::text AS scope, true AS overall, NULL::uuid AS team_id, NULL::text AS team_name \
-              WHERE $2::uuid IS NULL \
-              UNION ALL \
-              SELECT 1, 'no_team', false, NULL, NULL WHERE $2::uuid IS NULL \
-              UNION ALL \
-              SELECT 2, 'team', false, t.id, t.name FROM @extschema@.teams t \
-              WHERE $2::uuid IS NULL OR t.id = $2) \
-          SELECT s.scope, s.team_id, s.team_name, coalesce(p.started, 0), \
-                 p.response[1], p.response[2], p.wait[1], p.wait[2], \
-                 coalesce(m.n, 0), coalesce(i.n, 0), coalesce(p.abandoned, 0) \
-          FROM scopes s \
-          LEFT JOIN per p ON p.overall = s.overall AND p.team_id IS NOT DISTINCT FROM s.team_id \
-          LEFT JOIN moved m ON m.overall = s.overall AND m.team_id IS NOT DISTINCT FROM s.team_id \
-          LEFT JOIN idle i ON i.overall = s.overall AND i.team_id IS NOT DISTINCT FROM s.team_id \
-          ORDER BY s.ord, s.team_name",
+/// The scopes of service metrics besides `all` and `no_team`: the teams (only `$1` when
+/// given), in the order the rows come out.
+pub static SERVICE_TEAMS: Statement = Statement {
+    sql: "SELECT t.id, t.name FROM @extschema@.teams t \
+          WHERE $1::uuid IS NULL OR t.id = $1 ORDER BY t.name",
+    args: &[UUID],
+    read_only: true,
+};
+
+/// The chats started since `$1` (of team `$2`; NULL: all), one row each, for service
+/// metrics to fold in Rust (columns: [`SERVICE_WINDOW_COLUMNS`]): start, first assignment,
+/// first operator reply, whether it ended without one (abandoned), idle releases, team.
+/// Read through the BRIN index on `created_at`; no sort, no grouping: percentiles in SQL
+/// sort the window once per scope and duration, and cost twice the read.
+pub static SERVICE_WINDOW: Statement = Statement {
+    sql: "SELECT c.created_at, c.first_assigned_at, c.first_response_at, \
+                 c.chat_state = 'completed' AND c.first_response_at IS NULL, c.idle_releases, \
+                 c.team_id \
+          FROM @extschema@.chats c \
+          WHERE c.created_at >= $1 AND ($2::uuid IS NULL OR c.team_id = $2)",
+    args: &[TIMESTAMPTZ, UUID],
+    read_only: true,
+};
+
+/// The result types of [`SERVICE_WINDOW`], checked before its first row is read.
+pub const SERVICE_WINDOW_COLUMNS: &[Oid] =
+    &[TIMESTAMPTZ, TIMESTAMPTZ, TIMESTAMPTZ, BOOL, INT4, UUID];
+
+/// Transfers since `$1` out of each team (NULL: out of no team; only team `$2` when given),
+/// through the BRIN index on `transferred_at`.
+pub static SERVICE_TRANSFERS: Statement = Statement {
+    sql: "SELECT x.from_team_id, count(*) \
+          FROM @extschema@.chat_transfers x \
+          WHERE x.transferred_at >= $1 AND ($2::uuid IS NULL OR x.from_team_id = $2) \
+          GROUP BY x.from_team_id",
     args: &[TIMESTAMPTZ, UUID],
     read_only: true,
 };

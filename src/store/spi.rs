@@ -140,3 +140,93 @@ pub(super) fn exec<'c>(
         client.update(&*p, None, args)?
     })
 }
+
+/// How many rows [`fold_rows`] fetches at a time: its memory is one batch, not the result.
+const FOLD_BATCH: i64 = 10_000;
+
+/// One row handed to [`fold_rows`]'s callback: its columns as the executor left them, read
+/// without building a Rust value per column. The types were checked against the statement's
+/// declared columns before the first row, which is what makes the reads below sound.
+pub(super) struct FoldRow<'a> {
+    values: &'a [pg_sys::Datum],
+    nulls: &'a [bool],
+}
+
+impl FoldRow<'_> {
+    fn datum(&self, column: usize) -> Option<pg_sys::Datum> {
+        (!self.nulls[column]).then(|| self.values[column])
+    }
+
+    /// A `timestamptz` column (0-based), in microseconds since 2000-01-01.
+    pub fn micros(&self, column: usize) -> Option<i64> {
+        self.datum(column).map(|d| d.value() as i64)
+    }
+
+    /// An `integer` column (0-based).
+    pub fn int(&self, column: usize) -> Option<i32> {
+        self.datum(column).map(|d| d.value() as i32)
+    }
+
+    /// A `boolean` column (0-based); NULL reads as false.
+    pub fn flag(&self, column: usize) -> bool {
+        self.datum(column).is_some_and(|d| d.value() != 0)
+    }
+
+    /// A `uuid` column (0-based).
+    pub fn uuid(&self, column: usize) -> Option<pgrx::Uuid> {
+        self.datum(column).map(|d| {
+            // SAFETY: the column is a uuid (checked in fold_rows), whose datum points at its
+            // 16 bytes in the tuple, alive until the batch is freed after the callback.
+            let bytes =
+                unsafe { std::slice::from_raw_parts(d.cast_mut_ptr::<u8>() as *const u8, 16) };
+            pgrx::Uuid::from_slice(bytes).expect("a uuid datum is 16 bytes")
+        })
+    }
+}
+
+/// Runs a read-only statement through a cursor and hands each row to `each`. For statements
+/// that return many rows to fold into a few (service metrics reads every chat of a window):
+/// going through `SpiTupleTable`'s iterator builds a value per column and costs several times
+/// the scan. `columns` are the result's types, checked before the first row.
+pub(super) fn fold_rows(
+    client: &mut SpiClient<'_>,
+    stmt: &'static Statement,
+    args: &[DatumWithOid<'_>],
+    columns: &[pg_sys::Oid],
+    mut each: impl FnMut(&FoldRow<'_>),
+) -> ChatResult<()> {
+    let p = plan(client, stmt)?;
+    let mut cursor = client.try_open_cursor(&*p, args)?;
+    let mut values = vec![pg_sys::Datum::from(0); columns.len()];
+    let mut nulls = vec![false; columns.len()];
+    loop {
+        let rows = cursor.fetch(FOLD_BATCH)?.len();
+        if rows == 0 {
+            return Ok(());
+        }
+        // SAFETY: the fetch above left its rows in SPI_tuptable; they are read here and
+        // freed before the next fetch. Each tuple is deformed into exactly `columns.len()`
+        // slots after the descriptor was checked to have those types.
+        unsafe {
+            let table = pg_sys::SPI_tuptable;
+            let desc = (*table).tupdesc;
+            let natts = (*desc).natts as usize;
+            let types: Vec<pg_sys::Oid> = (1..=natts as i32)
+                .map(|i| pg_sys::SPI_gettypeid(desc, i))
+                .collect();
+            if types != columns {
+                return Err(ChatError::Internal(format!(
+                    "statement returns columns of types {types:?}, expected {columns:?}"
+                )));
+            }
+            for &tuple in std::slice::from_raw_parts((*table).vals, rows) {
+                pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+                each(&FoldRow {
+                    values: &values,
+                    nulls: &nulls,
+                });
+            }
+            pg_sys::SPI_freetuptable(table);
+        }
+    }
+}

@@ -33,9 +33,9 @@ FROM (SELECT chat_state, chat_count, changed_epoch, queue_count, waiting_epoch F
 SELECT 'operators (presence)' AS data, count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
 FROM (SELECT id, status, status_changed_at FROM operators) t
 UNION ALL
-SELECT 'chats (team, idempotency key, first assignment and response)', count(*),
+SELECT 'chats (team, idempotency key, service metrics)', count(*),
        md5(string_agg(t::text, E'\n' ORDER BY t::text))
-FROM (SELECT id, team_id, idempotency_key, first_assigned_at, first_response_at FROM chats) t
+FROM (SELECT id, team_id, idempotency_key, first_assigned_at, first_response_at, idle_releases FROM chats) t
 UNION ALL
 SELECT 'messages (idempotency key)', count(*), md5(string_agg(t::text, E'\n' ORDER BY t::text))
 FROM (SELECT id, idempotency_key FROM messages) t
