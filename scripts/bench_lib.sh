@@ -2,17 +2,18 @@
 # Shared by scripts/bench_teams.sh and scripts/bench_routing.sh (source it after
 # scripts/cluster.sh, with CLIENTS, SECONDS_ and DIR set).
 
-# cycle_run DB SCRIPT ROUND: one pgbench run of a three-step cycle (bench/pgbench/cycle_a.sql
-# and the scripts shaped like it); prints cycles/s, assign p50 and p99 (ms) and WAL bytes per
-# cycle.
+# cycle_run DB SCRIPT ROUND [PREPARE]: one pgbench run of a three-step cycle
+# (bench/pgbench/cycle_a.sql and the scripts shaped like it); prints cycles/s, assign p50 and
+# p99 (ms) and WAL bytes per cycle. PREPARE, an SQL statement, runs before the checkpoint.
 cycle_run() {
-  local db=$1 script=$2 prefix="$DIR/log_$1_$3" lsn0 lsn1 wal cycles
+  local db=$1 script=$2 prefix="$DIR/log_$1_$3" prepare=${4:-} lsn0 lsn1 wal cycles
   rm -f "$prefix".*
   # A run ends mid-cycle: operators still hold the chat they took last. Give those back
   # (the same queue for every run), then start just after a checkpoint, as scripts/bench.sh
   # does: each run pays the full-page images of its first change to every page it touches.
   psql -X -q -v ON_ERROR_STOP=1 -d "$db" \
     -c "SELECT count(release_and_reassign_chat(id)) FROM chats WHERE chat_state = 'assigned'" >/dev/null
+  [ -z "$prepare" ] || psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "$prepare" >/dev/null
   psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c CHECKPOINT
   lsn0=$(psql -XAtq -d "$db" -c "SELECT pg_current_wal_lsn()")
   "$PG_BIN/pgbench" -n -M prepared -c "$CLIENTS" -j 2 -T "$SECONDS_" -D step=0 \

@@ -43,9 +43,17 @@ declare -A cps walc
 for round in $(seq 1 "$ROUNDS"); do
   order="pull push"; (( round % 2 == 0 )) && order="push pull"
   for kind in $order; do
-    script=bench/pgbench/cycle_a.sql; [ "$kind" = push ] && script=bench/routing/cycle_push.sql
+    script=bench/pgbench/cycle_a.sql prepare=
+    if [ "$kind" = push ]; then
+      # Every operator starts holding a chat, as it does in the steady state (a reply pulls
+      # the next): one that holds none asks, and a push that lands between its look and its
+      # ask would make the ask fail at capacity, which ends a pgbench client.
+      script=bench/routing/cycle_push.sql
+      prepare="SELECT count(assign_chat_to_operator(o.id)) FROM operators o
+               WHERE NOT EXISTS (SELECT 1 FROM chats c WHERE c.assigned_operator_id = o.id)"
+    fi
     log "round $round: $kind cycle, $CLIENTS clients, $SECONDS_ s"
-    read -r c _ _ w < <(cycle_run "${kind}_team" "$script" "$round")
+    read -r c _ _ w < <(cycle_run "${kind}_team" "$script" "$round" "$prepare")
     cps[$kind]+="$c "; walc[$kind]+="$w "
     log "  $c cycles/s, WAL $w B/cycle"
   done

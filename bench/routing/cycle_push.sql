@@ -1,6 +1,7 @@
 -- (a) chat_assign in a pushed team: one live-chat cycle as three transactions, where no one
 -- asks for a chat. Client c is operator c+1 (-D step=0). Step 0: the operator looks at the
--- chat it was given (a read; only when it holds none, as at the very start, does it ask);
+-- chat it was given (a read; only when it holds none does it ask: bench_routing.sh gives
+-- every operator a chat before each run, as the steady state has);
 -- step 1 answers it, which frees the operator and pulls the next waiting chat of the team
 -- in the same call; step 2 the user answers, which puts the chat back in the queue and
 -- pushes it to a member with room, if any. Same three steps, and the same chats, as
