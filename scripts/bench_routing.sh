@@ -3,7 +3,8 @@
 # team (bench/routing/cycle_push.sql: nobody asks; the reply pulls the next chat, the user's
 # message pushes the chat) against the pull cycle (bench/pgbench/cycle_a.sql) in a manual
 # team, same data, same run, interleaved; (2) fairness: how evenly each routing spreads
-# 10,000 chats over 20 operators of equal capacity (bench/routing/fairness.sql); (3)
+# 10,000 chats over 20 operators of equal capacity (bench/routing/fairness.sql); (3) what
+# a push costs in teams of 1 to 500 members (bench/routing/push_members.sql); (4)
 # get_service_metrics at 1M chats with 100k in the last 24 hours
 # (bench/routing/metrics_load.sql). A throw-away PostgreSQL cluster with durable defaults
 # (port 54363). Writes bench/results/routing.md. Uses the chat_assign build installed in
@@ -73,6 +74,16 @@ for busy in 0 20; do
   done
 done
 
+# ---------------------------------------------------------------- push by team size
+psql_ -d postgres -c "CREATE DATABASE push_members"
+psql_ -d push_members -c "CREATE EXTENSION chat_assign"
+members=""
+for m in 1 16 100 500; do
+  log "push cost: a least_loaded team of $m members, 300 starts"
+  members+=$(PGOPTIONS="-c bench.members=$m -c bench.starts=300" psql -X -q -v ON_ERROR_STOP=1 \
+    -d push_members -A -t -v members="$m" -v starts=300 -f bench/routing/push_members.sql | tail -1)$'\n'
+done
+
 # ---------------------------------------------------------------- service metrics
 log "loading metrics: 1,000,000 chats in 50 teams, 100,000 in the last 24 hours"
 psql_ -d postgres -c "CREATE DATABASE metrics"
@@ -119,6 +130,16 @@ pull=$(median <<<"${cps[pull]}"); push=$(median <<<"${cps[push]}")
   while IFS='|' read -r k r a b m n; do
     [ -n "$r" ] && echo "| $k | $r | $a | $b | $m | $n |"
   done <<<"$fair"
+  echo
+  echo "## Push cost by team size"
+  echo
+  echo "A least_loaded team of N members, each holding a chat and with room for many more, so that every push compares every member; 300 chats started one at a time in the team, each pushed in the same call (bench/routing/push_members.sql), timed in the server:"
+  echo
+  echo "| members | start_chat with its push, p50 ms | chats of the team assigned |"
+  echo "|---:|---:|---:|"
+  while IFS='|' read -r m ms n; do
+    [ -n "$m" ] && echo "| $m | $ms | $n |"
+  done <<<"$members"
   echo
   echo "## get_service_metrics"
   echo
