@@ -1392,15 +1392,19 @@ DECLARE
     ext_oid  oid := (SELECT e.extnamespace FROM pg_extension e WHERE e.extname = 'chat_assign');
     ext      text;
     backup   name;
-    -- The extension's functions an app calls (not the adoption functions, not triggers) and
-    -- its tables and views.
+    -- The extension's functions an app calls (every one but the adoption functions and the
+    -- triggers: pg_regress adopt checks that none is missing) and its tables and views.
     functions name[] := ARRAY['start_chat', 'real_user_send_message', 'operator_send_message',
                               'assign_chat_to_operator', 'release_and_reassign_chat',
                               'touch_operator_activity', 'release_idle_assignments', 'complete_chat',
                               'create_operator', 'set_operator_active', 'get_assignment_queue_status',
-                              'detect_stuck_chats', 'read_chat_events', 'prune_chat_events'];
+                              'detect_stuck_chats', 'read_chat_events', 'prune_chat_events',
+                              'worker_status', 'create_team', 'set_team_routing', 'add_team_member',
+                              'remove_team_member', 'set_operator_status', 'transfer_chat',
+                              'set_chat_priority', 'get_queue_position', 'get_service_metrics'];
     relations name[] := ARRAY['operators', 'chats', 'messages', 'chat_assignments', 'operator_activity',
-                              'chat_state_summary', 'operator_assignment_stats'];
+                              'chat_state_summary', 'operator_assignment_stats', 'teams',
+                              'team_members', 'chat_transfers', 'team_queue_status'];
     obj      record;
     g        record;
     moved    oid[] := '{}';

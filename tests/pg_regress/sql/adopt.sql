@@ -116,6 +116,19 @@ SELECT * FROM chat_assign.switch_app_calls('public');
 SELECT * FROM chat_assign.switch_app_calls('public');
 \set VERBOSITY default
 
+-- Every function of the extension's API (all but the adoption functions and the triggers)
+-- has its thin function in public, with the same parameters (none missing: no rows).
+SELECT e.proname AS missing
+FROM pg_depend d JOIN pg_proc e ON e.oid = d.objid
+WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'chat_assign')
+  AND e.prorettype <> 'trigger'::regtype
+  AND e.proname NOT IN ('import_app_tables', 'switch_app_calls', 'restore_app_calls')
+  AND NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace
+                    AND p.proname = e.proname
+                    AND pg_get_function_arguments(p.oid) = pg_get_function_arguments(e.oid))
+ORDER BY 1;
+
 -- The thin functions run with the caller's rights, their search_path pinned.
 SELECT p.proname, p.prosecdef, p.proconfig
 FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace ORDER BY 1;
