@@ -1,0 +1,1 @@
+UPDATE chats SET chat_state='waiting_assignment', assigned_operator_id=NULL, waiting_since=now() WHERE chat_state <> 'waiting_assignment'; UPDATE chat_assignments SET released_at=now(), release_reason='x' WHERE released_at IS NULL;
