@@ -847,6 +847,7 @@ $$;
             ("SERVICE_TEAMS", &SERVICE_TEAMS),
             ("SERVICE_WINDOW", &SERVICE_WINDOW),
             ("SERVICE_TRANSFERS", &SERVICE_TRANSFERS),
+            ("SERVICE_METRICS", &SERVICE_METRICS),
         ];
         run("SET LOCAL enable_seqscan = off", &[]);
         run("SET LOCAL plan_cache_mode = force_generic_plan", &[]);
@@ -1560,8 +1561,9 @@ $$;
         );
     }
 
-    /// get_service_metrics folds the window's chats in Rust; what it answers is what SQL's
-    /// percentile_cont, count and the history say, for every scope and for one team: a team
+    /// get_service_metrics folds the window's chats in Rust, or computes them in SQL when they
+    /// would not fit its memory budget; both answer the same, for every scope and for one
+    /// team, and the SQL path's percentiles are percentile_cont's: a team
     /// with many chats (over several fetches of the fold), one with a single chat, one with
     /// two (interpolated), one with none, chats without a team, chats never assigned or never
     /// answered, abandoned ones, idle releases and transfers, and chats before the window.
@@ -1604,76 +1606,58 @@ $$;
              FROM chats c WHERE random() < 0.05",
             &[],
         );
-        let reference = "WITH w AS ( \
-                SELECT c.team_id, c.chat_state, c.first_response_at IS NULL AS unanswered, c.idle_releases, \
-                       date_part('epoch', c.first_response_at - c.created_at) AS response, \
-                       date_part('epoch', c.first_assigned_at - c.created_at) AS wait \
-                FROM chats c WHERE c.created_at >= $1 AND ($2::uuid IS NULL OR c.team_id = $2)), \
-            per AS ( \
-                SELECT grouping(team_id) = 1 AS overall, team_id, count(*) AS started, \
-                       percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY response) AS response, \
-                       percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY wait) AS wait, \
-                       sum(idle_releases) AS idle, \
-                       count(*) FILTER (WHERE chat_state = 'completed' AND unanswered) AS abandoned \
-                FROM w GROUP BY GROUPING SETS ((team_id), ())), \
-            moved AS ( \
-                SELECT grouping(x.from_team_id) = 1 AS overall, x.from_team_id AS team_id, count(*) AS n \
-                FROM chat_transfers x \
-                WHERE x.transferred_at >= $1 AND ($2::uuid IS NULL OR x.from_team_id = $2) \
-                GROUP BY GROUPING SETS ((x.from_team_id), ())), \
-            scopes AS ( \
-                SELECT 'all'::text AS scope, true AS overall, NULL::uuid AS team_id, NULL::text AS team_name \
-                WHERE $2::uuid IS NULL \
-                UNION ALL SELECT 'no_team', false, NULL, NULL WHERE $2::uuid IS NULL \
-                UNION ALL SELECT 'team', false, t.id, t.name FROM teams t WHERE $2::uuid IS NULL OR t.id = $2) \
-            SELECT s.scope, s.team_id, s.team_name, coalesce(p.started, 0) AS started, \
-                   p.response[1] AS r50, p.response[2] AS r90, p.wait[1] AS w50, p.wait[2] AS w90, \
-                   coalesce(m.n, 0) AS transfers, coalesce(p.idle, 0) AS idle, coalesce(p.abandoned, 0) AS abandoned \
-            FROM scopes s \
-            LEFT JOIN per p ON p.overall = s.overall AND p.team_id IS NOT DISTINCT FROM s.team_id \
-            LEFT JOIN moved m ON m.overall = s.overall AND m.team_id IS NOT DISTINCT FROM s.team_id";
-        // Durations over a day differ from date_part's (days and time added apart) in the
-        // last bits: equal within a microsecond.
-        let near = |a: &str, b: &str| {
-            format!(
-                "(r.{a} IS NULL) = (g.{b} IS NULL) AND coalesce(abs(r.{a} - g.{b}) < 1e-6, true)"
-            )
+        // The fold (the window fits in memory) against the SQL path (a budget of 0 bytes):
+        // the same rows, the same values; durations over a day differ from date_part's (days
+        // and time added apart) in the last bits.
+        let near = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => (a - b).abs() < 1e-6,
+            (a, b) => a == b,
         };
-        let answer = "SELECT * FROM get_service_metrics($1, $2)";
-        let since = "now() - interval '1 day'";
-        let many = "(SELECT id FROM teams WHERE name = 'many')";
-        for team in [
-            "NULL::uuid",
-            many,
-            "(SELECT id FROM teams WHERE name = 'two')",
-        ] {
-            let compare = format!(
-                "SELECT count(*), count(*) FILTER (WHERE NOT ( \
-                     g.team_name IS NOT DISTINCT FROM r.team_name AND g.chats_started = r.started \
-                     AND g.transfers = r.transfers AND g.idle_releases = r.idle \
-                     AND g.abandoned = r.abandoned AND {} AND {} AND {} AND {})) \
-                 FROM ({reference}) r FULL JOIN ({answer}) g \
-                   ON g.scope = r.scope \
-                  AND coalesce(g.team_id, {nil}) = coalesce(r.team_id, {nil})",
-                near("r50", "first_response_p50"),
-                near("r90", "first_response_p90"),
-                near("w50", "wait_to_assignment_p50"),
-                near("w90", "wait_to_assignment_p90"),
-                nil = "'00000000-0000-0000-0000-000000000000'::uuid",
-            )
-            .replace("$1", since)
-            .replace("$2", team);
-            let (rows, differ) = Spi::get_two::<i64, i64>(&compare).expect("compare failed");
-            let rows_expected = if team == "NULL::uuid" { 6 } else { 1 };
-            assert_eq!(rows, Some(rows_expected), "scopes for team {team}");
-            assert_eq!(differ, Some(0), "rows that differ from SQL for team {team}");
+        let since = one::<TimestampWithTimeZone>("SELECT now() - interval '1 day'", &[]).unwrap();
+        let team_named = |name: &str| {
+            one::<Uuid>("SELECT id FROM teams WHERE name = $1", &[name.into()]).unwrap()
+        };
+        for team in [None, Some(team_named("many")), Some(team_named("two"))] {
+            let folded = crate::store::service_metrics_within(since, team, usize::MAX).unwrap();
+            let in_sql = crate::store::service_metrics_within(since, team, 0).unwrap();
+            assert_eq!(folded.len(), if team.is_none() { 6 } else { 1 });
+            assert_eq!(folded.len(), in_sql.len());
+            for (f, q) in folded.iter().zip(&in_sql) {
+                let same = f.scope == q.scope
+                    && f.team_id == q.team_id
+                    && f.team_name == q.team_name
+                    && f.chats_started == q.chats_started
+                    && f.transfers == q.transfers
+                    && f.idle_releases == q.idle_releases
+                    && f.abandoned == q.abandoned
+                    && near(f.first_response_p50, q.first_response_p50)
+                    && near(f.first_response_p90, q.first_response_p90)
+                    && near(f.wait_to_assignment_p50, q.wait_to_assignment_p50)
+                    && near(f.wait_to_assignment_p90, q.wait_to_assignment_p90);
+                assert!(
+                    same,
+                    "scope {} {:?}: the fold and SQL differ",
+                    f.scope, f.team_name
+                );
+            }
+            assert!(folded.iter().any(|r| r.first_response_p90.is_some()));
+            assert!(team == Some(team_named("two")) || folded.iter().any(|r| r.transfers > 0));
         }
-        // The fold read more than one batch, and the values above are not all NULL.
+        // The budget follows work_mem: at its minimum this window is computed in SQL, with
+        // the same answer as the fold at the default.
+        let answer = "SELECT string_agg(concat_ws(':', scope, team_name, chats_started, \
+                          round(first_response_p50::numeric, 4), round(wait_to_assignment_p90::numeric, 4), \
+                          transfers, idle_releases, abandoned), ',' ORDER BY scope, team_name) \
+                      FROM get_service_metrics()";
+        let at_default = one::<String>(answer, &[]).unwrap();
+        run("SET LOCAL work_mem = '64kB'", &[]);
+        assert_eq!(one::<String>(answer, &[]).unwrap(), at_default);
+        run("RESET work_mem", &[]);
+        // The fold read more than one batch.
         assert!(
             count(
-                &format!(
-                    "SELECT count(*) FROM chats WHERE created_at >= {since} AND team_id = {many}"
-                ),
+                "SELECT count(*) FROM chats WHERE created_at >= now() - interval '1 day' \
+                   AND team_id = (SELECT id FROM teams WHERE name = 'many')",
                 &[]
             ) > 10_000
         );

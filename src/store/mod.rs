@@ -30,7 +30,8 @@ pub use chats::{
 };
 pub use events::{prune_chat_events, wake_up, worker_fold_events, EVENT_FLOOR_LOCK_MARK};
 pub use monitoring::{
-    queue_status, service_metrics, stuck_chats, QueueStatus, ServiceMetrics, StuckChat,
+    queue_status, service_metrics, service_metrics_within, stuck_chats, QueueStatus,
+    ServiceMetrics, StuckChat,
 };
 pub use operators::{create_operator, set_operator_active};
 #[cfg(any(test, feature = "pg_test"))]

@@ -4,6 +4,8 @@ use super::queries::*;
 use super::spi::*;
 use crate::error::{ChatError, ChatResult};
 use pgrx::datum::{AnyNumeric, TimestampWithTimeZone};
+use pgrx::pg_sys;
+use pgrx::spi::SpiClient;
 use pgrx::Uuid;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -108,17 +110,22 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, row: &FoldRow<'_>) {
+    /// Counts a chat of the window; returns the bytes of durations it kept.
+    fn add(&mut self, row: &FoldRow<'_>) -> usize {
         self.started += 1;
         self.abandoned += i64::from(row.flag(3));
         self.idle_releases += i64::from(row.int(4).unwrap_or_default());
         let started = row.micros(0).unwrap_or_default();
+        let mut kept = 0;
         if let Some(assigned) = row.micros(1) {
             self.wait.push(assigned - started);
+            kept += std::mem::size_of::<i64>();
         }
         if let Some(answered) = row.micros(2) {
             self.response.push(answered - started);
+            kept += std::mem::size_of::<i64>();
         }
+        kept
     }
 
     fn into_row(
@@ -185,10 +192,29 @@ fn percentile_seconds(values: &mut [i64], fraction: f64) -> Option<f64> {
 /// Service metrics of the chats started since `since`, per scope (all, without a team, each
 /// team; only `team` when given: an unknown team is `P0002`). The window's chats are read
 /// once, a row at a time, and folded here: each scope keeps its durations and takes its
-/// percentiles by selection.
+/// percentiles by selection. Those durations are 8 bytes each, up to four per chat; a
+/// window whose durations would pass 8 × `work_mem` (1M chats at the default 4 MB) is
+/// computed in SQL instead, whose sorts spill to disk: slower, the same answer, and a
+/// backend that never holds more than that budget for it.
 pub fn service_metrics(
     since: TimestampWithTimeZone,
     team: Option<Uuid>,
+) -> ChatResult<Vec<ServiceMetrics>> {
+    // SAFETY: a read of the session's work_mem setting, in kilobytes.
+    let work_mem_kb = unsafe { pg_sys::work_mem };
+    service_metrics_within(
+        since,
+        team,
+        usize::try_from(work_mem_kb).unwrap_or(0) * 1024 * 8,
+    )
+}
+
+/// [`service_metrics`] with the fold's memory budget given, in bytes (tests: 0 takes the SQL
+/// path for any non-empty window).
+pub fn service_metrics_within(
+    since: TimestampWithTimeZone,
+    team: Option<Uuid>,
+    budget: usize,
 ) -> ChatResult<Vec<ServiceMetrics>> {
     connect(|client| {
         if let Some(team) = team {
@@ -196,56 +222,99 @@ pub fn service_metrics(
                 return Err(ChatError::TeamNotFound(team));
             }
         }
-        // Scope 0 is all chats, 1 those without a team, then the teams in name order.
-        let mut teams = Vec::new();
-        for row in exec(client, &SERVICE_TEAMS, &[team.into()])? {
-            teams.push((row.get::<Uuid>(1)?, row.get::<String>(2)?));
+        match fold_service_metrics(client, since, team, budget)? {
+            Some(rows) => Ok(rows),
+            None => sql_service_metrics(client, since, team),
         }
-        let index: HashMap<Uuid, usize, BuildHasherDefault<UuidHasher>> = teams
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (id, _))| id.map(|id| (id, i + 2)))
-            .collect();
-        let scope_of = |team_id: Option<Uuid>| match team_id {
-            None => Some(1),
-            Some(id) => index.get(&id).copied(),
-        };
-        let mut tallies: Vec<Tally> = std::iter::repeat_with(Tally::default)
-            .take(teams.len() + 2)
-            .collect();
-        fold_rows(
-            client,
-            &SERVICE_WINDOW,
-            &[since.into(), team.into()],
-            SERVICE_WINDOW_COLUMNS,
-            |row| {
-                if let Some(scope) = scope_of(row.uuid(5)) {
-                    tallies[scope].add(row);
-                }
-                if team.is_none() {
-                    tallies[0].add(row);
-                }
-            },
-        )?;
-        for row in exec(client, &SERVICE_TRANSFERS, &[since.into(), team.into()])? {
-            let n = row.get::<i64>(2)?.unwrap_or(0);
-            for scope in [Some(0), scope_of(row.get::<Uuid>(1)?)]
-                .into_iter()
-                .flatten()
-            {
-                tallies[scope].transfers += n;
-            }
-        }
-        let mut tallies = tallies.into_iter();
-        let (all, no_team) = (tallies.next(), tallies.next());
-        let mut out = Vec::new();
-        if team.is_none() {
-            out.extend(all.map(|t| t.into_row("all", None, None)));
-            out.extend(no_team.map(|t| t.into_row("no_team", None, None)));
-        }
-        for ((id, name), tally) in teams.into_iter().zip(tallies) {
-            out.push(tally.into_row("team", id, name));
-        }
-        Ok(out)
     })
+}
+
+/// The fold of [`service_metrics`]; `None` when the window's durations pass `budget` bytes.
+fn fold_service_metrics(
+    client: &mut SpiClient<'_>,
+    since: TimestampWithTimeZone,
+    team: Option<Uuid>,
+    budget: usize,
+) -> ChatResult<Option<Vec<ServiceMetrics>>> {
+    // Scope 0 is all chats, 1 those without a team, then the teams in name order.
+    let mut teams = Vec::new();
+    for row in exec(client, &SERVICE_TEAMS, &[team.into()])? {
+        teams.push((row.get::<Uuid>(1)?, row.get::<String>(2)?));
+    }
+    let index: HashMap<Uuid, usize, BuildHasherDefault<UuidHasher>> = teams
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (id, _))| id.map(|id| (id, i + 2)))
+        .collect();
+    let scope_of = |team_id: Option<Uuid>| match team_id {
+        None => Some(1),
+        Some(id) => index.get(&id).copied(),
+    };
+    let mut tallies: Vec<Tally> = std::iter::repeat_with(Tally::default)
+        .take(teams.len() + 2)
+        .collect();
+    let mut held = 0usize;
+    let complete = fold_rows(
+        client,
+        &SERVICE_WINDOW,
+        &[since.into(), team.into()],
+        SERVICE_WINDOW_COLUMNS,
+        |row| {
+            if let Some(scope) = scope_of(row.uuid(5)) {
+                held += tallies[scope].add(row);
+            }
+            if team.is_none() {
+                held += tallies[0].add(row);
+            }
+            held <= budget
+        },
+    )?;
+    if !complete {
+        return Ok(None);
+    }
+    for row in exec(client, &SERVICE_TRANSFERS, &[since.into(), team.into()])? {
+        let n = row.get::<i64>(2)?.unwrap_or(0);
+        for scope in [Some(0), scope_of(row.get::<Uuid>(1)?)]
+            .into_iter()
+            .flatten()
+        {
+            tallies[scope].transfers += n;
+        }
+    }
+    let mut tallies = tallies.into_iter();
+    let (all, no_team) = (tallies.next(), tallies.next());
+    let mut out = Vec::new();
+    if team.is_none() {
+        out.extend(all.map(|t| t.into_row("all", None, None)));
+        out.extend(no_team.map(|t| t.into_row("no_team", None, None)));
+    }
+    for ((id, name), tally) in teams.into_iter().zip(tallies) {
+        out.push(tally.into_row("team", id, name));
+    }
+    Ok(Some(out))
+}
+
+/// [`service_metrics`] in SQL ([`SERVICE_METRICS`]), for a window too large for the fold.
+fn sql_service_metrics(
+    client: &mut SpiClient<'_>,
+    since: TimestampWithTimeZone,
+    team: Option<Uuid>,
+) -> ChatResult<Vec<ServiceMetrics>> {
+    let mut out = Vec::new();
+    for row in exec(client, &SERVICE_METRICS, &[since.into(), team.into()])? {
+        out.push(ServiceMetrics {
+            scope: row.get::<String>(1)?.unwrap_or_default(),
+            team_id: row.get::<Uuid>(2)?,
+            team_name: row.get::<String>(3)?,
+            chats_started: row.get::<i64>(4)?.unwrap_or(0),
+            first_response_p50: row.get::<f64>(5)?,
+            first_response_p90: row.get::<f64>(6)?,
+            wait_to_assignment_p50: row.get::<f64>(7)?,
+            wait_to_assignment_p90: row.get::<f64>(8)?,
+            transfers: row.get::<i64>(9)?.unwrap_or(0),
+            idle_releases: row.get::<i64>(10)?.unwrap_or(0),
+            abandoned: row.get::<i64>(11)?.unwrap_or(0),
+        });
+    }
+    Ok(out)
 }

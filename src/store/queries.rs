@@ -1032,6 +1032,47 @@ pub static SERVICE_WINDOW: Statement = Statement {
 pub const SERVICE_WINDOW_COLUMNS: &[Oid] =
     &[TIMESTAMPTZ, TIMESTAMPTZ, TIMESTAMPTZ, BOOL, INT4, UUID];
 
+/// Service metrics computed in SQL, for a window larger than the fold may hold in memory
+/// (see `service_metrics`): the same rows and values as the fold, from `percentile_cont`,
+/// whose sorts spill to disk. One row per scope, as `get_service_metrics` returns them.
+pub static SERVICE_METRICS: Statement = Statement {
+    sql: "WITH w AS ( \
+              SELECT c.team_id, c.chat_state, c.first_response_at IS NULL AS unanswered, c.idle_releases, \
+                     date_part('epoch', c.first_response_at - c.created_at) AS response, \
+                     date_part('epoch', c.first_assigned_at - c.created_at) AS wait \
+              FROM @extschema@.chats c \
+              WHERE c.created_at >= $1 AND ($2::uuid IS NULL OR c.team_id = $2)), \
+          per AS ( \
+              SELECT grouping(team_id) = 1 AS overall, team_id, count(*) AS started, \
+                     percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY response) AS response, \
+                     percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY wait) AS wait, \
+                     sum(idle_releases) AS idle, \
+                     count(*) FILTER (WHERE chat_state = 'completed' AND unanswered) AS abandoned \
+              FROM w GROUP BY GROUPING SETS ((team_id), ())), \
+          moved AS ( \
+              SELECT grouping(x.from_team_id) = 1 AS overall, x.from_team_id AS team_id, count(*) AS n \
+              FROM @extschema@.chat_transfers x \
+              WHERE x.transferred_at >= $1 AND ($2::uuid IS NULL OR x.from_team_id = $2) \
+              GROUP BY GROUPING SETS ((x.from_team_id), ())), \
+          scopes AS ( \
+              SELECT 0 AS ord, 'all'::text AS scope, true AS overall, NULL::uuid AS team_id, NULL::text AS team_name \
+              WHERE $2::uuid IS NULL \
+              UNION ALL \
+              SELECT 1, 'no_team', false, NULL, NULL WHERE $2::uuid IS NULL \
+              UNION ALL \
+              SELECT 2, 'team', false, t.id, t.name FROM @extschema@.teams t \
+              WHERE $2::uuid IS NULL OR t.id = $2) \
+          SELECT s.scope, s.team_id, s.team_name, coalesce(p.started, 0), \
+                 p.response[1], p.response[2], p.wait[1], p.wait[2], \
+                 coalesce(m.n, 0), coalesce(p.idle, 0)::bigint, coalesce(p.abandoned, 0) \
+          FROM scopes s \
+          LEFT JOIN per p ON p.overall = s.overall AND p.team_id IS NOT DISTINCT FROM s.team_id \
+          LEFT JOIN moved m ON m.overall = s.overall AND m.team_id IS NOT DISTINCT FROM s.team_id \
+          ORDER BY s.ord, s.team_name",
+    args: &[TIMESTAMPTZ, UUID],
+    read_only: true,
+};
+
 /// Transfers since `$1` out of each team (NULL: out of no team; only team `$2` when given),
 /// through the BRIN index on `transferred_at`.
 pub static SERVICE_TRANSFERS: Statement = Statement {

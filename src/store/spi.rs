@@ -187,14 +187,15 @@ impl FoldRow<'_> {
 /// Runs a read-only statement through a cursor and hands each row to `each`. For statements
 /// that return many rows to fold into a few (service metrics reads every chat of a window):
 /// going through `SpiTupleTable`'s iterator builds a value per column and costs several times
-/// the scan. `columns` are the result's types, checked before the first row.
+/// the scan. `columns` are the result's types, checked before the first row. `each` returns
+/// whether to go on: false stops the read (the result is then false too).
 pub(super) fn fold_rows(
     client: &mut SpiClient<'_>,
     stmt: &'static Statement,
     args: &[DatumWithOid<'_>],
     columns: &[pg_sys::Oid],
-    mut each: impl FnMut(&FoldRow<'_>),
-) -> ChatResult<()> {
+    mut each: impl FnMut(&FoldRow<'_>) -> bool,
+) -> ChatResult<bool> {
     let p = plan(client, stmt)?;
     let mut cursor = client.try_open_cursor(&*p, args)?;
     let mut values = vec![pg_sys::Datum::from(0); columns.len()];
@@ -202,7 +203,7 @@ pub(super) fn fold_rows(
     loop {
         let rows = cursor.fetch(FOLD_BATCH)?.len();
         if rows == 0 {
-            return Ok(());
+            return Ok(true);
         }
         // SAFETY: the fetch above left its rows in SPI_tuptable; they are read here and
         // freed before the next fetch. Each tuple is deformed into exactly `columns.len()`
@@ -219,14 +220,21 @@ pub(super) fn fold_rows(
                     "statement returns columns of types {types:?}, expected {columns:?}"
                 )));
             }
+            let mut go_on = true;
             for &tuple in std::slice::from_raw_parts((*table).vals, rows) {
                 pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-                each(&FoldRow {
+                go_on = each(&FoldRow {
                     values: &values,
                     nulls: &nulls,
                 });
+                if !go_on {
+                    break;
+                }
             }
             pg_sys::SPI_freetuptable(table);
+            if !go_on {
+                return Ok(false);
+            }
         }
     }
 }
