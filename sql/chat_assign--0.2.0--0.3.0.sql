@@ -626,22 +626,21 @@ ALTER TABLE operators
     ADD COLUMN status_changed_at timestamptz NOT NULL DEFAULT now(),
     ADD CONSTRAINT operators_status_valid CHECK (status IN ('online', 'away', 'offline'));
 ALTER TABLE chats ADD COLUMN team_id uuid;
--- Service metrics: when each chat was first assigned and first answered (its first
--- assignment and first operator message, in the order they were written: by id), and how
--- often it was released for idleness, from the history the tables already hold.
+-- Service metrics: when each chat was first assigned and first answered, and how often it
+-- was released for idleness, from the history the tables already hold (one pass over the
+-- assignments and the operators' messages).
 ALTER TABLE chats ADD COLUMN first_assigned_at timestamptz, ADD COLUMN first_response_at timestamptz,
                   ADD COLUMN idle_releases integer NOT NULL DEFAULT 0;
 UPDATE chats c SET first_assigned_at = f.first_assigned_at, first_response_at = f.first_response_at,
                    idle_releases = f.idle_releases
-FROM (SELECT c2.id,
-             (SELECT a.assigned_at FROM chat_assignments a WHERE a.chat_id = c2.id
-               ORDER BY a.id LIMIT 1) AS first_assigned_at,
-             (SELECT count(*) FROM chat_assignments a
-               WHERE a.chat_id = c2.id AND a.release_reason = 'idle_timeout')::integer AS idle_releases,
-             (SELECT m.created_at FROM messages m
-               WHERE m.chat_id = c2.id AND m.sender_type = 'operator' ORDER BY m.id LIMIT 1)
-               AS first_response_at
-      FROM chats c2) AS f
+FROM (SELECT c2.id, a.first_assigned_at, a.idle_releases,
+             (SELECT min(m.created_at) FROM messages m
+               WHERE m.chat_id = c2.id AND m.sender_type = 'operator') AS first_response_at
+      FROM chats c2
+      CROSS JOIN LATERAL (
+          SELECT min(a.assigned_at) AS first_assigned_at,
+                 count(*) FILTER (WHERE a.release_reason = 'idle_timeout')::integer AS idle_releases
+          FROM chat_assignments a WHERE a.chat_id = c2.id) AS a) AS f
 WHERE f.id = c.id
   AND (f.first_assigned_at IS NOT NULL OR f.first_response_at IS NOT NULL OR f.idle_releases > 0);
 CREATE INDEX idx_chats_created_at ON chats USING brin (created_at);
@@ -1301,9 +1300,7 @@ BEGIN
            c.priority, c.is_active, c.created_at, c.last_message_at,
            fa.at, fr.at, coalesce(fa.idle, 0)
       FROM ca_chats c
-      -- A chat's first assignment as they are numbered below: released ones first.
-      LEFT JOIN (SELECT a.chat_id,
-                        coalesce(min(a.assigned_at) FILTER (WHERE NOT a.kept_open), min(a.assigned_at)) AS at,
+      LEFT JOIN (SELECT a.chat_id, min(a.assigned_at) AS at,
                         count(*) FILTER (WHERE a.release_reason = 'idle_timeout')::integer AS idle
                    FROM ca_assignments a GROUP BY a.chat_id) AS fa
              ON fa.chat_id = c.id

@@ -411,9 +411,7 @@ BEGIN
            c.priority, c.is_active, c.created_at, c.last_message_at,
            fa.at, fr.at, coalesce(fa.idle, 0)
       FROM ca_chats c
-      -- A chat's first assignment as they are numbered below: released ones first.
-      LEFT JOIN (SELECT a.chat_id,
-                        coalesce(min(a.assigned_at) FILTER (WHERE NOT a.kept_open), min(a.assigned_at)) AS at,
+      LEFT JOIN (SELECT a.chat_id, min(a.assigned_at) AS at,
                         count(*) FILTER (WHERE a.release_reason = 'idle_timeout')::integer AS idle
                    FROM ca_assignments a GROUP BY a.chat_id) AS fa
              ON fa.chat_id = c.id

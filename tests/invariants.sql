@@ -80,17 +80,13 @@ FROM (VALUES
                            WHERE c.team_id IS NOT DISTINCT FROM q.team_id
                              AND c.chat_state = 'assigned'))
    + abs((SELECT count(*) FROM team_queue_status) - 1 - (SELECT count(*) FROM teams))),
-  -- First in the order they were written (ids: a chat's rows are written under its lock).
-  -- Not min() of the times: a time is its transaction's start, and a transaction that
-  -- waited for the chat's lock writes after one that started later.
   ('service metrics: each chat''s first assignment, first reply and idle releases = its history',
    (SELECT count(*) FROM chats c
      WHERE c.first_assigned_at IS DISTINCT FROM
-             (SELECT a.assigned_at FROM chat_assignments a WHERE a.chat_id = c.id
-               ORDER BY a.id LIMIT 1)
+             (SELECT min(a.assigned_at) FROM chat_assignments a WHERE a.chat_id = c.id)
         OR c.first_response_at IS DISTINCT FROM
-             (SELECT m.created_at FROM messages m
-               WHERE m.chat_id = c.id AND m.sender_type = 'operator' ORDER BY m.id LIMIT 1)
+             (SELECT min(m.created_at) FROM messages m
+               WHERE m.chat_id = c.id AND m.sender_type = 'operator')
         OR c.idle_releases <> (SELECT count(*) FROM chat_assignments a
                                 WHERE a.chat_id = c.id AND a.release_reason = 'idle_timeout'))),
   ('released assignments have a reason and a time after the assignment',

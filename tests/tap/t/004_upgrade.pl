@@ -133,14 +133,13 @@ sub upgrade_from
 			                          AND c.idle_releases = h.idle),
 			       count(h.assigned), count(h.answered), sum(h.idle), count(*)
 			FROM chats c CROSS JOIN LATERAL (
-			  SELECT (SELECT a.assigned_at FROM chat_assignments a WHERE a.chat_id = c.id
-			           ORDER BY a.id LIMIT 1) AS assigned,
-			         (SELECT m.created_at FROM messages m
-			           WHERE m.chat_id = c.id AND m.sender_type = 'operator' ORDER BY m.id LIMIT 1) AS answered,
+			  SELECT (SELECT min(a.assigned_at) FROM chat_assignments a WHERE a.chat_id = c.id) AS assigned,
+			         (SELECT min(m.created_at) FROM messages m
+			           WHERE m.chat_id = c.id AND m.sender_type = 'operator') AS answered,
 			         (SELECT count(*) FROM chat_assignments a
 			           WHERE a.chat_id = c.id AND a.release_reason = 'idle_timeout') AS idle) AS h}),
 		'8|8|2|1|8',
-		"$label: chats.first_assigned_at, first_response_at and idle_releases equal the history (the time of the chat's first assignment and of its first operator message, its idle releases) for all 8 chats (8 assigned, 2 answered, 1 idle release)");
+		"$label: chats.first_assigned_at, first_response_at and idle_releases equal the history (min assigned_at of the chat's assignments, min created_at of its operator messages, its idle releases) for all 8 chats (8 assigned, 2 answered, 1 idle release)");
 	# fill_direct.sql's times are offsets from one now(): the chats started 1 hour before, the
 	# operators answered at that now(), the first assignments 1 to 30 minutes before it.
 	is( q_($node, $db, q{
