@@ -76,7 +76,9 @@ CREATE TABLE chats (
     -- Service metrics (get_service_metrics): when the chat was first assigned and first
     -- answered by an operator, and how often an operator lost it for idleness; written by
     -- the statements that assign, answer and release anyway, so that the metrics read one
-    -- row per chat of their window and nothing else.
+    -- row per chat of their window and nothing else. The times are the least of its
+    -- assignments' and operator messages' (each its transaction's start: one that waited
+    -- for the chat's lock writes after one that started later), kept with least().
     first_assigned_at    timestamptz,
     first_response_at    timestamptz,
     idle_releases        integer     NOT NULL DEFAULT 0,

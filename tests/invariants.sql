@@ -80,6 +80,7 @@ FROM (VALUES
                            WHERE c.team_id IS NOT DISTINCT FROM q.team_id
                              AND c.chat_state = 'assigned'))
    + abs((SELECT count(*) FROM team_queue_status) - 1 - (SELECT count(*) FROM teams))),
+  -- The least times: each row's time is its transaction's start, not the order of writing.
   ('service metrics: each chat''s first assignment, first reply and idle releases = its history',
    (SELECT count(*) FROM chats c
      WHERE c.first_assigned_at IS DISTINCT FROM

@@ -253,7 +253,7 @@ pub static OPERATOR_REPLY: Statement = Statement {
                   assigned_operator_id = NULL, \
                   last_operator_id = $2, \
                   operator_replied_at = now(), \
-                  first_response_at = coalesce(first_response_at, now()), \
+                  first_response_at = least(first_response_at, now()), \
                   state_changed_at = now(), \
                   last_message_at = now() \
               WHERE id = $1 RETURNING id) \
@@ -263,13 +263,15 @@ pub static OPERATOR_REPLY: Statement = Statement {
 };
 
 /// A follow-up by the operator who answered a chat that still waits for the user: stored,
-/// no state change.
+/// no state change. `first_response_at` keeps the earliest operator message's time: this
+/// transaction may have started (its `now()`) before the reply it waited behind.
 pub static OPERATOR_FOLLOW_UP: Statement = Statement {
     sql: "WITH msg AS ( \
               INSERT INTO @extschema@.messages (chat_id, sender_type, operator_id, content, idempotency_key) \
               VALUES ($1, 'operator', $2, $3, $4) RETURNING id), \
           chat AS ( \
-              UPDATE @extschema@.chats SET operator_replied_at = now(), last_message_at = now() \
+              UPDATE @extschema@.chats SET operator_replied_at = now(), last_message_at = now(), \
+                                 first_response_at = least(first_response_at, now()) \
               WHERE id = $1 RETURNING id) \
           SELECT id FROM msg",
     args: &[UUID, UUID, TEXT, TEXT],
@@ -374,7 +376,7 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
               UPDATE @extschema@.chats c SET chat_state = 'assigned', assigned_operator_id = $1, \
                                  last_operator_id = $1, assigned_at = now(), \
                                  state_changed_at = now(), \
-                                 first_assigned_at = coalesce(c.first_assigned_at, now()) \
+                                 first_assigned_at = least(c.first_assigned_at, now()) \
               FROM next WHERE c.id = next.id RETURNING c.id), \
           assignment AS ( \
               INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at, last_activity_at) \
@@ -668,7 +670,7 @@ pub static TRANSFER_TO_OPERATOR: Statement = Statement {
               UPDATE @extschema@.chats SET chat_state = 'assigned', assigned_operator_id = $2, \
                                  last_operator_id = $2, assigned_at = now(), state_changed_at = now(), \
                                  waiting_since = coalesce(waiting_since, now()), \
-                                 first_assigned_at = coalesce(first_assigned_at, now()) \
+                                 first_assigned_at = least(first_assigned_at, now()) \
               WHERE id = $1 RETURNING id, team_id), \
           assignment AS ( \
               INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at, last_activity_at) \
@@ -881,7 +883,7 @@ pub static ASSIGN_WAITING_CHAT: Statement = Statement {
           chat AS ( \
               UPDATE @extschema@.chats SET chat_state = 'assigned', assigned_operator_id = $2, \
                                  last_operator_id = $2, assigned_at = now(), state_changed_at = now(), \
-                                 first_assigned_at = coalesce(first_assigned_at, now()) \
+                                 first_assigned_at = least(first_assigned_at, now()) \
               WHERE id = $1 AND chat_state = 'waiting_assignment' AND is_active RETURNING id), \
           assignment AS ( \
               INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at, last_activity_at) \
