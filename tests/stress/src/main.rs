@@ -2892,6 +2892,21 @@ async fn count(client: &Client, sql: &str) -> Result<i64, PgError> {
     client.query_one(sql, &[]).await?.try_get(0)
 }
 
+/// One statement that counts several kinds of violation in one row: a check per column,
+/// named by `names` in column order.
+async fn add_counts(
+    client: &Client,
+    checks: &mut Checks,
+    sql: &str,
+    names: &[&str],
+) -> Result<(), PgError> {
+    let row = client.query_one(sql, &[]).await?;
+    for (i, name) in names.iter().enumerate() {
+        checks.add(*name, row.try_get(i)?, "");
+    }
+    Ok(())
+}
+
 async fn final_checks(
     client: &Client,
     rep: &Report,
@@ -2996,29 +3011,23 @@ async fn final_checks(
     // ids are in the order of its changes; each names the chat's team after the change.
     // Only a transfer to a team changes it; so an event that is not one names the team of
     // the event before it, which for an `assigned` event is the chat's team at that moment.
-    let row = client
-        .query_one(
-            &format!(
-                "SELECT count(*) FILTER (WHERE x.new_state = 'assigned'), count(*) \
-                 FROM (SELECT e.new_state, e.team_id, e.reason, \
-                              lag(e.team_id) OVER w AS prev_team, row_number() OVER w AS n \
-                       FROM chat_events e WINDOW w AS (PARTITION BY e.chat_id ORDER BY e.id)) x \
-                 WHERE x.n > 1 AND x.reason <> '{TEAM_TRANSFER_REASON}' \
-                   AND x.team_id IS DISTINCT FROM x.prev_team"
-            ),
-            &[],
-        )
-        .await?;
-    checks.add(
-        "teams: every assigned event names the chat's team at that moment (its previous event's)",
-        row.try_get(0)?,
-        "",
-    );
-    checks.add(
-        "teams: a chat's team changes only at a transfer to a team",
-        row.try_get(1)?,
-        "",
-    );
+    add_counts(
+        client,
+        checks,
+        &format!(
+            "SELECT count(*) FILTER (WHERE x.new_state = 'assigned'), count(*) \
+             FROM (SELECT e.new_state, e.team_id, e.reason, \
+                          lag(e.team_id) OVER w AS prev_team, row_number() OVER w AS n \
+                   FROM chat_events e WINDOW w AS (PARTITION BY e.chat_id ORDER BY e.id)) x \
+             WHERE x.n > 1 AND x.reason <> '{TEAM_TRANSFER_REASON}' \
+               AND x.team_id IS DISTINCT FROM x.prev_team"
+        ),
+        &[
+            "teams: every assigned event names the chat's team at that moment (its previous event's)",
+            "teams: a chat's team changes only at a transfer to a team",
+        ],
+    )
+    .await?;
     // Transfers, stored history against the events, chat by chat in lock order (both are
     // written under the chat's lock, ids from sequences).
     let bad = count(
@@ -3074,40 +3083,30 @@ async fn final_checks(
     // lock): each starts from the state the one before left, and the operator a change
     // takes the chat from is the one the change before gave it to. So no chat was ever held
     // by two operators, and only a transfer to an operator hands an assigned chat on.
-    let row = client
-        .query_one(
-            &format!(
-                "SELECT count(*) FILTER (WHERE x.old_state IS DISTINCT FROM x.prev_state), \
-                        count(*) FILTER (WHERE x.old_state = 'assigned' \
-                                           AND (x.new_state <> 'assigned' \
-                                                    AND x.operator_id IS DISTINCT FROM x.prev_operator \
-                                                OR x.new_state = 'assigned' \
-                                                    AND (x.reason NOT IN ('transfer', '{OPERATOR_TRANSFER_REASON}') \
-                                                         OR x.operator_id = x.prev_operator))), \
-                        count(*) FILTER (WHERE x.new_state = 'assigned' AND x.operator_id IS NULL) \
-                 FROM (SELECT e.old_state, e.new_state, e.operator_id, e.reason, \
-                              lag(e.new_state) OVER w AS prev_state, \
-                              lag(e.operator_id) OVER w AS prev_operator \
-                       FROM chat_events e WINDOW w AS (PARTITION BY e.chat_id ORDER BY e.id)) x"
-            ),
-            &[],
-        )
-        .await?;
-    checks.add(
-        "events: each chat's events chain (each one's old state is the state the one before left)",
-        row.try_get(0)?,
-        "",
-    );
-    checks.add(
-        "events: a chat leaves an operator only by an event naming the operator that had it; assigned to assigned only by a transfer to another operator",
-        row.try_get(1)?,
-        "",
-    );
-    checks.add(
-        "events: every event giving a chat names its operator",
-        row.try_get(2)?,
-        "",
-    );
+    add_counts(
+        client,
+        checks,
+        &format!(
+            "SELECT count(*) FILTER (WHERE x.old_state IS DISTINCT FROM x.prev_state), \
+                    count(*) FILTER (WHERE x.old_state = 'assigned' \
+                                       AND (x.new_state <> 'assigned' \
+                                                AND x.operator_id IS DISTINCT FROM x.prev_operator \
+                                            OR x.new_state = 'assigned' \
+                                                AND (x.reason NOT IN ('transfer', '{OPERATOR_TRANSFER_REASON}') \
+                                                     OR x.operator_id = x.prev_operator))), \
+                    count(*) FILTER (WHERE x.new_state = 'assigned' AND x.operator_id IS NULL) \
+             FROM (SELECT e.old_state, e.new_state, e.operator_id, e.reason, \
+                          lag(e.new_state) OVER w AS prev_state, \
+                          lag(e.operator_id) OVER w AS prev_operator \
+                   FROM chat_events e WINDOW w AS (PARTITION BY e.chat_id ORDER BY e.id)) x"
+        ),
+        &[
+            "events: each chat's events chain (each one's old state is the state the one before left)",
+            "events: a chat leaves an operator only by an event naming the operator that had it; assigned to assigned only by a transfer to another operator",
+            "events: every event giving a chat names its operator",
+        ],
+    )
+    .await?;
 
     // Every event was written by exactly one successful call, which read it back.
     let mut table = Vec::new();
