@@ -5,6 +5,8 @@
 #     (the RPC test and tests/pg_regress/sql/security_grants.sql run it)
 #   docs/operations.md <!-- idle-job:begin --> ... <!-- idle-job:end -->  = tests/pg_regress/sql/include/idle_job.sql
 #     (tests/pg_regress/sql/security_idle_job.sql runs it)
+#   README.md          <!-- usage:begin --> ... <!-- usage:end -->        = tests/pg_regress/sql/include/readme_usage.sql
+#     (tests/pg_regress/sql/readme.sql runs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
@@ -21,4 +23,5 @@ check() {
 }
 check docs/security.md grants tests/rpc/grants.sql
 check docs/operations.md idle-job tests/pg_regress/sql/include/idle_job.sql
+check README.md usage tests/pg_regress/sql/include/readme_usage.sql
 exit $status
