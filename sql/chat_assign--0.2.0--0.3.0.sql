@@ -434,32 +434,34 @@ CREATE TRIGGER chats_update_referenced AFTER UPDATE OF id ON chats
 
 -- ------------------------------------------------------------ one key check per assignment
 -- assigned_operator_id always equals last_operator_id, whose key is checked. And the CHECKs
--- of each table become one (PostgreSQL reads every CHECK back from text per statement).
+-- of each table become one call of a native function (sql/schema.sql says why).
+CREATE FUNCTION chats_state_consistent(
+    chat_state, uuid, uuid, timestamptz, timestamptz, boolean, timestamptz)
+RETURNS boolean LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'chats_state_consistent';
+CREATE FUNCTION messages_valid(text, uuid, text)
+RETURNS boolean LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'messages_valid';
+CREATE FUNCTION chat_assignments_release_valid(timestamptz, text, timestamptz)
+RETURNS boolean LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'chat_assignments_release_valid';
 ALTER TABLE chats DROP CONSTRAINT chats_assigned_operator_id_fkey,
     DROP CONSTRAINT chats_assigned_has_operator,
     DROP CONSTRAINT chats_assigned_has_time,
     DROP CONSTRAINT chats_replied_has_time,
     DROP CONSTRAINT chats_completed_inactive,
     DROP CONSTRAINT chats_waiting_has_since,
-    ADD CONSTRAINT chats_state_consistent CHECK (
-        (chat_state = 'assigned') = (assigned_operator_id IS NOT NULL)
-        AND (assigned_operator_id IS NULL OR assigned_operator_id = last_operator_id)
-        AND (chat_state <> 'assigned' OR assigned_at IS NOT NULL)
-        AND (chat_state <> 'waiting_real_user_reply' OR operator_replied_at IS NOT NULL)
-        AND (chat_state <> 'completed' OR NOT is_active)
-        AND (chat_state <> 'waiting_assignment' OR waiting_since IS NOT NULL));
+    ADD CONSTRAINT chats_state_consistent CHECK (chats_state_consistent(
+        chat_state, assigned_operator_id, last_operator_id, assigned_at, operator_replied_at,
+        is_active, waiting_since));
 ALTER TABLE messages DROP CONSTRAINT messages_sender_type_valid,
     DROP CONSTRAINT messages_operator_matches_sender,
     DROP CONSTRAINT messages_content_not_blank,
-    ADD CONSTRAINT messages_valid CHECK (
-        sender_type IN ('real_user', 'operator')
-        AND (sender_type = 'operator') = (operator_id IS NOT NULL)
-        AND btrim(content) <> '');
+    ADD CONSTRAINT messages_valid CHECK (messages_valid(sender_type, operator_id, content));
 ALTER TABLE chat_assignments DROP CONSTRAINT chat_assignments_release_has_reason,
     DROP CONSTRAINT chat_assignments_release_after_assign,
     ADD CONSTRAINT chat_assignments_release_valid CHECK (
-        (released_at IS NULL) = (release_reason IS NULL)
-        AND (released_at IS NULL OR released_at >= assigned_at));
+        chat_assignments_release_valid(released_at, release_reason, assigned_at));
 
 -- Reads them (the comments of sql/events.sql explain the three steps).
 CREATE FUNCTION read_chat_events(p_after_id bigint DEFAULT 0, p_limit integer DEFAULT 1000)
@@ -1705,7 +1707,10 @@ BEGIN
                   '@extschema@.refuse_dangling_references()'::pg_catalog.regprocedure,
                   '@extschema@.import_app_tables(name, boolean)'::pg_catalog.regprocedure,
                   '@extschema@.switch_app_calls(name)'::pg_catalog.regprocedure,
-                  '@extschema@.restore_app_calls(name)'::pg_catalog.regprocedure]::pg_catalog.oid[])
+                  '@extschema@.restore_app_calls(name)'::pg_catalog.regprocedure,
+                  '@extschema@.chats_state_consistent(@extschema@.chat_state, uuid, uuid, timestamp with time zone, timestamp with time zone, boolean, timestamp with time zone)'::pg_catalog.regprocedure,
+                  '@extschema@.messages_valid(text, uuid, text)'::pg_catalog.regprocedure,
+                  '@extschema@.chat_assignments_release_valid(timestamp with time zone, text, timestamp with time zone)'::pg_catalog.regprocedure]::pg_catalog.oid[])
           AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
         UNION
         SELECT pg_catalog.format(CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'S'
@@ -1746,6 +1751,12 @@ BEGIN
     END LOOP;
 END
 $$;
+-- The CHECK constraints' functions, as a fresh install grants them (sql/privileges.sql).
+GRANT EXECUTE ON FUNCTION
+    @extschema@.chats_state_consistent(@extschema@.chat_state, uuid, uuid, timestamptz, timestamptz, boolean, timestamptz),
+    @extschema@.messages_valid(text, uuid, text),
+    @extschema@.chat_assignments_release_valid(timestamptz, text, timestamptz)
+TO PUBLIC;
 -- Table-level writes (INSERT, UPDATE, DELETE, TRUNCATE on the extension's tables) by anyone
 -- but the owner go: 0.1.0's functions ran with their caller's rights and needed them, and
 -- they survived the update to 0.2.0; since 0.2.0 the functions run as their owner, and such

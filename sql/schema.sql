@@ -52,6 +52,24 @@ CREATE TABLE team_members (
 );
 CREATE INDEX idx_team_members_team ON team_members (team_id);
 
+-- The row rules of the CHECK constraints below, as native functions (src/checks.rs; each
+-- one's comment there holds the SQL expression it equals, NULL included). PostgreSQL parses
+-- and compiles a CHECK's expression tree from its stored text in every statement that writes
+-- the table: as SQL expressions these cost about a tenth of a chat's cycle, as one call over
+-- the columns they read, a quarter of the text and nothing to evaluate. Pure functions of
+-- their arguments, executable by anyone (sql/privileges.sql): a role the DBA lets write a
+-- table needs them to pass its CHECK.
+CREATE FUNCTION chats_state_consistent(
+    chat_state, uuid, uuid, timestamptz, timestamptz, boolean, timestamptz)
+RETURNS boolean LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'chats_state_consistent';
+CREATE FUNCTION messages_valid(text, uuid, text)
+RETURNS boolean LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'messages_valid';
+CREATE FUNCTION chat_assignments_release_valid(timestamptz, text, timestamptz)
+RETURNS boolean LANGUAGE c IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'chat_assignments_release_valid';
+
 CREATE TABLE chats (
     id                   uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
     real_user_id         uuid        NOT NULL,
@@ -82,21 +100,14 @@ CREATE TABLE chats (
     first_assigned_at    timestamptz,
     first_response_at    timestamptz,
     idle_releases        integer     NOT NULL DEFAULT 0,
-    -- What a row can say of the invariants, as ONE constraint: PostgreSQL reads each CHECK
-    -- back from its stored text for every statement that writes the table, and every state
-    -- change writes chats; one expression costs a sixth of six.
-    CONSTRAINT chats_state_consistent CHECK (
-        -- Invariant 1 (the half a row can say): assigned <=> an operator holds it, since a
-        -- known time; the holder is the last operator.
-        (chat_state = 'assigned') = (assigned_operator_id IS NOT NULL)
-        AND (assigned_operator_id IS NULL OR assigned_operator_id = last_operator_id)
-        AND (chat_state <> 'assigned' OR assigned_at IS NOT NULL)
-        -- Invariant 2.
-        AND (chat_state <> 'waiting_real_user_reply' OR operator_replied_at IS NOT NULL)
-        -- Invariant 4 (the row half; "no unreleased assignment" is kept by the functions).
-        AND (chat_state <> 'completed' OR NOT is_active)
-        -- The queue orders by waiting_since: a waiting chat without one would sort last.
-        AND (chat_state <> 'waiting_assignment' OR waiting_since IS NOT NULL))
+    -- What a row can say of the invariants, as ONE constraint (the function above):
+    -- invariant 1, the half a row can say (assigned <=> an operator holds it, since a known
+    -- time; the holder is the last operator); invariant 2; invariant 4, the row half ("no
+    -- unreleased assignment" is kept by the functions); and a waiting chat has a
+    -- waiting_since (the queue orders by it: without one it would sort last).
+    CONSTRAINT chats_state_consistent CHECK (chats_state_consistent(
+        chat_state, assigned_operator_id, last_operator_id, assigned_at, operator_replied_at,
+        is_active, waiting_since))
 );
 
 CREATE TABLE messages (
@@ -109,11 +120,8 @@ CREATE TABLE messages (
     created_at  timestamptz NOT NULL DEFAULT now(),
     -- The p_idempotency_key of the call that stored it: a retry finds it (per chat and sender).
     idempotency_key text,
-    -- One constraint for the same reason as chats_state_consistent.
-    CONSTRAINT messages_valid CHECK (
-        sender_type IN ('real_user', 'operator')
-        AND (sender_type = 'operator') = (operator_id IS NOT NULL)
-        AND btrim(content) <> '')
+    -- A known sender; an operator's message names its operator, a user's none; not blank.
+    CONSTRAINT messages_valid CHECK (messages_valid(sender_type, operator_id, content))
 );
 
 -- One row per assignment, the full history. The open one (released_at IS NULL) also holds the
@@ -134,9 +142,9 @@ CREATE TABLE chat_assignments (
     released_at      timestamptz,
     release_reason   text,
     last_activity_at timestamptz NOT NULL DEFAULT now(),
+    -- Released with a reason, not before it was made.
     CONSTRAINT chat_assignments_release_valid CHECK (
-        (released_at IS NULL) = (release_reason IS NULL)
-        AND (released_at IS NULL OR released_at >= assigned_at))
+        chat_assignments_release_valid(released_at, release_reason, assigned_at))
 ) WITH (fillfactor = 90);  -- room on the page for the HOT release and heartbeats
 
 -- The queue, in exactly the order assign_chat_to_operator takes it: an index scan that

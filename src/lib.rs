@@ -13,6 +13,7 @@
 use pgrx::prelude::*;
 
 pub mod api;
+pub mod checks;
 pub mod error;
 pub mod guc;
 pub mod store;

@@ -14,8 +14,9 @@ CREATE EXTENSION chat_assign;
 CREATE ROLE nobody NOLOGIN;
 
 -- Every function of the extension: the API ones run as their owner (the superuser who ran
--- CREATE EXTENSION) under a fixed search_path; PUBLIC may execute none; each role exactly
--- what the block granted.
+-- CREATE EXTENSION) under a fixed search_path; PUBLIC may execute none but the CHECK
+-- constraints' functions (pure functions of their arguments, run by whoever writes a table);
+-- each role exactly what the block granted.
 SELECT p.proname, p.prosecdef AS definer, pg_get_userbyid(p.proowner) AS owner, p.proconfig,
        has_function_privilege('nobody', p.oid, 'EXECUTE') AS nobody,
        has_function_privilege('chat_app', p.oid, 'EXECUTE') AS app,
