@@ -1517,11 +1517,12 @@ $$;
         assert_invariants();
     }
 
-    /// Every function of the extension is closed to PUBLIC, and every API function runs as
-    /// its owner, so that grants on functions are all a role needs, with a search_path that
-    /// holds no schema another role could write to (not even the extension's own). The
-    /// adoption functions run as their caller (who must own the app's objects), search_path
-    /// pinned the same way.
+    /// Every function of the extension but the CHECK constraints' is closed to PUBLIC, and
+    /// every API function runs as its owner, so that grants on functions are all a role
+    /// needs, with a search_path that holds no schema another role could write to (not even
+    /// the extension's own). The adoption functions run as their caller (who must own the
+    /// app's objects), search_path pinned the same way. The CHECK constraints' functions
+    /// are immutable C functions that run no SQL, executable by anyone who writes a table.
     #[pg_test]
     fn functions_are_definer_rights_and_not_granted_to_public() {
         let functions = "SELECT p.oid FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid \
@@ -1531,7 +1532,9 @@ $$;
                AND p.prorettype <> 'trigger'::regtype";
         let adoption =
             "p.proname IN ('import_app_tables', 'switch_app_calls', 'restore_app_calls')";
-        let api_functions = format!("{functions} AND NOT {adoption}");
+        let checks = "p.proname IN ('chats_state_consistent', 'messages_valid', \
+                                    'chat_assignments_release_valid')";
+        let api_functions = format!("{functions} AND NOT {adoption} AND NOT {checks}");
         assert_eq!(
             count(&format!("SELECT count(*) FROM ({api_functions}) f"), &[]),
             24
@@ -1547,13 +1550,22 @@ $$;
              AND NOT prosecdef AND proconfig = ARRAY['search_path=pg_catalog, pg_temp']"
         );
         assert_eq!(count(&invoker, &[]), 3);
+        let native_checks = format!(
+            "SELECT count(*) FROM pg_proc p WHERE oid IN ({functions} AND {checks}) \
+             AND NOT prosecdef AND proconfig IS NULL AND provolatile = 'i' \
+             AND prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')"
+        );
+        assert_eq!(count(&native_checks, &[]), 3);
         assert_eq!(
             count(
-                "SELECT count(*) FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid \
-                 WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e' \
-                   AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'chat_assign') \
-                   AND (p.proacl IS NULL OR EXISTS ( \
-                        SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0))",
+                &format!(
+                    "SELECT count(*) FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid \
+                     WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e' \
+                       AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'chat_assign') \
+                       AND (p.proacl IS NULL OR EXISTS ( \
+                            SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0)) \
+                       AND NOT {checks}"
+                ),
                 &[]
             ),
             0,
