@@ -944,6 +944,8 @@ $$;
                 false.into(),
                 false.into(),
                 Vec::<Uuid>::new().into(),
+                "assigned".into(),
+                true.into(),
             ],
         )
         .unwrap();
@@ -999,11 +1001,14 @@ $$;
         let sql = crate::store::resolved_sql(&crate::store::queries::CLAIM_NEXT_CHAT).unwrap();
         run("SET LOCAL plan_cache_mode = force_generic_plan", &[]);
         run(
-            &format!("PREPARE claim_plan(uuid, int, bool, tid, bool, bool, uuid[]) AS {sql}"),
+            &format!(
+                "PREPARE claim_plan(uuid, int, bool, tid, bool, bool, uuid[], text, bool) AS {sql}"
+            ),
             &[],
         );
         let generic = Spi::get_one::<pgrx::datum::Json>(&format!(
-            "EXPLAIN (FORMAT JSON) EXECUTE claim_plan('{}', 1, true, '(0,1)', false, false, '{{}}')",
+            "EXPLAIN (FORMAT JSON) EXECUTE claim_plan('{}', 1, true, '(0,1)', false, false, '{{}}', \
+             'assigned', true)",
             Uuid::from_bytes([1; 16])
         ))
         .unwrap()

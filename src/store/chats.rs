@@ -276,29 +276,31 @@ pub fn real_user_send_message(chat_id: Uuid, content: &str, key: Option<&str>) -
         if let Some(message) = keyed_message(client, chat_id, key, None)? {
             return Ok(message);
         }
+        // The state it leaves, when it changes: the statement releases, and announces the
+        // change (the chat waits from now on, not from an old waiting_since it kept).
+        let changes = chat.state != ChatState::WaitingAssignment;
+        let events = changes && event_in_statement();
         let message = returned(
             exec(
                 client,
                 &REAL_USER_MESSAGE,
-                &[chat_id.into(), content.into(), key.into()],
+                &[
+                    chat_id.into(),
+                    content.into(),
+                    key.into(),
+                    changes.then_some(chat.state.as_str()).into(),
+                    holder(&chat).into(),
+                    chat.place.since.into(),
+                    chat.place.team.into(),
+                    events.into(),
+                ],
             )?,
             "real_user_send_message",
         )?;
-        if chat.state != ChatState::WaitingAssignment {
-            // The chat waits from now on (not from an old waiting_since it kept).
-            let place = Place {
-                waiting_since: None,
-                ..chat.place
-            };
-            let change = Changes::one(
-                chat_id,
-                holder(&chat),
-                place,
-                Some(chat.state),
-                ChatState::WaitingAssignment,
-                "real_user_message",
-            );
-            announce(client, change)?;
+        if changes {
+            if events {
+                after_events(client)?;
+            }
             push_chat(client, chat_id, chat.place.team, chat.last_operator_id)?;
             if let Some(freed) = holder(&chat) {
                 pull_for(client, freed, &[])?;
@@ -335,34 +337,40 @@ pub fn operator_send_message(
         }
         // Assigned to this operator: its reply; else waiting for the user: a follow-up.
         let first_reply = chat.state == ChatState::Assigned;
-        let stmt = if first_reply {
-            &OPERATOR_REPLY
+        let message = if first_reply {
+            // The statement announces the change (`operator_replied`).
+            let events = event_in_statement();
+            let message = exec(
+                client,
+                &OPERATOR_REPLY,
+                &[
+                    chat_id.into(),
+                    operator_id.into(),
+                    content.into(),
+                    key.into(),
+                    chat.place.since.into(),
+                    chat.place.team.into(),
+                    events.into(),
+                ],
+            )?;
+            if events {
+                after_events(client)?;
+            }
+            message
         } else {
-            &OPERATOR_FOLLOW_UP
-        };
-        let message = returned(
             exec(
                 client,
-                stmt,
+                &OPERATOR_FOLLOW_UP,
                 &[
                     chat_id.into(),
                     operator_id.into(),
                     content.into(),
                     key.into(),
                 ],
-            )?,
-            "operator_send_message",
-        )?;
+            )?
+        };
+        let message = returned(message, "operator_send_message")?;
         if first_reply {
-            let change = Changes::one(
-                chat_id,
-                Some(operator_id),
-                chat.place,
-                Some(ChatState::Assigned),
-                ChatState::WaitingRealUserReply,
-                "operator_replied",
-            );
-            announce(client, change)?;
             pull_for(client, operator_id, &[])?;
         }
         Ok(message)
@@ -439,6 +447,8 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
                 })
             }
         }
+        // The claim announces what it takes (`assigned`).
+        let events = event_in_statement();
         let claimed = exec(
             client,
             &CLAIM_NEXT_CHAT,
@@ -450,11 +460,12 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
                 false.into(),
                 false.into(),
                 Vec::<Uuid>::new().into(),
+                "assigned".into(),
+                events.into(),
             ],
         )?;
         let claimed = claimed.first();
         let (open, chat) = claimed.get_two::<i64, Uuid>()?;
-        let place = Place::read(&claimed, 3)?;
         let open = open.unwrap_or(0);
         if open >= i64::from(max) {
             return Err(ChatError::OperatorAtCapacity {
@@ -463,16 +474,8 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
                 max,
             });
         }
-        if let Some(chat_id) = chat {
-            let change = Changes::one(
-                chat_id,
-                Some(operator_id),
-                place,
-                Some(ChatState::WaitingAssignment),
-                ChatState::Assigned,
-                "assigned",
-            );
-            announce(client, change)?;
+        if chat.is_some() && events {
+            after_events(client)?;
         }
         Ok(chat)
     })
@@ -763,6 +766,8 @@ pub(super) fn pull_for(
     let avoid = crate::guc::AVOID_SAME_OPERATOR.get();
     let mut given = 0;
     loop {
+        // The claim announces what it takes (`auto_assigned`).
+        let events = event_in_statement();
         let claimed = exec(
             client,
             &CLAIM_NEXT_CHAT,
@@ -774,25 +779,18 @@ pub(super) fn pull_for(
                 true.into(),
                 default_pushes.into(),
                 except.to_vec().into(),
+                "auto_assigned".into(),
+                events.into(),
             ],
         )?;
         let claimed = claimed.first();
         let (open, chat) = claimed.get_two::<i64, Uuid>()?;
-        let Some(chat_id) = chat else {
+        if chat.is_none() {
             return Ok(given);
-        };
-        let place = Place::read(&claimed, 3)?;
-        announce(
-            client,
-            Changes::one(
-                chat_id,
-                Some(operator_id),
-                place,
-                Some(ChatState::WaitingAssignment),
-                ChatState::Assigned,
-                "auto_assigned",
-            ),
-        )?;
+        }
+        if events {
+            after_events(client)?;
+        }
         given += 1;
         if open.unwrap_or(0) + 1 >= i64::from(max) {
             return Ok(given);

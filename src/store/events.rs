@@ -72,9 +72,28 @@ pub(super) fn announce(client: &mut SpiClient<'_>, changes: Changes<'_>) -> Chat
             teams.into(),
         ],
     )?;
-    // Now and then, fold the events into the monitoring totals here; the worker does it
-    // every tick where it runs. Only in READ COMMITTED, where each statement sees what
-    // committed before it (the fold's horizon relies on that).
+    after_events(client)
+}
+
+/// Whether the statement about to run writes its change event itself: events are on. The
+/// three calls of a chat's cycle (the claim, the operator's reply, the user's message) write
+/// their event in an `event` part of their one statement instead of calling [`announce`]
+/// (a statement less per call: each costs its own planning check, executor start and end).
+/// Publishes the event-id floor first, as [`announce`] does; the statement's `event` part
+/// writes when this is true and the change happened, and [`after_events`] follows it.
+pub(super) fn event_in_statement() -> bool {
+    let on = crate::guc::EVENTS.get();
+    if on {
+        hold_event_id_floor();
+    }
+    on
+}
+
+/// After a statement that wrote change events: now and then, fold the events into the
+/// monitoring totals here; the worker does it every tick where it runs. Only in READ
+/// COMMITTED, where each statement sees what committed before it (the fold's horizon relies
+/// on that).
+pub(super) fn after_events(client: &mut SpiClient<'_>) -> ChatResult<()> {
     // SAFETY: the backend's own PRNG and isolation level.
     if unsafe { pg_sys::pg_prng_uint64(std::ptr::addr_of_mut!(pg_sys::pg_global_prng_state)) }
         % FOLD_ONE_CALL_IN

@@ -215,13 +215,19 @@ pub static FIND_KEYED_MESSAGE: Statement = Statement {
 /// A user message on a locked chat ($1). From `assigned` or `waiting_real_user_reply` the
 /// chat goes back to the queue with `waiting_since = now()`; a chat already waiting keeps
 /// its place; a completed chat reopens. An open assignment is released (`real_user_message`).
+///
+/// `$4` is the state the lock read when the chat changes state (NULL: it was waiting and
+/// stays so); only an `assigned` chat has an open assignment to release (a one-time filter:
+/// the others do not look for one). The change event (when `$8`; see [`INSERT_EVENTS`]) names
+/// the holder `$5`, since when the chat was in its state `$6` and its team `$7`.
 pub static REAL_USER_MESSAGE: Statement = Statement {
     sql: "WITH msg AS ( \
               INSERT INTO @extschema@.messages (chat_id, sender_type, content, idempotency_key) \
               VALUES ($1, 'real_user', $2, $3) RETURNING id), \
           released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = 'real_user_message' \
-              WHERE id = (SELECT max(id) FROM @extschema@.chat_assignments WHERE chat_id = $1) AND released_at IS NULL RETURNING id), \
+              WHERE $4 = 'assigned' \
+                AND id = (SELECT max(id) FROM @extschema@.chat_assignments WHERE chat_id = $1) AND released_at IS NULL RETURNING id), \
           chat AS ( \
               UPDATE @extschema@.chats SET \
                   chat_state = 'waiting_assignment', \
@@ -232,14 +238,22 @@ pub static REAL_USER_MESSAGE: Statement = Statement {
                   state_changed_at = CASE WHEN chat_state = 'waiting_assignment' \
                                           THEN state_changed_at ELSE now() END, \
                   last_message_at = now() \
-              WHERE id = $1 RETURNING id) \
+              WHERE id = $1 RETURNING id), \
+          event AS ( \
+              INSERT INTO @extschema@.chat_events \
+                  (chat_id, old_state, new_state, operator_id, team_id, reason, at, since, waiting_since) \
+              SELECT chat.id, $4::@extschema@.chat_state, 'waiting_assignment', $5, $7, \
+                     'real_user_message', now(), $6, now() \
+              FROM chat WHERE $8 AND $4 IS NOT NULL) \
           SELECT id FROM msg",
-    args: &[UUID, TEXT, TEXT],
+    args: &[UUID, TEXT, TEXT, TEXT, UUID, TIMESTAMPTZ, UUID, BOOL],
     read_only: false,
 };
 
 /// The assigned operator ($2) answers a locked chat ($1): the chat waits for the user, the
 /// assignment is released (`operator_replied`) and the operator is free for the next chat.
+/// The change event (when `$7`; see [`INSERT_EVENTS`]) names since when the chat was
+/// assigned `$5` and its team `$6`.
 pub static OPERATOR_REPLY: Statement = Statement {
     sql: "WITH msg AS ( \
               INSERT INTO @extschema@.messages (chat_id, sender_type, operator_id, content, idempotency_key) \
@@ -256,9 +270,15 @@ pub static OPERATOR_REPLY: Statement = Statement {
                   first_response_at = least(first_response_at, now()), \
                   state_changed_at = now(), \
                   last_message_at = now() \
-              WHERE id = $1 RETURNING id) \
+              WHERE id = $1 RETURNING id), \
+          event AS ( \
+              INSERT INTO @extschema@.chat_events \
+                  (chat_id, old_state, new_state, operator_id, team_id, reason, at, since, waiting_since) \
+              SELECT chat.id, 'assigned', 'waiting_real_user_reply', $2, $6, 'operator_replied', \
+                     now(), $5, NULL \
+              FROM chat WHERE $7) \
           SELECT id FROM msg",
-    args: &[UUID, UUID, TEXT, TEXT],
+    args: &[UUID, UUID, TEXT, TEXT, TIMESTAMPTZ, UUID, BOOL],
     read_only: false,
 };
 
@@ -299,8 +319,8 @@ pub static COMPLETE_CHAT: Statement = Statement {
 /// whole small `operators` table for `id = $1`), `$5` only from queues whose chats are
 /// pushed (an automatic assignment: teams whose routing is not `manual`, and the queue
 /// without a team when `$6`, `chat_assign.default_routing` is not `manual`). Returns one row: the chats
-/// the operator held before this call, the chat it got (NULL when at capacity or when
-/// nothing is free), and since when that chat waited, its place and its team (for its event).
+/// the operator held before this call and the chat it got (NULL when at capacity or when
+/// nothing is free).
 ///
 /// The operator may take from the queue of chats without a team and from the queue of each
 /// of its teams (`queues`; read in this statement, after the operator's lock, which every
@@ -320,7 +340,9 @@ pub static COMPLETE_CHAT: Statement = Statement {
 /// Chats in `$7` are passed over: the pull of a call that has just taken those chats from
 /// this operator (an admin's release, a transfer) must not hand them straight back.
 ///
-/// The assignment row starts the heartbeat (`last_activity_at`).
+/// The assignment row starts the heartbeat (`last_activity_at`). When `$9`, the statement
+/// writes the chat's change event itself, with reason `$8` (see [`INSERT_EVENTS`] for the
+/// columns): one statement less per call (see `store::event_in_statement`).
 pub static CLAIM_NEXT_CHAT: Statement = Statement {
     sql: concat!(
         "WITH open_count AS ( \
@@ -383,12 +405,16 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
               SELECT id, $1, now(), now() FROM chat RETURNING id), \
           operator AS ( \
               UPDATE @extschema@.operators SET last_assigned_at = now() \
-              WHERE ctid = $4 AND id = $1 AND EXISTS (SELECT 1 FROM chat) RETURNING id) \
-          SELECT (SELECT n FROM open_count), (SELECT id FROM chat), \
-                 (SELECT state_changed_at FROM next), (SELECT waiting_since FROM next), \
-                 (SELECT team_id FROM next)"
+              WHERE ctid = $4 AND id = $1 AND EXISTS (SELECT 1 FROM chat) RETURNING id), \
+          event AS ( \
+              INSERT INTO @extschema@.chat_events \
+                  (chat_id, old_state, new_state, operator_id, team_id, reason, at, since, waiting_since) \
+              SELECT next.id, 'waiting_assignment', 'assigned', $1, next.team_id, $8, now(), \
+                     next.state_changed_at, next.waiting_since \
+              FROM chat JOIN next ON next.id = chat.id WHERE $9) \
+          SELECT (SELECT n FROM open_count), (SELECT id FROM chat)"
     ),
-    args: &[UUID, INT4, BOOL, TID, BOOL, BOOL, UUID_ARRAY],
+    args: &[UUID, INT4, BOOL, TID, BOOL, BOOL, UUID_ARRAY, TEXT, BOOL],
     read_only: false,
 };
 
