@@ -626,6 +626,7 @@ AS 'MODULE_PATHNAME', 'operator_send_message_wrapper';
 ALTER TABLE operators
     ADD COLUMN status text NOT NULL DEFAULT 'online',
     ADD COLUMN status_changed_at timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN team_count integer NOT NULL DEFAULT 0,
     ADD CONSTRAINT operators_status_valid CHECK (status IN ('online', 'away', 'offline'));
 ALTER TABLE chats ADD COLUMN team_id uuid;
 -- Service metrics: when each chat was first assigned and first answered, and how often it
@@ -671,6 +672,38 @@ CREATE TABLE team_members (
     PRIMARY KEY (operator_id, team_id)
 );
 CREATE INDEX idx_team_members_team ON team_members (team_id);
+-- operators.team_count: 0 only for an operator of no team. A claim reads it under the
+-- operator's lock to run, for an operator of no team, a statement that names no team
+-- table: a plan locks every relation it names, and a call that locks more than sixteen
+-- leaves the backend's fast path for the shared lock table (src/store/queries.rs,
+-- CLAIM_NEXT_CHAT_NO_TEAM). Every membership written (inserted, or moved to another
+-- operator) raises its operator's count in the same transaction, so a claim never takes an
+-- operator of a team for one of none; an update of the operator's row waits for a claim
+-- that holds its lock, and a claim that waited reads the count this wrote. Only
+-- remove_team_member lowers it, under the operator's lock. Memberships deleted with their
+-- team, or by a direct DELETE or TRUNCATE, leave the count high (the operator then claims
+-- through the statement that reads the team tables, as before): lowering it there would
+-- lock operators while holding the lock on chats that a team's deletion takes, in the
+-- opposite order of a claim, which locks its operator first. A restore that copies the
+-- counts and then the memberships raises them again: high, never wrong.
+CREATE FUNCTION team_members_count() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.operators o SET team_count = o.team_count OPERATOR(pg_catalog.+) g.n
+    FROM (SELECT r.operator_id, pg_catalog.count(*) AS n FROM new_rows r GROUP BY r.operator_id) g
+    WHERE o.id OPERATOR(pg_catalog.=) g.operator_id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER team_members_count_insert AFTER INSERT ON team_members
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION team_members_count();
+CREATE TRIGGER team_members_count_update AFTER UPDATE ON team_members
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION team_members_count();
 
 -- Transfers, the full history: who had the chat (operator and team) and who has it after.
 -- A log like chat_events (no foreign keys); deleting a chat deletes its transfers.
@@ -1710,7 +1743,8 @@ BEGIN
                   '@extschema@.restore_app_calls(name)'::pg_catalog.regprocedure,
                   '@extschema@.chats_state_consistent(@extschema@.chat_state, uuid, uuid, timestamp with time zone, timestamp with time zone, boolean, timestamp with time zone)'::pg_catalog.regprocedure,
                   '@extschema@.messages_valid(text, uuid, text)'::pg_catalog.regprocedure,
-                  '@extschema@.chat_assignments_release_valid(timestamp with time zone, text, timestamp with time zone)'::pg_catalog.regprocedure]::pg_catalog.oid[])
+                  '@extschema@.chat_assignments_release_valid(timestamp with time zone, text, timestamp with time zone)'::pg_catalog.regprocedure,
+                  '@extschema@.team_members_count()'::pg_catalog.regprocedure]::pg_catalog.oid[])
           AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
         UNION
         SELECT pg_catalog.format(CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'S'

@@ -202,3 +202,36 @@ CREATE TRIGGER teams_truncate_referenced AFTER TRUNCATE ON teams
 CREATE TRIGGER teams_update_referenced AFTER UPDATE OF id ON teams
     FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
     EXECUTE FUNCTION refuse_dangling_team_references();
+
+-- operators.team_count: 0 only for an operator of no team. A claim reads it under the
+-- operator's lock to run, for an operator of no team, a statement that names no team
+-- table: a plan locks every relation it names, and a call that locks more than sixteen
+-- leaves the backend's fast path for the shared lock table (src/store/queries.rs,
+-- CLAIM_NEXT_CHAT_NO_TEAM). Every membership written (inserted, or moved to another
+-- operator) raises its operator's count in the same transaction, so a claim never takes an
+-- operator of a team for one of none; an update of the operator's row waits for a claim
+-- that holds its lock, and a claim that waited reads the count this wrote. Only
+-- remove_team_member lowers it, under the operator's lock. Memberships deleted with their
+-- team, or by a direct DELETE or TRUNCATE, leave the count high (the operator then claims
+-- through the statement that reads the team tables, as before): lowering it there would
+-- lock operators while holding the lock on chats that a team's deletion takes, in the
+-- opposite order of a claim, which locks its operator first. A restore that copies the
+-- counts and then the memberships raises them again: high, never wrong.
+CREATE FUNCTION team_members_count() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.operators o SET team_count = o.team_count OPERATOR(pg_catalog.+) g.n
+    FROM (SELECT r.operator_id, pg_catalog.count(*) AS n FROM new_rows r GROUP BY r.operator_id) g
+    WHERE o.id OPERATOR(pg_catalog.=) g.operator_id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER team_members_count_insert AFTER INSERT ON team_members
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION team_members_count();
+CREATE TRIGGER team_members_count_update AFTER UPDATE ON team_members
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION team_members_count();

@@ -22,6 +22,10 @@ CREATE TABLE operators (
     -- so an app that never sets a status sees no change.
     status               text        NOT NULL DEFAULT 'online',
     status_changed_at    timestamptz NOT NULL DEFAULT now(),
+    -- 0 only for an operator of no team (an upper bound of its memberships, kept by a
+    -- trigger on team_members and remove_team_member, sql/references.sql): a claim reads it
+    -- under the operator's lock and, for 0, runs a statement that names no team table.
+    team_count           integer     NOT NULL DEFAULT 0,
     CONSTRAINT operators_name_not_blank CHECK (btrim(name) <> ''),
     CONSTRAINT operators_capacity_positive CHECK (max_concurrent_chats >= 1),
     CONSTRAINT operators_status_valid CHECK (status IN ('online', 'away', 'offline'))

@@ -911,7 +911,8 @@ $$;
 
     /// Each queue is taken through its index in order, one row at a time: the only sort is of
     /// the heads of the queues the operator may take from (at most one row per queue), never
-    /// of the queue itself, however long it is.
+    /// of the queue itself, however long it is. Both claim statements; the one for an
+    /// operator of no team names no team table.
     #[pg_test]
     fn claim_uses_queue_index_without_sort() {
         let member = operator("member", 1);
@@ -934,95 +935,112 @@ $$;
             &[],
         );
         run("ANALYZE chats", &[]);
-        let plan = Spi::explain_with_args(
-            &crate::store::resolved_sql(&crate::store::queries::CLAIM_NEXT_CHAT).unwrap(),
-            &[
-                member.into(),
-                1i32.into(),
-                true.into(),
-                pgrx::pg_sys::ItemPointerData::default().into(),
-                false.into(),
-                false.into(),
-                Vec::<Uuid>::new().into(),
-                "assigned".into(),
-                true.into(),
-            ],
-        )
-        .unwrap();
-        let text = plan.0.to_string();
-        assert!(
-            text.contains("idx_chats_waiting_assignment"),
-            "plan: {text}"
-        );
-        let root = &plan.0[0]["Plan"];
-        let mut queue_scans = 0;
-        walk_plan(root, &mut Vec::new(), &mut |node, ancestors| {
-            if node["Node Type"] == "Sort" {
-                // What the sort's input reads row by row must come through a Limit (the first
-                // free row of one queue); an InitPlan or SubPlan below it (a CTE, a scalar
-                // subquery) runs on its own and is checked on its own.
-                let mut unbounded = Vec::new();
-                walk_plan(node, &mut Vec::new(), &mut |below, above| {
-                    let path: Vec<&serde_json::Value> =
-                        above.iter().skip(1).copied().chain([below]).collect();
-                    let once = path.iter().any(|n| {
-                        matches!(
-                            n["Parent Relationship"].as_str(),
-                            Some("InitPlan" | "SubPlan")
-                        )
-                    });
-                    let limited = path.iter().any(|n| n["Node Type"] == "Limit");
-                    if let (Some(relation), false, false) =
-                        (below["Relation Name"].as_str(), once, limited)
-                    {
-                        unbounded.push(relation.to_owned());
-                    }
-                });
-                assert!(
-                    unbounded.is_empty(),
-                    "a sort on the claim's path reads {unbounded:?} without a limit: {text}"
-                );
-            }
-            if node["Index Name"] == "idx_chats_waiting_assignment" {
-                queue_scans += 1;
-                assert!(
-                    ancestors
-                        .iter()
-                        .rev()
-                        .take(2)
-                        .any(|a: &&serde_json::Value| a["Node Type"] == "Limit"),
-                    "a queue is read in index order up to its first free row (a Limit over the lock): {text}"
-                );
-            }
-        });
-        assert!(queue_scans > 0, "plan: {text}");
-        // The kept plan is the generic one: no part of it may scan the chats (the
-        // avoid-same-operator probes once did, planned as EXISTS).
-        let sql = crate::store::resolved_sql(&crate::store::queries::CLAIM_NEXT_CHAT).unwrap();
-        run("SET LOCAL plan_cache_mode = force_generic_plan", &[]);
-        run(
-            &format!(
-                "PREPARE claim_plan(uuid, int, bool, tid, bool, bool, uuid[], text, bool) AS {sql}"
-            ),
-            &[],
-        );
-        let generic = Spi::get_one::<pgrx::datum::Json>(&format!(
-            "EXPLAIN (FORMAT JSON) EXECUTE claim_plan('{}', 1, true, '(0,1)', false, false, '{{}}', \
-             'assigned', true)",
-            Uuid::from_bytes([1; 16])
-        ))
-        .unwrap()
-        .unwrap()
-        .0
-        .to_string();
-        run("DEALLOCATE claim_plan", &[]);
-        for (at, _) in generic.match_indices(r#""Node Type":"Seq Scan""#) {
-            let node = &generic[at..generic.len().min(at + 300)];
+        // Both claims: the general one and the one for an operator of no team (which must
+        // not name a team table: every relation a plan names is locked when it starts).
+        for (statement, no_team) in [
+            (&crate::store::queries::CLAIM_NEXT_CHAT, false),
+            (&crate::store::queries::CLAIM_NEXT_CHAT_NO_TEAM, true),
+        ] {
+            let plan = Spi::explain_with_args(
+                &crate::store::resolved_sql(statement).unwrap(),
+                &[
+                    member.into(),
+                    1i32.into(),
+                    true.into(),
+                    pgrx::pg_sys::ItemPointerData::default().into(),
+                    false.into(),
+                    false.into(),
+                    Vec::<Uuid>::new().into(),
+                    "assigned".into(),
+                    true.into(),
+                ],
+            )
+            .unwrap();
+            let text = plan.0.to_string();
             assert!(
-                !node.contains(r#""Relation Name":"chats""#)
-                    && !node.contains(r#""Relation Name":"chat_assignments""#),
-                "the generic claim plan scans chats or the assignment history: {generic}"
+                text.contains("idx_chats_waiting_assignment"),
+                "plan: {text}"
             );
+            if no_team {
+                assert!(
+                    !text.contains(r#""Relation Name":"team_members""#)
+                        && !text.contains(r#""Relation Name":"teams""#),
+                    "the claim of an operator of no team names a team table: {text}"
+                );
+            }
+            let root = &plan.0[0]["Plan"];
+            let mut queue_scans = 0;
+            walk_plan(root, &mut Vec::new(), &mut |node, ancestors| {
+                if node["Node Type"] == "Sort" {
+                    // What the sort's input reads row by row must come through a Limit (the first
+                    // free row of one queue); an InitPlan or SubPlan below it (a CTE, a scalar
+                    // subquery) runs on its own and is checked on its own.
+                    let mut unbounded = Vec::new();
+                    walk_plan(node, &mut Vec::new(), &mut |below, above| {
+                        let path: Vec<&serde_json::Value> =
+                            above.iter().skip(1).copied().chain([below]).collect();
+                        let once = path.iter().any(|n| {
+                            matches!(
+                                n["Parent Relationship"].as_str(),
+                                Some("InitPlan" | "SubPlan")
+                            )
+                        });
+                        let limited = path.iter().any(|n| n["Node Type"] == "Limit");
+                        if let (Some(relation), false, false) =
+                            (below["Relation Name"].as_str(), once, limited)
+                        {
+                            unbounded.push(relation.to_owned());
+                        }
+                    });
+                    assert!(
+                        unbounded.is_empty(),
+                        "a sort on the claim's path reads {unbounded:?} without a limit: {text}"
+                    );
+                }
+                if node["Index Name"] == "idx_chats_waiting_assignment" {
+                    queue_scans += 1;
+                    assert!(
+                        // Above the scan: the lock, perhaps a one-time filter, then the Limit.
+                        ancestors
+                            .iter()
+                            .rev()
+                            .find(|a: &&&serde_json::Value| {
+                                !matches!(a["Node Type"].as_str(), Some("LockRows" | "Result"))
+                            })
+                            .is_some_and(|a| a["Node Type"] == "Limit"),
+                        "a queue is read in index order up to its first free row (a Limit over the lock): {text}"
+                    );
+                }
+            });
+            assert!(queue_scans > 0, "plan: {text}");
+            // The kept plan is the generic one: no part of it may scan the chats (the
+            // avoid-same-operator probes once did, planned as EXISTS).
+            let sql = crate::store::resolved_sql(statement).unwrap();
+            run("SET LOCAL plan_cache_mode = force_generic_plan", &[]);
+            run(
+                &format!(
+                    "PREPARE claim_plan(uuid, int, bool, tid, bool, bool, uuid[], text, bool) AS {sql}"
+                ),
+                &[],
+            );
+            let generic = Spi::get_one::<pgrx::datum::Json>(&format!(
+                "EXPLAIN (FORMAT JSON) EXECUTE claim_plan('{}', 1, true, '(0,1)', false, false, '{{}}', \
+                 'assigned', true)",
+                Uuid::from_bytes([1; 16])
+            ))
+            .unwrap()
+            .unwrap()
+            .0
+            .to_string();
+            run("DEALLOCATE claim_plan", &[]);
+            for (at, _) in generic.match_indices(r#""Node Type":"Seq Scan""#) {
+                let node = &generic[at..generic.len().min(at + 300)];
+                assert!(
+                    !node.contains(r#""Relation Name":"chats""#)
+                        && !node.contains(r#""Relation Name":"chat_assignments""#),
+                    "the generic claim plan scans chats or the assignment history: {generic}"
+                );
+            }
         }
     }
 

@@ -383,6 +383,20 @@ pub(super) struct LockedOperator {
     pub(super) max: i32,
     pub(super) row: pg_sys::ItemPointerData,
     pub(super) status: String,
+    /// A member of some team: claims read the team queues too.
+    pub(super) in_team: bool,
+}
+
+impl LockedOperator {
+    /// The claim statement for this operator: one that reads no team table when it is a
+    /// member of none (see [`CLAIM_NEXT_CHAT_NO_TEAM`]).
+    fn claim_statement(&self) -> &'static Statement {
+        if self.in_team {
+            &CLAIM_NEXT_CHAT
+        } else {
+            &CLAIM_NEXT_CHAT_NO_TEAM
+        }
+    }
 }
 
 /// Locks an operator (step 1); an unknown one is `P0002`.
@@ -414,6 +428,7 @@ fn lock_operator_with(
             .get::<pg_sys::ItemPointerData>(3)?
             .ok_or_else(|| ChatError::Internal("operator row without ctid".into()))?,
         status: op.get::<String>(4)?.unwrap_or_default(),
+        in_team: op.get::<bool>(5)? != Some(false),
     }))
 }
 
@@ -422,12 +437,15 @@ fn lock_operator_with(
 /// capacity. An `away` operator who asks is back: it becomes `online`.
 pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<Option<Uuid>> {
     connect_write(|client| {
+        let operator = lock_operator(client, operator_id)?;
+        let claim = operator.claim_statement();
         let LockedOperator {
             is_active,
             max,
             row,
             status,
-        } = lock_operator(client, operator_id)?;
+            ..
+        } = operator;
         if !is_active {
             return Err(ChatError::OperatorInactive(operator_id));
         }
@@ -451,7 +469,7 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
         let events = event_in_statement();
         let claimed = exec(
             client,
-            &CLAIM_NEXT_CHAT,
+            claim,
             &[
                 operator_id.into(),
                 max.into(),
@@ -751,15 +769,17 @@ pub(super) fn pull_for(
     {
         return Ok(0);
     }
-    let Some(LockedOperator {
+    let Some(operator) = lock_operator_with(client, &LOCK_OPERATOR_IF_FREE, operator_id)? else {
+        return Ok(0);
+    };
+    let claim = operator.claim_statement();
+    let LockedOperator {
         is_active,
         max,
         row,
         status,
-    }) = lock_operator_with(client, &LOCK_OPERATOR_IF_FREE, operator_id)?
-    else {
-        return Ok(0);
-    };
+        ..
+    } = operator;
     if !is_active || status != "online" {
         return Ok(0);
     }
@@ -770,7 +790,7 @@ pub(super) fn pull_for(
         let events = event_in_statement();
         let claimed = exec(
             client,
-            &CLAIM_NEXT_CHAT,
+            claim,
             &[
                 operator_id.into(),
                 max.into(),

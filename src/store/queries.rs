@@ -118,9 +118,13 @@ macro_rules! held_by {
 /// (de)activation, presence, memberships and transfers to it, so that two connections of
 /// the same operator cannot both pass the capacity check, and no chat is given to an
 /// operator who is going offline or leaving its team. Returns the row's `ctid` too, for the
-/// claim's update of it, and its presence.
+/// claim's update of it, its presence, and whether it is a member of any team (which claim
+/// statement to run: [`CLAIM_NEXT_CHAT_NO_TEAM`] for none). `team_count` is 0 only for an
+/// operator of no team: a membership's insert raises it in the same transaction (a trigger
+/// that updates this row, so the locked row's count is current) and only leaving a team
+/// through the API lowers it (sql/references.sql says why the other ways leave it high).
 pub static LOCK_OPERATOR: Statement = Statement {
-    sql: "SELECT is_active, max_concurrent_chats, ctid, status \
+    sql: "SELECT is_active, max_concurrent_chats, ctid, status, team_count > 0 \
           FROM @extschema@.operators WHERE id = $1 FOR NO KEY UPDATE",
     args: &[UUID],
     read_only: false,
@@ -312,6 +316,40 @@ pub static COMPLETE_CHAT: Statement = Statement {
 
 // ---------------------------------------------------------------- assignment
 
+/// What both claim statements do with the chat they chose (`next`: the first free chat
+/// someone else last held, `other`, else the best head, `head`): assign it, open its
+/// assignment (which starts the heartbeat), stamp the operator, and write the change
+/// event when `$9` (reason `$8`; see [`INSERT_EVENTS`]). Returns the chats the operator
+/// held before and the chat it got.
+macro_rules! claim_take {
+    () => {
+        "next AS ( \
+              SELECT id, state_changed_at, waiting_since, team_id FROM other \
+              UNION ALL \
+              SELECT id, state_changed_at, waiting_since, team_id FROM head \
+              LIMIT 1), \
+          chat AS ( \
+              UPDATE @extschema@.chats c SET chat_state = 'assigned', assigned_operator_id = $1, \
+                                 last_operator_id = $1, assigned_at = now(), \
+                                 state_changed_at = now(), \
+                                 first_assigned_at = least(c.first_assigned_at, now()) \
+              FROM next WHERE c.id = next.id RETURNING c.id), \
+          assignment AS ( \
+              INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at, last_activity_at) \
+              SELECT id, $1, now(), now() FROM chat RETURNING id), \
+          operator AS ( \
+              UPDATE @extschema@.operators SET last_assigned_at = now() \
+              WHERE ctid = $4 AND id = $1 AND EXISTS (SELECT 1 FROM chat) RETURNING id), \
+          event AS ( \
+              INSERT INTO @extschema@.chat_events \
+                  (chat_id, old_state, new_state, operator_id, team_id, reason, at, since, waiting_since) \
+              SELECT next.id, 'waiting_assignment', 'assigned', $1, next.team_id, $8, now(), \
+                     next.state_changed_at, next.waiting_since \
+              FROM chat JOIN next ON next.id = chat.id WHERE $9) \
+          SELECT (SELECT n FROM open_count), (SELECT id FROM chat)"
+    };
+}
+
 /// Claims the next chat for an operator whose row is already locked (step 1).
 ///
 /// `$1` operator, `$2` its capacity, `$3` avoid_same_operator, `$4` where the operator's row
@@ -388,31 +426,69 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
                     AND c.last_operator_id IS DISTINCT FROM $1 \
                   ORDER BY c.priority DESC, c.waiting_since, c.id \
                   LIMIT 1 FOR NO KEY UPDATE OF c SKIP LOCKED) AS o \
-              ORDER BY o.priority DESC, o.waiting_since, o.id LIMIT 1), \
-          next AS ( \
-              SELECT id, state_changed_at, waiting_since, team_id FROM other \
-              UNION ALL \
-              SELECT id, state_changed_at, waiting_since, team_id FROM head \
-              LIMIT 1), \
-          chat AS ( \
-              UPDATE @extschema@.chats c SET chat_state = 'assigned', assigned_operator_id = $1, \
-                                 last_operator_id = $1, assigned_at = now(), \
-                                 state_changed_at = now(), \
-                                 first_assigned_at = least(c.first_assigned_at, now()) \
-              FROM next WHERE c.id = next.id RETURNING c.id), \
-          assignment AS ( \
-              INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at, last_activity_at) \
-              SELECT id, $1, now(), now() FROM chat RETURNING id), \
-          operator AS ( \
-              UPDATE @extschema@.operators SET last_assigned_at = now() \
-              WHERE ctid = $4 AND id = $1 AND EXISTS (SELECT 1 FROM chat) RETURNING id), \
-          event AS ( \
-              INSERT INTO @extschema@.chat_events \
-                  (chat_id, old_state, new_state, operator_id, team_id, reason, at, since, waiting_since) \
-              SELECT next.id, 'waiting_assignment', 'assigned', $1, next.team_id, $8, now(), \
-                     next.state_changed_at, next.waiting_since \
-              FROM chat JOIN next ON next.id = chat.id WHERE $9) \
-          SELECT (SELECT n FROM open_count), (SELECT id FROM chat)"
+              ORDER BY o.priority DESC, o.waiting_since, o.id LIMIT 1), ",
+        claim_take!()
+    ),
+    args: &[UUID, INT4, BOOL, TID, BOOL, BOOL, UUID_ARRAY, TEXT, BOOL],
+    read_only: false,
+};
+
+/// [`CLAIM_NEXT_CHAT`] for an operator who is a member of no team: the same parameters,
+/// result and choice, read from the one queue of chats without a team. A statement of its
+/// own so that its plan names neither `team_members` nor `teams`: a plan locks every table
+/// and index it names when it starts, and past sixteen relations a transaction's locks leave
+/// the backend's fast path for the shared lock table, where sixteen callers queue on its
+/// partition locks; this claim and the rest of its call stay under sixteen.
+pub static CLAIM_NEXT_CHAT_NO_TEAM: Statement = Statement {
+    sql: concat!(
+        "WITH open_count AS ( \
+              SELECT count(*) AS n FROM @extschema@.chats \
+              WHERE assigned_operator_id = $1 AND chat_state = 'assigned'), \
+          head AS ( \
+              SELECT c.id, c.last_operator_id, c.state_changed_at, c.waiting_since, c.team_id \
+              FROM @extschema@.chats c \
+              WHERE coalesce(c.team_id, ",
+        no_team!(),
+        ") = ",
+        no_team!(),
+        " \
+                AND c.chat_state = 'waiting_assignment' AND c.is_active \
+                AND NOT (c.id = ANY ($7)) \
+                AND (SELECT n FROM open_count) < $2 AND (NOT $5 OR $6) \
+              ORDER BY c.priority DESC, c.waiting_since, c.id \
+              LIMIT 1 FOR NO KEY UPDATE OF c SKIP LOCKED), \
+          other AS ( \
+              SELECT c.id, c.state_changed_at, c.waiting_since, c.team_id \
+              FROM @extschema@.chats c \
+              WHERE $3 AND (SELECT last_operator_id FROM head) = $1 AND ( \
+                  coalesce((SELECT o.last_operator_id IS NULL OR o.last_operator_id <> $1 \
+                            FROM @extschema@.chats o \
+                            WHERE coalesce(o.team_id, ",
+        no_team!(),
+        ") = ",
+        no_team!(),
+        " \
+                              AND o.chat_state = 'waiting_assignment' AND o.is_active \
+                            ORDER BY o.last_operator_id DESC NULLS FIRST LIMIT 1), false) \
+                  OR coalesce((SELECT o.last_operator_id <> $1 \
+                               FROM @extschema@.chats o \
+                               WHERE coalesce(o.team_id, ",
+        no_team!(),
+        ") = ",
+        no_team!(),
+        " \
+                                 AND o.chat_state = 'waiting_assignment' AND o.is_active \
+                               ORDER BY o.last_operator_id ASC NULLS LAST LIMIT 1), false)) \
+                AND coalesce(c.team_id, ",
+        no_team!(),
+        ") = ",
+        no_team!(),
+        " \
+                AND c.chat_state = 'waiting_assignment' AND c.is_active \
+                AND c.last_operator_id IS DISTINCT FROM $1 \
+              ORDER BY c.priority DESC, c.waiting_since, c.id \
+              LIMIT 1 FOR NO KEY UPDATE OF c SKIP LOCKED), ",
+        claim_take!()
     ),
     args: &[UUID, INT4, BOOL, TID, BOOL, BOOL, UUID_ARRAY, TEXT, BOOL],
     read_only: false,
@@ -653,9 +729,19 @@ pub static ADD_TEAM_MEMBER: Statement = Statement {
     read_only: false,
 };
 
-/// Operator `$1` (locked) leaves team `$2`; nothing when it was not a member.
+/// Operator `$1` (locked) leaves team `$2`; nothing when it was not a member. Its
+/// `team_count` becomes its memberships left (the statement's own snapshot still holds the
+/// one it deletes): an operator who leaves its last team claims without the team tables again.
 pub static REMOVE_TEAM_MEMBER: Statement = Statement {
-    sql: "DELETE FROM @extschema@.team_members WHERE operator_id = $1 AND team_id = $2 RETURNING team_id",
+    sql: "WITH gone AS ( \
+              DELETE FROM @extschema@.team_members WHERE operator_id = $1 AND team_id = $2 \
+              RETURNING team_id), \
+          counted AS ( \
+              UPDATE @extschema@.operators \
+              SET team_count = (SELECT count(*) FROM @extschema@.team_members m WHERE m.operator_id = $1) \
+                               - (SELECT count(*) FROM gone) \
+              WHERE id = $1 AND EXISTS (SELECT 1 FROM gone) RETURNING id) \
+          SELECT team_id FROM gone",
     args: &[UUID, UUID],
     read_only: false,
 };
@@ -850,7 +936,7 @@ pub static IN_PUSH_TEAM: Statement = Statement {
 /// operator's row when no one else holds it, with what [`LOCK_OPERATOR`] returns. A row this
 /// transaction already holds is returned too.
 pub static LOCK_OPERATOR_IF_FREE: Statement = Statement {
-    sql: "SELECT is_active, max_concurrent_chats, ctid, status \
+    sql: "SELECT is_active, max_concurrent_chats, ctid, status, team_count > 0 \
           FROM @extschema@.operators WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED",
     args: &[UUID],
     read_only: false,
