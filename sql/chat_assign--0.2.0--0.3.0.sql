@@ -258,12 +258,20 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- A statement that inserted no event moves nothing: the calls' own statements write
+    -- their event in a part that inserts no row when chat_assign.events is off (and then
+    -- chat_assign.api_write is off too, so that the triggers on chats count their changes);
+    -- without this, each of them would update the one fold row and wait for the others.
+    IF NOT EXISTS (SELECT FROM new_rows) THEN
+        RETURN NULL;
+    END IF;
     UPDATE @extschema@.chat_state_fold
        SET position = greatest(position, (SELECT coalesce(max(id), 0) FROM @extschema@.chat_events));
     RETURN NULL;
 END
 $$;
 CREATE TRIGGER chat_events_insert_skip_foreign AFTER INSERT ON chat_events
+    REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT
     WHEN (pg_catalog.current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION chat_events_skip_foreign();

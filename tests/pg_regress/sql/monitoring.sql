@@ -18,3 +18,19 @@ WHERE real_user_id = '00000000-0000-0000-0000-000000000005';
 SELECT real_user_id, chat_state, round(hours_in_state) AS hours, operator_name
 FROM detect_stuck_chats(p_hours => 2);
 SELECT count(*) FROM detect_stuck_chats(4.5);
+-- With chat_assign.events off, the calls' statements insert no event and leave the fold row
+-- alone (the trigger for events written from outside the calls sees no row): the calls of
+-- a cycle do not all update, and queue on, one row. The totals still follow the chats.
+SET chat_assign.events = off;
+SELECT xmin::text AS fold_xmin, (SELECT count(*) FROM chat_events) AS events_before
+FROM chat_state_fold \gset
+SELECT create_operator('Events off') AS off_op \gset
+SELECT start_chat('00000000-0000-0000-0000-0000000000e0', 'No events') IS NOT NULL AS started;
+SELECT assign_chat_to_operator(:'off_op') AS off_chat \gset
+SELECT operator_send_message(:'off_chat', :'off_op', 'Hi') IS NOT NULL AS replied;
+SELECT real_user_send_message(:'off_chat', 'Thanks') IS NOT NULL AS answered;
+SELECT xmin::text = :'fold_xmin' AS fold_row_untouched,
+       (SELECT count(*) FROM chat_events) = :events_before AS no_events
+FROM chat_state_fold;
+RESET chat_assign.events;
+\i tests/invariants.sql
