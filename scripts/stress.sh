@@ -34,7 +34,9 @@ cleanup() { cluster_stop "$STRESS_DIR"; }
 trap cleanup EXIT
 # max_connections=200 comes from cluster.sh; the stress run needs connections + 2.
 echo "== stress: starting PostgreSQL $PG_MAJOR in $STRESS_DIR on port $STRESS_PORT"
-cluster_start "$STRESS_DIR" "$STRESS_PORT" "deadlock_timeout = '200ms'"
+# log_lock_waits: a wait longer than deadlock_timeout is logged with the statement inside the
+# call that waits (CONTEXT), so that a deadlock's log says which statements closed the cycle.
+cluster_start "$STRESS_DIR" "$STRESS_PORT" "deadlock_timeout = '200ms'" "log_lock_waits = on"
 
 psql_() { psql -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -U postgres "$@"; }
 psql_ -d postgres -c "CREATE DATABASE $DB"
@@ -49,5 +51,14 @@ if [ "$status" -ne 0 ]; then
   echo "== stress: FAILED (exit $status); server log lines of interest ($STRESS_DIR/server.log):"
   grep -E 'deadlock|internal error|duplicate key|violates|PANIC|TRAP|terminated by signal|server process' \
     "$STRESS_DIR/server.log" | tail -n 40 || true
+  # For a deadlock: every process in its cycle, with the lock waits each logged and the
+  # statements (top-level and inside the call) they were waiting in.
+  if grep -q 'deadlock detected' "$STRESS_DIR/server.log"; then
+    pids=$(grep -A3 'deadlock detected' "$STRESS_DIR/server.log" | grep -oE 'Process [0-9]+' |
+             grep -oE '[0-9]+' | sort -u | tr '\n' '|' | sed 's/|$//')
+    echo "== stress: the processes of the deadlock ($pids): their lock waits and statements"
+    grep -E "\[($pids)\]" "$STRESS_DIR/server.log" |
+      grep -E 'still waiting|acquired|deadlock|DETAIL|CONTEXT|STATEMENT|Process' | tail -n 80 || true
+  fi
 fi
 exit "$status"
