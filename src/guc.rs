@@ -242,19 +242,19 @@ pub fn register() {
     }
 }
 
-/// Sets `chat_assign.api_write` for the rest of the current function call: the setting
-/// goes back when the call returns (every API function has its own `SET search_path`, so
-/// PostgreSQL restores the settings the call changed) or fails.
-pub fn mark_api_write() {
-    // SAFETY: a registered internal setting, saved the way a function's own SET clause is
-    // (GUC_ACTION_SAVE: restored when the call returns; SET LOCAL would outlive it); elevel 0 and a
-    // valid value, so it cannot fail. Source SESSION, as SET: an OVERRIDE would also become
-    // the reset value, and then survive the restore.
+/// Sets a setting until the current function call (or subtransaction) ends: saved the way a
+/// function's own SET clause saves it (GUC_ACTION_SAVE: PostgreSQL restores it when that
+/// level ends, however it ends; SET LOCAL would outlive it). Source SESSION, as SET: an
+/// OVERRIDE would also become the reset value, and then survive the restore.
+fn set_saved(name: &CStr, value: &CStr, context: pg_sys::GucContext::Type) {
+    // SAFETY: a registered setting and a valid value for it, elevel 0: it cannot fail. The
+    // context is the extension's own (its code sets these for its own statements, whoever
+    // the caller is), never the caller's.
     unsafe {
         pg_sys::set_config_option(
-            c"chat_assign.api_write".as_ptr(),
-            c"on".as_ptr(),
-            pg_sys::GucContext::PGC_INTERNAL,
+            name.as_ptr(),
+            value.as_ptr(),
+            context,
             pg_sys::GucSource::PGC_S_SESSION,
             pg_sys::GucAction::GUC_ACTION_SAVE,
             true,
@@ -262,6 +262,17 @@ pub fn mark_api_write() {
             false,
         );
     }
+}
+
+/// Sets `chat_assign.api_write` for the rest of the current function call: the setting
+/// goes back when the call returns (every API function has its own `SET search_path`, so
+/// PostgreSQL restores the settings the call changed) or fails.
+pub fn mark_api_write() {
+    set_saved(
+        c"chat_assign.api_write",
+        c"on",
+        pg_sys::GucContext::PGC_INTERNAL,
+    );
 }
 
 /// Bounds every lock wait of the current call by `chat_assign.lock_timeout`, unless the
@@ -275,19 +286,15 @@ pub fn bound_lock_waits() {
         return;
     }
     let value = CString::new(ours.to_string()).expect("digits have no NUL");
-    // SAFETY: as in mark_api_write; a valid integer for a USERSET setting.
-    unsafe {
-        pg_sys::set_config_option(
-            c"lock_timeout".as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-    }
+    set_saved(c"lock_timeout", &value, pg_sys::GucContext::PGC_USERSET);
+}
+
+/// Sets a server setting in milliseconds for the current subtransaction only: PostgreSQL
+/// puts the value back when the subtransaction ends, committed or rolled back. Context
+/// SUSET, for `deadlock_timeout`.
+pub fn set_for_subtransaction(name: &CStr, milliseconds: i32) {
+    let value = CString::new(milliseconds.to_string()).expect("digits have no NUL");
+    set_saved(name, &value, pg_sys::GucContext::PGC_SUSET);
 }
 
 /// A string setting as Rust text; unset and empty are both `None`.

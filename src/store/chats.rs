@@ -442,7 +442,7 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
         let LockedOperator {
             is_active,
             max,
-            row,
+            mut row,
             status,
             ..
         } = operator;
@@ -452,11 +452,17 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
         match status.as_str() {
             "online" => {}
             "away" => {
-                exec(
+                // Back online: the update moves the row, and the claim finds it by its ctid.
+                let moved = exec(
                     client,
                     &SET_OPERATOR_STATUS,
                     &[operator_id.into(), "online".into()],
                 )?;
+                if !moved.is_empty() {
+                    if let Some(tid) = moved.first().get::<pg_sys::ItemPointerData>(1)? {
+                        row = tid;
+                    }
+                }
             }
             _ => {
                 return Err(ChatError::OperatorNotOnline {
@@ -593,25 +599,36 @@ pub type IdleRelease = (Uuid, Uuid, f64);
 /// handing it chats (asking for one, or setting its status, makes it online again).
 pub fn release_idle_assignments(idle_seconds: f64) -> ChatResult<Vec<IdleRelease>> {
     connect_write(|client| {
-        let mut idle = Vec::new();
-        let mut locked = Vec::new();
-        for row in exec(client, &LOCK_IDLE_CHATS, &[idle_seconds.into()])? {
-            if let (Some(chat), Some(op)) = (row.get::<Uuid>(1)?, row.get::<Uuid>(2)?) {
-                idle.push((chat, op, row.get::<f64>(3)?.unwrap_or(0.0)));
-                locked.push((chat, Place::read(&row, 4)?));
+        // SKIP LOCKED can still wait (see `in_subtransaction`), here while holding the chats
+        // the scan locked before: undone, this pass releases nothing and the next one does.
+        let (idle, locked) = in_subtransaction(client, None, |client| {
+            let mut idle = Vec::new();
+            let mut locked = Vec::new();
+            for row in exec(client, &LOCK_IDLE_CHATS, &[idle_seconds.into()])? {
+                if let (Some(chat), Some(op)) = (row.get::<Uuid>(1)?, row.get::<Uuid>(2)?) {
+                    idle.push((chat, op, row.get::<f64>(3)?.unwrap_or(0.0)));
+                    locked.push((chat, Place::read(&row, 4)?));
+                }
             }
-        }
+            Ok((idle, locked))
+        })?
+        .unwrap_or_default();
         if !locked.is_empty() {
             release_locked(client, &locked, "idle_timeout")?;
             let mut operators: Vec<Uuid> = idle.iter().map(|(_, op, _)| *op).collect();
             operators.sort();
             operators.dedup();
             let default_pushes = crate::guc::DEFAULT_ROUTING.get() != Routing::Manual;
-            exec(
-                client,
-                &MARK_IDLE_AWAY,
-                &[operators.into(), default_pushes.into()],
-            )?;
+            // Operators after chats, SKIP LOCKED: undone on a deadlock like the pushes.
+            in_subtransaction(client, None, |client| {
+                exec(
+                    client,
+                    &MARK_IDLE_AWAY,
+                    &[operators.into(), default_pushes.into()],
+                )
+                .map(|_| ())
+            })?
+            .ok();
         }
         Ok(idle)
     })
@@ -689,6 +706,24 @@ pub(super) fn push_chat_except(
     if routing == Routing::Manual {
         return Ok(None);
     }
+    // The caller holds the chat: the operator's lock is taken out of order, so the push runs
+    // where a wait that closes a deadlock undoes it (see `in_subtransaction`). Undone, the
+    // chat stays waiting, as when every candidate is busy.
+    let pushed = in_subtransaction(client, None, |client| {
+        push_to_candidate(client, chat_id, team, routing, last_operator, excluded)
+    })?;
+    Ok(pushed.unwrap_or(None))
+}
+
+/// The push itself: the first candidate that fits gets the chat.
+fn push_to_candidate(
+    client: &mut SpiClient<'_>,
+    chat_id: Uuid,
+    team: Option<Uuid>,
+    routing: Routing,
+    last_operator: Option<Uuid>,
+    excluded: &[Uuid],
+) -> ChatResult<Option<Uuid>> {
     let avoid = crate::guc::AVOID_SAME_OPERATOR.get();
     let mut tried: Vec<Uuid> = excluded.to_vec();
     let mut tries = 0;
@@ -769,6 +804,22 @@ pub(super) fn pull_for(
     {
         return Ok(0);
     }
+    // The caller may hold chats: the operator's lock and the chats' are taken out of order,
+    // so the pull runs where a wait that closes a deadlock undoes it (see
+    // `in_subtransaction`). Undone, it gave nothing; the worker's pass gives it.
+    let given = in_subtransaction(client, None, |client| {
+        pull_now(client, operator_id, except, default_pushes)
+    })?;
+    Ok(given.unwrap_or(0))
+}
+
+/// The pull itself, for [`pull_for`].
+fn pull_now(
+    client: &mut SpiClient<'_>,
+    operator_id: Uuid,
+    except: &[Uuid],
+    default_pushes: bool,
+) -> ChatResult<usize> {
     let Some(operator) = lock_operator_with(client, &LOCK_OPERATOR_IF_FREE, operator_id)? else {
         return Ok(0);
     };

@@ -51,18 +51,57 @@ pub(super) fn release_operator_chats(
     team: Option<Uuid>,
     reason: &str,
 ) -> ChatResult<usize> {
-    let mut held = Vec::new();
-    for row in exec(
-        client,
-        &LOCK_OPERATOR_CHATS,
-        &[operator_id.into(), team.into()],
-    )? {
-        if let Some(chat) = row.get::<Uuid>(1)? {
-            held.push((chat, Place::read(&row, 2)?));
-        }
-    }
+    let held = lock_operator_chats(client, operator_id, team)?;
     if held.is_empty() {
         return Ok(0);
     }
     release_locked(client, &held, reason)
+}
+
+/// Locks every chat the operator holds (of `team` only, when given), in id order, waiting
+/// for each. It waits while holding the chats locked before, and a claim or an idle release
+/// can wait for one of those through the one case where `SKIP LOCKED` waits (see
+/// `in_subtransaction`): a cycle that the other call closes, and that the server's
+/// deadlock check would break by failing that call. So no wait here lasts longer than
+/// [`retry_wait_ms`] while chats are held: past it the chats locked so far are given back
+/// and it starts again. Once the call's own lock bound (`chat_assign.lock_timeout`, or the
+/// session's shorter `lock_timeout`) has passed in retries, a last try waits as any lock
+/// does and fails with `55P03` past the bound.
+fn lock_operator_chats(
+    client: &mut SpiClient<'_>,
+    operator_id: Uuid,
+    team: Option<Uuid>,
+) -> ChatResult<Vec<(Uuid, Place)>> {
+    let read = |client: &mut SpiClient<'_>| -> ChatResult<Vec<(Uuid, Place)>> {
+        let mut held = Vec::new();
+        for row in exec(
+            client,
+            &LOCK_OPERATOR_CHATS,
+            &[operator_id.into(), team.into()],
+        )? {
+            if let Some(chat) = row.get::<Uuid>(1)? {
+                held.push((chat, Place::read(&row, 2)?));
+            }
+        }
+        Ok(held)
+    };
+    // SAFETY: a read of the lock bound connect() set for this call (0: none).
+    let bound_ms = i64::from(unsafe { pgrx::pg_sys::LockTimeout });
+    let started = std::time::Instant::now();
+    loop {
+        if bound_ms > 0 && started.elapsed().as_millis() as i64 >= bound_ms {
+            return read(client);
+        }
+        if let Ok(held) = in_subtransaction(client, Some(retry_wait_ms()), read)? {
+            return Ok(held);
+        }
+    }
+}
+
+/// The longest [`lock_operator_chats`] waits with chats held: 50 ms, or a quarter of the
+/// server's `deadlock_timeout` if that is shorter, so that it lets go before the deadlock
+/// check of a call waiting for it runs.
+fn retry_wait_ms() -> i32 {
+    // SAFETY: a read of the server's setting, in milliseconds.
+    (unsafe { pgrx::pg_sys::DeadlockTimeout } / 4).clamp(1, 50)
 }

@@ -23,13 +23,26 @@
 //! 2. `chats` row(s), `FOR NO KEY UPDATE`. A function that waits locks one chat, except
 //!    deactivation, going offline and leaving a team, which lock their operator's chats in id
 //!    order; every chat lock that could be taken out of order (assignment, idle release)
-//!    uses `SKIP LOCKED` and so never waits.
+//!    uses `SKIP LOCKED` and so does not wait (but see below for the one case where it does).
 //! 3. `chat_assignments` rows of chats already locked in step 2 (the open one also holds
 //!    the heartbeat).
 //!
 //! Automatic assignment takes an operator's lock after a chat's (a push from a call that
 //! holds the chat, a pull for the operator a call freed): always with `SKIP LOCKED`, so it
 //! never waits against the order above; what it passes by, the worker's pass assigns.
+//!
+//! `SKIP LOCKED` has one case in which it waits: the row version the statement sees was
+//! being updated, that update commits just as the statement asks for the row, and someone
+//! already holds the newer version; PostgreSQL then waits for that holder whatever the wait
+//! policy (`heap_lock_updated_tuple`, "while locking updated version ... of tuple"). So every
+//! part that takes locks against the order above runs in a subtransaction that this backend
+//! checks for a deadlock first (`spi::in_subtransaction`): a push, a pull, the idle
+//! release's scan and its `away` marking. Closing a cycle, such a part is undone and the
+//! call goes on without it (the chat stays waiting; the worker's next pass gives it). The
+//! calls that wait while holding several chats (deactivation, going offline, leaving a
+//! team, step 2) give them back and start again after 50 ms, so a claim that waits that
+//! way on one of them is not left in a cycle either (`operators::lock_operator_chats`).
+//! The isolation spec `lock-waits-given-back` closes both kinds of cycle on purpose.
 //!
 //! Every chat lock is `FOR NO KEY UPDATE`, the mode an `UPDATE` of the row takes anyway, so a
 //! transaction never upgrades a lock it holds (two sessions upgrading shared locks on one
@@ -746,10 +759,12 @@ pub static REMOVE_TEAM_MEMBER: Statement = Statement {
     read_only: false,
 };
 
-/// On a locked operator: its presence becomes `$2`; nothing when it already was.
+/// On a locked operator: its presence becomes `$2`; nothing when it already was. Returns the
+/// row's new `ctid`: the update moved it, and a later statement that finds the row by its
+/// `ctid` (the claim) must use this one.
 pub static SET_OPERATOR_STATUS: Statement = Statement {
     sql: "UPDATE @extschema@.operators SET status = $2, status_changed_at = now() \
-          WHERE id = $1 AND status <> $2 RETURNING id",
+          WHERE id = $1 AND status <> $2 RETURNING ctid",
     args: &[UUID, TEXT],
     read_only: false,
 };

@@ -238,3 +238,90 @@ pub(super) fn fold_rows(
         }
     }
 }
+
+/// Why [`in_subtransaction`] rolled its part back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Undone {
+    /// This backend found itself in a deadlock (`40P01`) and was chosen to break it.
+    Deadlock,
+    /// A lock wait ran past the part's own bound (`55P03`).
+    LockTimeout,
+}
+
+/// Runs `part` in a subtransaction, so that the locks it takes can be given back: a part
+/// whose lock wait closes a deadlock is rolled back, row locks included, and the caller goes
+/// on without what it would have done (`Err(Undone::Deadlock)`).
+///
+/// Why a part that only takes locks with `SKIP LOCKED` needs this: `SKIP LOCKED` does not
+/// always skip. When the row version a statement sees was being updated, and that update
+/// commits at the moment the statement asks for the row, PostgreSQL goes on to lock the
+/// newer version and waits for whoever holds that one, whatever the wait policy
+/// (`heap_lock_updated_tuple`; the log says "while locking updated version ... of tuple").
+/// The stress test saw it about once a minute, and twice it closed a deadlock: a call that
+/// held chats waiting that way on a call that waited for one of them. Inside the part,
+/// this backend checks for a deadlock after [`guard_deadlock_ms`] instead of the server's
+/// `deadlock_timeout`, so that it, not the other call, is the one whose wait is broken.
+///
+/// With `lock_wait_ms`, any lock wait of the part longer than that is given up too
+/// (`Err(Undone::LockTimeout)`): for a part that waits on purpose while it holds rows other
+/// calls may wait for (see `lock_operator_chats`). Any other error rolls the part back and
+/// is raised as it was.
+pub(super) fn in_subtransaction<R>(
+    client: &mut SpiClient<'_>,
+    lock_wait_ms: Option<i32>,
+    part: impl FnOnce(&mut SpiClient<'_>) -> ChatResult<R>,
+) -> ChatResult<Result<R, Undone>> {
+    // SAFETY: what PL/pgSQL's exception blocks do (pl_exec.c, exec_stmt_block): begin an
+    // internal subtransaction, keep running in the caller's memory context, and on the way
+    // out, commit or roll it back and restore the caller's memory context and resource
+    // owner. The SPI connection was opened outside the subtransaction and survives it.
+    let (context, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    unsafe {
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+    }
+    let end = move |commit: bool| unsafe {
+        if commit {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+    };
+    PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+        // Both settings are the subtransaction's own: undone when it ends, either way.
+        crate::guc::set_for_subtransaction(c"deadlock_timeout", guard_deadlock_ms());
+        if let Some(ms) = lock_wait_ms {
+            crate::guc::set_for_subtransaction(c"lock_timeout", ms);
+        }
+        let done = part(client);
+        end(done.is_ok());
+        done.map(Ok)
+    }))
+    .catch_when(PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED, |_| {
+        end(false);
+        Ok(Err(Undone::Deadlock))
+    })
+    .catch_when(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, |caught| {
+        end(false);
+        if lock_wait_ms.is_none() {
+            // The call's own bound (chat_assign.lock_timeout) ran out: the call fails.
+            caught.rethrow();
+        }
+        Ok(Err(Undone::LockTimeout))
+    })
+    .catch_others(|caught| {
+        end(false);
+        caught.rethrow()
+    })
+    .execute()
+}
+
+/// How long a part run by [`in_subtransaction`] waits for a lock before it looks for a
+/// deadlock: 10 ms, or the server's `deadlock_timeout` if that is shorter. Shorter than the
+/// `deadlock_timeout` of the other calls, so this backend looks first.
+pub(super) fn guard_deadlock_ms() -> i32 {
+    // SAFETY: a read of the server's setting, in milliseconds.
+    unsafe { pg_sys::DeadlockTimeout }.clamp(1, 10)
+}

@@ -101,8 +101,11 @@ SELECT set_operator_status('00000000-0000-0000-0000-0000000000ff', 'away');
 SELECT set_operator_status(:'ann', 'away') AS previous;
 SELECT set_operator_status(:'ann', 'away') AS previous;
 SELECT * FROM chat_list;
+-- Coming back moves the operator's row: the claim still stamps last_assigned_at (round robin
+-- and away_after read it).
+UPDATE operators SET last_assigned_at = NULL WHERE id = :'ann';
 SELECT assign_chat_to_operator(:'ann') = :'c4' AS ann_back_takes_c4;
-SELECT status FROM operators WHERE id = :'ann';
+SELECT status, last_assigned_at IS NOT NULL AS stamped FROM operators WHERE id = :'ann';
 -- Offline releases every chat, each keeping its place (waiting_since), and refuses a claim.
 SELECT waiting_since AS c1_since FROM chats WHERE id = :'c1' \gset
 SELECT set_operator_status(:'ann', 'offline') AS previous;

@@ -250,8 +250,10 @@ const SESSION_ROUTINGS: [Option<&str>; 4] = [None, Some("round_robin"), Some("ma
 /// `SELECT f.r, clock_timestamp(), stress_check.call_events($n) FROM fn(...) AS f(r)`
 /// ([`recorded_call`]): the function in FROM has run to completion before the row is formed,
 /// and the row is formed before the transaction commits, so what it reads is exactly the
-/// call's (`xmin` is the transaction's id; the calls use no subtransactions) and every lock
-/// the call took is still held (so no one else has updated those operator rows since).
+/// call's (a row's `xmin` is the transaction's id, or the id of one of the subtransactions a
+/// push or a pull runs in: a visible row whose writer is still in progress can only be this
+/// transaction's own, see `stress_check.mine`) and every lock the call took is still held
+/// (so no one else has updated those operator rows since).
 ///
 /// The events are found from below: `p_after` is the sequence's last value as the
 /// connection's previous recorded call read it. Ids are taken in time order (the sequence
@@ -261,6 +263,16 @@ const SESSION_ROUTINGS: [Option<&str>; 4] = [None, Some("round_robin"), Some("ma
 /// takes every lock-table partition lock: at every call, that costs most of the throughput.)
 const CALL_EVENTS_SQL: &str = r#"
 CREATE SCHEMA stress_check;
+-- Whether a visible row was written by the current transaction or one of its committed
+-- subtransactions: its writer is still in progress (another transaction's uncommitted rows
+-- are not visible). The 32-bit xmin takes the current epoch (the run is far from a wrap).
+CREATE FUNCTION stress_check.mine(p_xmin xid, p_top xid) RETURNS boolean
+LANGUAGE sql STABLE AS $m$
+  SELECT p_xmin = p_top
+      OR pg_catalog.pg_xact_status(
+           (((pg_catalog.pg_current_xact_id()::text::bigint >> 32) << 32)
+            | p_xmin::text::bigint)::text::xid8) = 'in progress'
+$m$;
 CREATE FUNCTION stress_check.call_events(p_after bigint) RETURNS text[]
 LANGUAGE plpgsql VOLATILE SET enable_seqscan = off SET jit = off AS $f$
 DECLARE
@@ -280,10 +292,10 @@ BEGIN
                                                        AND c.chat_state = 'assigned')::text END, ''),
                                         e.reason) ORDER BY e.id), '{}')
     FROM public.chat_events e
-    WHERE e.id > p_after AND e.id <= v_newest AND e.xmin = v_xid)
+    WHERE e.id > p_after AND e.id <= v_newest AND stress_check.mine(e.xmin, v_xid))
   || (
     SELECT coalesce(array_agg(concat_ws('|', 'o', o.id, o.status, o.is_active) ORDER BY o.id), '{}')
-    FROM public.operators o WHERE o.xmin = v_xid);
+    FROM public.operators o WHERE stress_check.mine(o.xmin, v_xid));
 END $f$;
 "#;
 
