@@ -87,12 +87,18 @@ fn lock_operator_chats(
     };
     // SAFETY: a read of the lock bound connect() set for this call (0: none).
     let bound_ms = i64::from(unsafe { pgrx::pg_sys::LockTimeout });
+    // A shorter bound of the session's own is never stretched by a retry.
+    let wait = if bound_ms > 0 {
+        i64::from(retry_wait_ms()).min(bound_ms) as i32
+    } else {
+        retry_wait_ms()
+    };
     let started = std::time::Instant::now();
     loop {
         if bound_ms > 0 && started.elapsed().as_millis() as i64 >= bound_ms {
             return read(client);
         }
-        if let Ok(held) = in_subtransaction(client, Some(retry_wait_ms()), read)? {
+        if let Ok(held) = in_subtransaction(client, Some(wait), read)? {
             return Ok(held);
         }
     }
