@@ -92,9 +92,6 @@ DROP INDEX idx_chats_operator_replied;
 DROP INDEX idx_chats_assigned_operator;
 DROP INDEX idx_chats_last_operator;
 DROP INDEX idx_chats_waiting_assignment;
-DROP INDEX idx_chats_state_changed;
-CREATE INDEX idx_chats_state_changed ON chats (state_changed_at, id)
-    WHERE chat_state IN ('waiting_assignment', 'assigned') AND is_active;
 CREATE INDEX idx_chats_assigned_operator ON chats (assigned_operator_id)
     WHERE chat_state = 'assigned';
 CREATE INDEX idx_chat_assignments_assigned_at ON chat_assignments USING brin (assigned_at);
