@@ -547,8 +547,25 @@ pub(super) fn release_locked(
     // lost a chat in this same release: an idle, offline, inactive or removed operator, or
     // the one an admin took the chat from.
     let released_from: Vec<Uuid> = pushed.iter().filter_map(|(_, _, op)| *op).collect();
+    let mut routed = Vec::with_capacity(pushed.len());
     for (chat, team, last_operator) in pushed {
-        push_chat_except(client, chat, team, last_operator, &released_from)?;
+        let routing = routing_of(client, team)?;
+        if routing != Routing::Manual {
+            routed.push((chat, team, routing, last_operator));
+        }
+    }
+    if !routed.is_empty() {
+        // All the pushes in one subtransaction, not one each: a subtransaction that writes
+        // takes a transaction id of its own, and past 64 of them in one transaction every
+        // snapshot taken meanwhile must look them up in pg_subtrans. Undone, every chat of
+        // this release stays waiting.
+        in_subtransaction(client, None, |client| {
+            for (chat, team, routing, last_operator) in routed {
+                push_to_candidate(client, chat, team, routing, last_operator, &released_from)?;
+            }
+            Ok(())
+        })?
+        .ok();
     }
     Ok(count)
 }
@@ -881,10 +898,15 @@ pub fn assign_waiting_chats() -> ChatResult<usize> {
                 operators.push(id);
             }
         }
-        let mut given = 0;
-        for operator in operators {
-            given += pull_for(client, operator, &[])?;
-        }
-        Ok(given)
+        // Every operator of the pass pulls in one subtransaction (see release_locked); PUSH_SWEEP
+        // chose only operators of pushed queues. Undone, the next pass gives what it would have.
+        let given = in_subtransaction(client, None, |client| {
+            let mut given = 0;
+            for operator in operators {
+                given += pull_now(client, operator, &[], default_pushes)?;
+            }
+            Ok(given)
+        })?;
+        Ok(given.unwrap_or(0))
     })
 }
