@@ -93,7 +93,7 @@ DROP INDEX idx_chats_assigned_operator;
 DROP INDEX idx_chats_last_operator;
 DROP INDEX idx_chats_waiting_assignment;
 CREATE INDEX idx_chats_assigned_operator ON chats (assigned_operator_id)
-    WHERE chat_state = 'assigned';
+    WHERE assigned_operator_id IS NOT NULL;
 CREATE INDEX idx_chat_assignments_assigned_at ON chat_assignments USING brin (assigned_at);
 
 -- ------------------------------------------------------------ change events
@@ -555,7 +555,7 @@ WITH recent AS (
     JOIN chat_assignments ca
       ON ca.id = (SELECT max(l.id) FROM chat_assignments l WHERE l.chat_id = c.id)
      AND ca.released_at IS NULL
-    WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL
+    WHERE c.assigned_operator_id IS NOT NULL
       AND ca.assigned_at <= now() - interval '24 hours'
 )
 SELECT o.id                                                         AS operator_id,
@@ -577,7 +577,7 @@ FROM chats c
 JOIN chat_assignments ca
   ON ca.id = (SELECT max(l.id) FROM chat_assignments l WHERE l.chat_id = c.id)
  AND ca.released_at IS NULL
-WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL;
+WHERE c.assigned_operator_id IS NOT NULL;
 
 -- ------------------------------------------------------------ idempotency keys
 ALTER TABLE chats ADD COLUMN idempotency_key text;
@@ -820,8 +820,7 @@ WITH queues AS (
 operator_load AS MATERIALIZED (
     SELECT o.id, o.is_active AND o.status = 'online' AS online,
            o.max_concurrent_chats > (SELECT count(*) FROM chats c
-                                     WHERE c.assigned_operator_id = o.id
-                                       AND c.chat_state = 'assigned') AS has_room
+                                     WHERE c.assigned_operator_id = o.id) AS has_room
     FROM operators o
 ),
 team_load AS (
@@ -843,7 +842,7 @@ SELECT q.team_id,
        w.waiting,
        round(extract(epoch FROM now() - w.oldest), 1)::float8            AS oldest_waiting_seconds,
        (SELECT count(*) FROM chats c
-         WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL
+         WHERE c.assigned_operator_id IS NOT NULL
            AND coalesce(c.team_id, '00000000-0000-0000-0000-000000000000'::uuid) = q.k)
                                                                           AS assigned,
        CASE WHEN q.team_id IS NULL THEN a.eligible ELSE coalesce(t.eligible, 0) END AS eligible,

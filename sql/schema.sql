@@ -168,9 +168,14 @@ CREATE INDEX idx_chats_waiting_assignment
               priority DESC, waiting_since, id)
     INCLUDE (team_id)
     WHERE chat_state = 'waiting_assignment' AND is_active;
--- The chats an operator holds: capacity checks, deactivation, idle detection.
+-- The chats an operator holds: capacity checks, deactivation, idle detection. Statements
+-- find assigned chats by `assigned_operator_id = x` or `IS NOT NULL` (the CHECK makes either
+-- mean "assigned"), never by `chat_state = 'assigned'`: that would let the planner read them
+-- through idx_chats_state_changed instead, which it does when ANALYZE saw few assigned chats,
+-- and a count of one operator's chats then walks the entry of every chat assigned since the
+-- oldest open snapshot (pg_test assigned_chats_are_found_by_operator).
 CREATE INDEX idx_chats_assigned_operator ON chats (assigned_operator_id)
-    WHERE chat_state = 'assigned';
+    WHERE assigned_operator_id IS NOT NULL;
 -- Who last held each waiting chat, per queue: lets assignment tell in two index probes per
 -- queue whether any waiting chat is someone else's (avoid_same_operator), instead of
 -- walking the whole queue past the caller's own chats.

@@ -34,7 +34,7 @@ WITH recent AS (
     JOIN chat_assignments ca
       ON ca.id = (SELECT max(l.id) FROM chat_assignments l WHERE l.chat_id = c.id)
      AND ca.released_at IS NULL
-    WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL
+    WHERE c.assigned_operator_id IS NOT NULL
       AND ca.assigned_at <= now() - interval '24 hours'
 )
 SELECT o.id                                                         AS operator_id,
@@ -61,7 +61,7 @@ FROM chats c
 JOIN chat_assignments ca
   ON ca.id = (SELECT max(l.id) FROM chat_assignments l WHERE l.chat_id = c.id)
  AND ca.released_at IS NULL
-WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL;
+WHERE c.assigned_operator_id IS NOT NULL;
 
 -- One row per queue: each team's, and the one of chats without a team (team_id NULL): how
 -- many chats wait in it and since when the oldest, how many of its chats are assigned, and
@@ -84,8 +84,7 @@ WITH queues AS (
 operator_load AS MATERIALIZED (
     SELECT o.id, o.is_active AND o.status = 'online' AS online,
            o.max_concurrent_chats > (SELECT count(*) FROM chats c
-                                     WHERE c.assigned_operator_id = o.id
-                                       AND c.chat_state = 'assigned') AS has_room
+                                     WHERE c.assigned_operator_id = o.id) AS has_room
     FROM operators o
 ),
 team_load AS (
@@ -107,7 +106,7 @@ SELECT q.team_id,
        w.waiting,
        round(extract(epoch FROM now() - w.oldest), 1)::float8            AS oldest_waiting_seconds,
        (SELECT count(*) FROM chats c
-         WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL
+         WHERE c.assigned_operator_id IS NOT NULL
            AND coalesce(c.team_id, '00000000-0000-0000-0000-000000000000'::uuid) = q.k)
                                                                           AS assigned,
        CASE WHEN q.team_id IS NULL THEN a.eligible ELSE coalesce(t.eligible, 0) END AS eligible,

@@ -113,14 +113,17 @@ macro_rules! in_pushed_team {
 }
 
 /// How many chats the operator `$op` (an SQL expression) holds, through
-/// `idx_chats_assigned_operator`.
+/// `idx_chats_assigned_operator`. Like every statement that looks for assigned chats, by
+/// `assigned_operator_id` alone (the CHECK on chats makes it mean "assigned"): a
+/// `chat_state = 'assigned'` term would let the planner take idx_chats_state_changed
+/// instead (sql/schema.sql, at the index).
 macro_rules! held_by {
     ($op:literal) => {
         concat!(
             "(SELECT count(*) FROM @extschema@.chats held \
               WHERE held.assigned_operator_id = ",
             $op,
-            " AND held.chat_state = 'assigned')"
+            ")"
         )
     };
 }
@@ -184,7 +187,7 @@ pub static PEEK_CHAT_FOR_OPERATOR: Statement = Statement {
 /// holds (of team `$2`; NULL: of any team or none), in id order.
 pub static LOCK_OPERATOR_CHATS: Statement = Statement {
     sql: "SELECT id, state_changed_at, CASE WHEN is_active THEN waiting_since END, team_id \
-          FROM @extschema@.chats WHERE assigned_operator_id = $1 AND chat_state = 'assigned' \
+          FROM @extschema@.chats WHERE assigned_operator_id = $1 \
             AND (team_id = $2 OR $2 IS NULL) \
           ORDER BY id FOR NO KEY UPDATE",
     args: &[UUID, UUID],
@@ -398,7 +401,7 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
     sql: concat!(
         "WITH open_count AS ( \
               SELECT count(*) AS n FROM @extschema@.chats \
-              WHERE assigned_operator_id = $1 AND chat_state = 'assigned'), \
+              WHERE assigned_operator_id = $1), \
           queues AS ( \
               SELECT ", no_team!(), " AS k WHERE (SELECT n FROM open_count) < $2 AND (NOT $5 OR $6) \
               UNION ALL \
@@ -456,7 +459,7 @@ pub static CLAIM_NEXT_CHAT_NO_TEAM: Statement = Statement {
     sql: concat!(
         "WITH open_count AS ( \
               SELECT count(*) AS n FROM @extschema@.chats \
-              WHERE assigned_operator_id = $1 AND chat_state = 'assigned'), \
+              WHERE assigned_operator_id = $1), \
           head AS ( \
               SELECT c.id, c.last_operator_id, c.state_changed_at, c.waiting_since, c.team_id \
               FROM @extschema@.chats c \
@@ -514,14 +517,17 @@ pub static CLAIM_NEXT_CHAT_NO_TEAM: Statement = Statement {
 /// (`last_operator_id`, which equals the holder while assigned, by constraint: no join of
 /// the two updates, which a generic plan with an array of unknown length made a nested
 /// loop, quadratic in the chats released). Shared by the admin release, idle detection and
-/// operator deactivation.
+/// operator deactivation. The state is compared as text so that no index can serve that
+/// term: the chats are found by primary key, never by walking every assigned chat (with
+/// `chat_state = 'assigned'` the generic plan took idx_chats_state_changed whenever
+/// ANALYZE had seen few assigned chats).
 pub static RELEASE_TO_QUEUE: Statement = Statement {
     sql: "WITH chat AS ( \
               UPDATE @extschema@.chats SET chat_state = 'waiting_assignment', assigned_operator_id = NULL, \
                                waiting_since = coalesce(waiting_since, now()), \
                                state_changed_at = now(), \
                                idle_releases = idle_releases + ($2 = 'idle_timeout')::int \
-              WHERE id = ANY ($1) AND chat_state = 'assigned' RETURNING id, last_operator_id), \
+              WHERE id = ANY ($1) AND chat_state::text = 'assigned' RETURNING id, last_operator_id), \
           released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = $2 \
               WHERE id IN (SELECT (SELECT max(a.id) FROM @extschema@.chat_assignments a WHERE a.chat_id = chat.id) \
@@ -546,7 +552,7 @@ pub static LOCK_IDLE_CHATS: Statement = Statement {
           JOIN @extschema@.chat_assignments a \
             ON a.id = (SELECT max(l.id) FROM @extschema@.chat_assignments l WHERE l.chat_id = c.id) \
            AND a.operator_id = c.assigned_operator_id AND a.released_at IS NULL \
-          WHERE c.chat_state = 'assigned' AND c.assigned_operator_id IS NOT NULL \
+          WHERE c.assigned_operator_id IS NOT NULL \
             AND a.last_activity_at < now() - make_interval(secs => $1) \
           ORDER BY a.last_activity_at \
           FOR NO KEY UPDATE OF c SKIP LOCKED \
@@ -921,7 +927,7 @@ pub static MARK_AWAY: Statement = Statement {
                     SELECT 1 FROM @extschema@.chats c \
                     JOIN @extschema@.chat_assignments a \
                       ON a.id = (SELECT max(l.id) FROM @extschema@.chat_assignments l WHERE l.chat_id = c.id) \
-                    WHERE c.assigned_operator_id = op.id AND c.chat_state = 'assigned' \
+                    WHERE c.assigned_operator_id = op.id \
                       AND a.last_activity_at >= now() - make_interval(secs => $1)) \
               FOR NO KEY UPDATE SKIP LOCKED) \
           RETURNING o.id",
@@ -968,7 +974,7 @@ pub static LOCK_OPERATOR_IF_FREE: Statement = Statement {
 pub static PUSH_CANDIDATE: Statement = Statement {
     sql: "SELECT o.id FROM @extschema@.operators o \
           CROSS JOIN LATERAL (SELECT count(*) AS n FROM @extschema@.chats c \
-                              WHERE c.assigned_operator_id = o.id AND c.chat_state = 'assigned') AS held \
+                              WHERE c.assigned_operator_id = o.id) AS held \
           WHERE o.is_active AND o.status = 'online' \
             AND NOT (o.id = ANY ($5)) \
             AND held.n < o.max_concurrent_chats \
@@ -1126,7 +1132,7 @@ pub static QUEUE_STATUS: Statement = Statement {
                                       AND coalesce(a.n, 0) < op.max_concurrent_chats) AS available \
               FROM @extschema@.operators op \
               LEFT JOIN (SELECT assigned_operator_id AS operator_id, count(*) AS n FROM @extschema@.chats \
-                         WHERE chat_state = 'assigned' GROUP BY assigned_operator_id) AS a \
+                         WHERE assigned_operator_id IS NOT NULL GROUP BY assigned_operator_id) AS a \
                      ON a.operator_id = op.id) AS o"
     ),
     args: &[],
