@@ -15,6 +15,5 @@ UPDATE chats SET assigned_at = assigned_at - interval '10 minutes',
                  state_changed_at = state_changed_at - interval '10 minutes'
 WHERE chat_state = 'assigned';
 COMMIT;
-VACUUM ANALYZE operator_activity;
 VACUUM ANALYZE chat_assignments;
 VACUUM ANALYZE chats;

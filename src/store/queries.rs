@@ -543,16 +543,22 @@ pub static RELEASE_TO_QUEUE: Statement = Statement {
 /// than `$1` seconds. Locking the assignment row too means a heartbeat that commits after
 /// this statement's snapshot is re-checked (and the chat passed by), and one in flight
 /// makes us skip the chat instead of waiting. Assigned chats are few (at most the
-/// operators' capacity), found through `idx_chats_assigned_operator`.
+/// operators' capacity), found through `idx_chats_assigned_operator`; each one's newest
+/// assignment by one probe of `idx_chat_assignments_chat`. The holder is compared with that
+/// probe's row, not joined to `a`: as a join clause between the chats and the assignments
+/// it let the planner merge-join them by operator and probe every pair (operators times
+/// their chats squared; pg_test `idle_scan_probes_each_chat_once`).
 pub static LOCK_IDLE_CHATS: Statement = Statement {
     sql: "SELECT c.id, a.operator_id, \
                  extract(epoch FROM now() - a.last_activity_at)::float8, \
                  c.state_changed_at, CASE WHEN c.is_active THEN c.waiting_since END, c.team_id \
           FROM @extschema@.chats c \
-          JOIN @extschema@.chat_assignments a \
-            ON a.id = (SELECT max(l.id) FROM @extschema@.chat_assignments l WHERE l.chat_id = c.id) \
-           AND a.operator_id = c.assigned_operator_id AND a.released_at IS NULL \
-          WHERE c.assigned_operator_id IS NOT NULL \
+          CROSS JOIN LATERAL ( \
+              SELECT l.id, l.operator_id FROM @extschema@.chat_assignments l \
+              WHERE l.chat_id = c.id ORDER BY l.id DESC LIMIT 1) newest \
+          JOIN @extschema@.chat_assignments a ON a.id = newest.id \
+          WHERE c.assigned_operator_id IS NOT NULL AND newest.operator_id = c.assigned_operator_id \
+            AND a.released_at IS NULL \
             AND a.last_activity_at < now() - make_interval(secs => $1) \
           ORDER BY a.last_activity_at \
           FOR NO KEY UPDATE OF c SKIP LOCKED \
