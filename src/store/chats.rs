@@ -513,13 +513,12 @@ pub(super) fn release_locked(
     reason: &str,
 ) -> ChatResult<usize> {
     let ids: Vec<Uuid> = locked.iter().map(|(chat, _)| *chat).collect();
+    // By id, not searched per row: an idle pass or a deactivation releases thousands.
+    let places: std::collections::HashMap<Uuid, Place> = locked.iter().copied().collect();
     let mut released = Vec::with_capacity(locked.len());
     for row in exec(client, &RELEASE_TO_QUEUE, &[ids.into(), reason.into()])? {
         if let Some(chat) = row.get::<Uuid>(1)? {
-            let place = locked
-                .iter()
-                .find(|(id, _)| *id == chat)
-                .map_or(Place::NEW, |(_, place)| *place);
+            let place = places.get(&chat).copied().unwrap_or(Place::NEW);
             released.push((chat, row.get::<Uuid>(2)?, place));
         }
     }

@@ -529,11 +529,12 @@ pub static RELEASE_TO_QUEUE: Statement = Statement {
                                idle_releases = idle_releases + ($2 = 'idle_timeout')::int \
               WHERE id = ANY ($1) AND chat_state::text = 'assigned' RETURNING id, last_operator_id), \
           released AS ( \
-              UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = $2 \
-              WHERE id IN (SELECT (SELECT max(a.id) FROM @extschema@.chat_assignments a WHERE a.chat_id = chat.id) \
-                           FROM chat) \
-                AND released_at IS NULL \
-              RETURNING id) \
+              UPDATE @extschema@.chat_assignments a \
+              SET released_at = greatest(now(), a.assigned_at), release_reason = $2 \
+              FROM chat CROSS JOIN LATERAL ( \
+                  SELECT max(l.id) AS id FROM @extschema@.chat_assignments l WHERE l.chat_id = chat.id) newest \
+              WHERE a.id = newest.id AND a.released_at IS NULL \
+              RETURNING a.id) \
           SELECT id, last_operator_id FROM chat ORDER BY id",
     args: &[UUID_ARRAY, TEXT],
     read_only: false,

@@ -44,12 +44,12 @@ for round in $(seq 1 "$rounds"); do
     echo "round $round ($impl), N=$n, $c clients:"
     psql -XAtq -F ' ' -d postgres -v db="$db" <<'SQL'
 CREATE TEMP TABLE samples (w text);
-SELECT set_config('x.db', :'db', false);
+SELECT set_config('x.db', :'db', false) \g /dev/null
 DO $$
 BEGIN
   FOR i IN 1..300 LOOP
     INSERT INTO samples
-    SELECT coalesce(wait_event_type || ':' || wait_event, 'on CPU (' || state || ')')
+    SELECT coalesce(wait_event_type || ':' || wait_event, 'no wait event, ' || state)
     FROM pg_stat_activity
     WHERE datname = current_setting('x.db') AND backend_type = 'client backend';
     PERFORM pg_sleep(0.02);
