@@ -19,7 +19,7 @@ DIR=/tmp/chat_assign_wait_events PORT=54365
 cluster_start "$DIR" "$PORT" "fsync = on" "synchronous_commit = on" "shared_buffers = 1GB" \
   "max_wal_size = 8GB" "checkpoint_timeout = 30min"
 trap 'cluster_stop "$DIR"' EXIT
-q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+q() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 t0=$(psql -XAtq -d postgres -c "SELECT now()")
 for impl in a d; do
   q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS bench_$impl" \
