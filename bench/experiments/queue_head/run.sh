@@ -12,24 +12,15 @@
 # Usage: bash bench/experiments/queue_head/run.sh [N] [ROUNDS]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-bench=$(cd "$here/../.." && pwd)
-source "$here/../../../scripts/cluster.sh"
+source "$here/../common.sh"
 n=${1:-1000000} rounds=${2:-2}
-DIR=/tmp/chat_assign_queue_head PORT=54366
-cluster_start "$DIR" "$PORT" "fsync = on" "synchronous_commit = on" "shared_buffers = 1GB" \
-  "max_wal_size = 16GB" "checkpoint_timeout = 30min"
-trap 'cluster_stop "$DIR"' EXIT
-q() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$@"; }
-t0=$(psql -XAtq -d postgres -c "SELECT now()")
-q -d postgres -c "CREATE DATABASE bench_a"
-q -d bench_a -c "CREATE EXTENSION chat_assign" -c "CREATE SEQUENCE public.qh MINVALUE 0"
-q -d bench_a -v n="$n" -v k=100 -v t0="$t0" -f "$bench/load/source.sql" >/dev/null
-q -d bench_a -v t0="$t0" -f "$bench/load/load_a.sql" >/dev/null
+experiment_cluster /tmp/chat_assign_queue_head 54366
+load a "$n"
+q -d bench_a -c "CREATE SEQUENCE public.qh MINVALUE 0"
 for round in $(seq 1 "$rounds"); do
   for head in 0 1; do
-    psql -XAtq -d bench_a -c "SELECT count(real_user_send_message(id, 'bench: reset')) FROM chats \
-      WHERE chat_state IN ('assigned', 'waiting_real_user_reply')" >/dev/null
-    q -d bench_a -c "SELECT setval('public.qh', 0)" -c "VACUUM ANALYZE" -c CHECKPOINT >/dev/null
+    q -d bench_a -c "SELECT setval('public.qh', 0)" >/dev/null
+    reset_queue bench_a
     if (( head )); then
       psql -X -q -d bench_a -c "SET application_name = 'head_publisher'" -c "DO \$\$ BEGIN LOOP
         PERFORM setval('public.qh', greatest(0, coalesce((
@@ -41,7 +32,7 @@ for round in $(seq 1 "$rounds"); do
         COMMIT; PERFORM pg_sleep(0.1); END LOOP; END \$\$" >/dev/null 2>&1 &
     fi
     "$PG_BIN/pgbench" -n -M prepared -c 16 -j 2 -T 65 -P 5 -D step=0 \
-      -f "$bench/pgbench/cycle_a.sql" bench_a >"$DIR/pgbench.out" 2>&1 &
+      -f "$BENCH_DIR/pgbench/cycle_a.sql" bench_a >"$PGHOST/pgbench.out" 2>&1 &
     pgb=$!
     sleep 5
     psql -X -q -d bench_a -c "BEGIN ISOLATION LEVEL REPEATABLE READ" -c "SELECT count(*) FROM operators" \
@@ -51,6 +42,6 @@ for round in $(seq 1 "$rounds"); do
       WHERE application_name = 'head_publisher'" >/dev/null
     wait
     echo "round $round, head $( (( head )) && echo on || echo off ), N=$n: time tps latency-ms"
-    awk '/^progress/ {printf "  %s %s %s\n", $2, $4, $7}' "$DIR/pgbench.out"
+    awk '/^progress/ {printf "  %s %s %s\n", $2, $4, $7}' "$PGHOST/pgbench.out"
   done
 done
