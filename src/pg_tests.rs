@@ -847,10 +847,19 @@ $$;
         ]
     }
 
-    /// The generic plan of `stmt` as EXPLAIN (FORMAT JSON) text: how the API functions plan
-    /// it (seq scans off, generic plans: sql/privileges.sql sets both for them).
+    /// `EXPLAIN (FORMAT JSON)` of `sql`, as text.
+    fn explain(sql: &str) -> String {
+        Spi::get_one::<pgrx::datum::Json>(&format!("EXPLAIN (FORMAT JSON) {sql}"))
+            .unwrap()
+            .unwrap()
+            .0
+            .to_string()
+    }
+
+    /// The generic plan of `stmt`, as [`explain`] gives it: the plan the API functions keep
+    /// (sql/privileges.sql makes them plan generically; it also turns seq scans off, which
+    /// the callers here set or not as their test means).
     fn generic_plan(name: &str, stmt: &'static crate::store::queries::Statement) -> String {
-        run("SET LOCAL enable_seqscan = off", &[]);
         run("SET LOCAL plan_cache_mode = force_generic_plan", &[]);
         let sql = crate::store::resolved_sql(stmt).unwrap();
         let types: Vec<String> = stmt
@@ -883,13 +892,7 @@ $$;
             format!("({})", values.join(", "))
         };
         run(&format!("PREPARE plan_check{args} AS {sql}"), &[]);
-        let plan = Spi::get_one::<pgrx::datum::Json>(&format!(
-            "EXPLAIN (FORMAT JSON) EXECUTE plan_check{values}"
-        ))
-        .unwrap()
-        .unwrap()
-        .0
-        .to_string();
+        let plan = explain(&format!("EXECUTE plan_check{values}"));
         run("DEALLOCATE plan_check", &[]);
         plan
     }
@@ -900,6 +903,7 @@ $$;
     /// made on empty tables read chat_assignments whole on every reply.
     #[pg_test]
     fn call_statements_read_big_tables_through_indexes() {
+        run("SET LOCAL enable_seqscan = off", &[]);
         for (name, stmt) in call_statements() {
             let plan = generic_plan(name, stmt);
             for (at, _) in plan.match_indices(r#""Node Type":"Seq Scan""#) {
@@ -928,6 +932,7 @@ $$;
     /// vacuum can remove none of them. Only monitoring by age reads that index.
     #[pg_test]
     fn assigned_chats_are_found_by_operator() {
+        run("SET LOCAL enable_seqscan = off", &[]);
         run(
             "INSERT INTO chats (real_user_id, waiting_since) \
              SELECT gen_random_uuid(), now() - make_interval(secs => g) FROM generate_series(1, 5000) g",
@@ -949,13 +954,7 @@ $$;
             "operator_assignment_stats",
             "operator_activity",
         ] {
-            let plan = Spi::get_one::<pgrx::datum::Json>(&format!(
-                "EXPLAIN (FORMAT JSON) SELECT * FROM {view}"
-            ))
-            .unwrap()
-            .unwrap()
-            .0
-            .to_string();
+            let plan = explain(&format!("SELECT * FROM {view}"));
             assert!(
                 !plan.contains("idx_chats_state_changed"),
                 "{view} reads idx_chats_state_changed: {plan}"
@@ -971,6 +970,7 @@ $$;
     /// benchmark's idle release, where one probe per chat takes 70 ms).
     #[pg_test]
     fn idle_scan_probes_each_chat_once() {
+        run("SET LOCAL enable_seqscan = off", &[]);
         run(
             "INSERT INTO operators (name, max_concurrent_chats) \
              SELECT 'op ' || g, 50 FROM generate_series(1, 40) g",
@@ -1004,13 +1004,7 @@ $$;
     #[pg_test]
     fn state_summary_reads_the_oldest_through_its_index() {
         run("SET LOCAL enable_seqscan = off", &[]);
-        let plan = Spi::get_one::<pgrx::datum::Json>(
-            "EXPLAIN (FORMAT JSON) SELECT * FROM chat_state_summary",
-        )
-        .unwrap()
-        .unwrap()
-        .0
-        .to_string();
+        let plan = explain("SELECT * FROM chat_state_summary");
         assert!(
             plan.contains(r#""Index Name":"idx_chats_state_changed""#),
             "chat_state_summary does not read idx_chats_state_changed: {plan}"
@@ -1130,24 +1124,7 @@ $$;
             assert!(queue_scans > 0, "plan: {text}");
             // The kept plan is the generic one: no part of it may scan the chats (the
             // avoid-same-operator probes once did, planned as EXISTS).
-            let sql = crate::store::resolved_sql(statement).unwrap();
-            run("SET LOCAL plan_cache_mode = force_generic_plan", &[]);
-            run(
-                &format!(
-                    "PREPARE claim_plan(uuid, int, bool, tid, bool, bool, uuid[], text, bool) AS {sql}"
-                ),
-                &[],
-            );
-            let generic = Spi::get_one::<pgrx::datum::Json>(&format!(
-                "EXPLAIN (FORMAT JSON) EXECUTE claim_plan('{}', 1, true, '(0,1)', false, false, '{{}}', \
-                 'assigned', true)",
-                Uuid::from_bytes([1; 16])
-            ))
-            .unwrap()
-            .unwrap()
-            .0
-            .to_string();
-            run("DEALLOCATE claim_plan", &[]);
+            let generic = generic_plan("claim", statement);
             for (at, _) in generic.match_indices(r#""Node Type":"Seq Scan""#) {
                 let node = &generic[at..generic.len().min(at + 300)];
                 assert!(
