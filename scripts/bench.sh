@@ -129,6 +129,11 @@ source "$ROOT/scripts/cluster.sh"
 cleanup() { cluster_stop "$BENCH_DIR"; }
 trap cleanup EXIT
 log "starting PostgreSQL $PG_MAJOR in $BENCH_DIR (port $BENCH_PORT), fsync=$BENCH_FSYNC, chat_assign.notify=$BENCH_NOTIFY, implementations: $IMPLS"
+# chat_assign as docs/operations.md deploys it: preloaded, with its worker in its databases
+# (it folds the change events, wakes listeners and moves the queue heads claims start
+# from). Its idle passes are spaced an hour apart: the idle release is measured by hand.
+# A worker starts with the server, so the server restarts after each load (a worker
+# whose database is dropped under it stops until the next start).
 cluster_start "$BENCH_DIR" "$BENCH_PORT" \
   "shared_buffers = 1GB" \
   "${durability[@]}" \
@@ -136,7 +141,10 @@ cluster_start "$BENCH_DIR" "$BENCH_PORT" \
   "checkpoint_timeout = 30min" \
   "log_min_duration_statement = -1" \
   "log_temp_files = -1" \
-  "chat_assign.notify = $BENCH_NOTIFY"
+  "chat_assign.notify = $BENCH_NOTIFY" \
+  "shared_preload_libraries = 'chat_assign'" \
+  "chat_assign.databases = 'bench_a, bench_a0'" \
+  "chat_assign.idle_check_interval = 3600"
 export PGDATABASE=postgres
 
 psql_() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
@@ -174,7 +182,7 @@ build_start=$(ext_fingerprint)
   else
     echo "extension	chat_assign not installed"
   fi
-  echo "settings	$(psql_at -F ' ' -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','work_mem','fsync','synchronous_commit','full_page_writes','max_connections','autovacuum','max_wal_size','max_parallel_workers_per_gather','jit')")"
+  echo "settings	$(psql_at -F ' ' -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','work_mem','fsync','synchronous_commit','full_page_writes','max_connections','autovacuum','max_wal_size','max_parallel_workers_per_gather','jit','shared_preload_libraries','chat_assign.databases')")"
   echo "run	sizes=[$BENCH_SIZES] clients=[$BENCH_CLIENTS] seconds=$BENCH_SECONDS rounds=$BENCH_ROUNDS warmup=$BENCH_WARMUP operators=$BENCH_OPERATORS idle=$BENCH_IDLE snapshot=${BENCH_SNAPSHOT_SECONDS}s fsync=$BENCH_FSYNC impls=[$IMPLS]"
 } >"$RAW/machine.tsv"
 
@@ -182,7 +190,7 @@ build_start=$(ext_fingerprint)
 # create_db IMPL: an empty database with the implementation's schema.
 create_db() {
   local impl=$1 db=bench_$1
-  psql_ -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+  psql_ -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
   case $impl in
     a|a0) psql_ -d "$db" -c "CREATE EXTENSION chat_assign" ;;
     b) for f in "$BENCH"/plpgsql/[0-9]*.sql; do psql_ -d "$db" -f "$f"; done ;;
@@ -329,6 +337,7 @@ for n in $BENCH_SIZES; do
     t0=$(psql_at -c "SELECT now()")
     log "N=$n: loading $n waiting chats, $BENCH_OPERATORS operators, one message each, into $(for i in $IMPLS; do printf 'bench_%s ' "$i"; done)"
     load "$n" "$t0"
+    cluster_restart "$BENCH_DIR"
     if (( n == max_size && first_c )); then
       log "N=$n: monitoring on the freshly loaded queue"
       # shellcheck disable=SC2046

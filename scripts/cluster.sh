@@ -3,6 +3,7 @@
 # (initdb and pg_ctl refuse to run as root). Source this file, then:
 #   cluster_start DIR PORT [extra postgresql.conf lines...]
 #   cluster_stop DIR
+#   cluster_restart DIR     (same settings and data: preloaded workers start again)
 # Connect with: psql -h "$PGHOST" -p PORT -U postgres
 # shellcheck source=scripts/pg.sh
 source "$(dirname "${BASH_SOURCE[0]}")/pg.sh"
@@ -38,4 +39,10 @@ cluster_stop() {
   local dir=$1
   [ -d "$dir/data" ] && as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1
   return 0
+}
+
+cluster_restart() {
+  local dir=$1
+  as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 -m fast restart >/dev/null \
+    || { cat "$dir/server.log"; return 1; }
 }

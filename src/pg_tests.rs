@@ -819,6 +819,8 @@ $$;
             ("OPERATOR_FOLLOW_UP", &OPERATOR_FOLLOW_UP),
             ("COMPLETE_CHAT", &COMPLETE_CHAT),
             ("CLAIM_NEXT_CHAT", &CLAIM_NEXT_CHAT),
+            ("CLAIM_NEXT_CHAT_NO_TEAM", &CLAIM_NEXT_CHAT_NO_TEAM),
+            ("HEAD_FROM", &HEAD_FROM),
             ("RELEASE_TO_QUEUE", &RELEASE_TO_QUEUE),
             ("LOCK_IDLE_CHATS", &LOCK_IDLE_CHATS),
             ("TOUCH_ACTIVITY", &TOUCH_ACTIVITY),
@@ -873,6 +875,7 @@ $$;
                 "uuid" => "'00000000-0000-0000-0000-000000000001'".into(),
                 "uuid[]" => "'{00000000-0000-0000-0000-000000000001}'".into(),
                 "timestamp with time zone[]" => "'{}'".into(),
+                "integer[]" => "'{}'".into(),
                 "timestamp with time zone" => "now()".into(),
                 "text" => "'x'".into(),
                 "integer" | "bigint" | "double precision" => "1".into(),
@@ -1050,21 +1053,36 @@ $$;
             (&crate::store::queries::CLAIM_NEXT_CHAT, false),
             (&crate::store::queries::CLAIM_NEXT_CHAT_NO_TEAM, true),
         ] {
-            let plan = Spi::explain_with_args(
-                &crate::store::resolved_sql(statement).unwrap(),
-                &[
-                    member.into(),
-                    1i32.into(),
-                    true.into(),
-                    pgrx::pg_sys::ItemPointerData::default().into(),
-                    false.into(),
-                    false.into(),
-                    Vec::<Uuid>::new().into(),
-                    "assigned".into(),
-                    true.into(),
-                ],
+            // A head for the queue without a team (src/store/heads.rs), as the worker keeps
+            // one: priority 0 from an hour ago.
+            let since = Spi::get_one::<pgrx::datum::TimestampWithTimeZone>(
+                "SELECT now() - interval '1 hour'",
             )
+            .unwrap()
             .unwrap();
+            let mut args: Vec<pgrx::datum::DatumWithOid> = vec![
+                member.into(),
+                1i32.into(),
+                true.into(),
+                pgrx::pg_sys::ItemPointerData::default().into(),
+                false.into(),
+                false.into(),
+                Vec::<Uuid>::new().into(),
+                "assigned".into(),
+                true.into(),
+            ];
+            if no_team {
+                args.extend([Some(0i32).into(), Some(since).into()]);
+            } else {
+                args.extend([
+                    vec![Uuid::from_bytes([0; 16])].into(),
+                    vec![0i32].into(),
+                    vec![since].into(),
+                ]);
+            }
+            let plan =
+                Spi::explain_with_args(&crate::store::resolved_sql(statement).unwrap(), &args)
+                    .unwrap();
             let text = plan.0.to_string();
             assert!(
                 text.contains("idx_chats_waiting_assignment"),
@@ -1079,6 +1097,7 @@ $$;
             }
             let root = &plan.0[0]["Plan"];
             let mut queue_scans = 0;
+            let mut head_scans = 0;
             walk_plan(root, &mut Vec::new(), &mut |node, ancestors| {
                 if node["Node Type"] == "Sort" {
                     // What the sort's input reads row by row must come through a Limit (the first
@@ -1108,6 +1127,12 @@ $$;
                 }
                 if node["Index Name"] == "idx_chats_waiting_assignment" {
                     queue_scans += 1;
+                    if node["Index Cond"]
+                        .as_str()
+                        .is_some_and(|c| c.contains("waiting_since >="))
+                    {
+                        head_scans += 1;
+                    }
                     assert!(
                         // Above the scan: the lock, perhaps a one-time filter, then the Limit.
                         ancestors
@@ -1121,7 +1146,12 @@ $$;
                     );
                 }
             });
-            assert!(queue_scans > 0, "plan: {text}");
+            // Each queue is read in three ranges: from its head, below the head's priority,
+            // the whole queue (src/store/heads.rs); the other-operator search reads it once more.
+            assert!(queue_scans >= 3, "plan: {text}");
+            // The head's range starts the scan where the head is: an index condition, not a
+            // filter over entries read from the queue's start.
+            assert!(head_scans >= 1, "no scan starts at the head: {text}");
             // The kept plan is the generic one: no part of it may scan the chats (the
             // avoid-same-operator probes once did, planned as EXISTS).
             let generic = generic_plan("claim", statement);

@@ -12,7 +12,9 @@
 //!   get moved, sends one `NOTIFY chat_assign, '<id>'`: a coalesced wake-up for LISTEN
 //!   clients, who then call `read_chat_events`. Only this worker notifies, in its own
 //!   transaction: a call never takes PostgreSQL's cluster-wide notify lock at commit, and a
-//!   full notification queue fails this worker's wake-up, never a call.
+//!   full notification queue fails this worker's wake-up, never a call;
+//! - at the same ticks it moves each queue's head forward to its first waiting chat, where
+//!   claims start (src/store/heads.rs).
 //!
 //! Each pass is its own transaction. A pass that fails (a lock timeout, a user trigger
 //! raising, the extension being dropped under it, an error at commit) is rolled back and
@@ -192,6 +194,7 @@ pub fn register() {
     }
     pg_shmem_init!(STATUS);
     STATUS_EXISTS.store(true, Ordering::Relaxed);
+    store::heads::init();
     let databases = database_list(guc::text(&guc::DATABASES).as_deref().unwrap_or(""));
     if databases.is_empty() {
         log!("chat_assign: chat_assign.databases is empty; no idle worker started");
@@ -230,6 +233,8 @@ pub extern "C-unwind" fn chat_assign_idle_worker_main(_arg: pg_sys::Datum) {
     let database = BackgroundWorker::get_extra().to_owned();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     with_slot(&database, |slot| slot.started_at = now());
+    // Heads a worker before this one left may be stale: every queue is read from its start.
+    store::heads::forget_database();
     log!(
         "chat_assign: idle worker started in database \"{database}\" (every {} s)",
         guc::IDLE_CHECK_INTERVAL_SECONDS.get()
@@ -268,6 +273,7 @@ pub extern "C-unwind" fn chat_assign_idle_worker_main(_arg: pg_sys::Datum) {
         }
         if !waiting_for_extension {
             announced = tick(&database, announced);
+            advance_heads(&database);
         }
         let now = Instant::now();
         let until_idle_pass = next_idle_pass - now.min(next_idle_pass);
@@ -302,6 +308,16 @@ fn notify_interval() -> Option<Duration> {
 /// wake listeners: every `chat_assign.notify_interval`, or every second when wake-ups are off.
 fn tick_interval() -> Duration {
     notify_interval().unwrap_or(Duration::from_secs(1))
+}
+
+/// Moves the queue heads of this database forward (src/store/heads.rs), in a transaction
+/// of its own; a failure is logged and counted, and the heads stay where they were (which
+/// only makes claims walk further).
+fn advance_heads(database: &str) {
+    if let Err(message) = run_pass(store::worker_advance_heads) {
+        record(database, false, Some(&message));
+        warning!("chat_assign: moving the queue heads in database \"{database}\" failed: {message}");
+    }
 }
 
 /// One tick: folds the events into the totals, and when the horizon of `read_chat_events`

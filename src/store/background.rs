@@ -55,3 +55,15 @@ pub fn worker_assign_waiting() -> ChatResult<usize> {
     }
     assign_waiting_chats()
 }
+
+/// The worker's tick for the queue heads (src/store/heads.rs): moves each queue's head to
+/// its first waiting chat. `false` when the extension is not installed here (the heads of
+/// this database are then forgotten: a new installation starts from its queues' starts).
+pub fn worker_advance_heads() -> ChatResult<bool> {
+    if !worker_installed()? {
+        super::heads::forget_database();
+        return Ok(false);
+    }
+    Spi::connect_mut(|client| super::heads::advance(client))?;
+    Ok(true)
+}

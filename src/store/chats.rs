@@ -3,10 +3,10 @@
 //! what it reports is what it stored.
 
 use super::queries::*;
-use super::{events::*, spi::*};
+use super::{events::*, heads, spi::*};
 use crate::error::{ChatError, ChatResult};
 use crate::guc::Routing;
-use pgrx::datum::TimestampWithTimeZone;
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiHeapTupleData, SpiTupleTable};
@@ -245,6 +245,7 @@ pub fn start_chat(
             }
         }
         let chat = returned(started, "start_chat")?;
+        heads::placed_now(team, priority);
         let place = Place { team, ..Place::NEW };
         announce(
             client,
@@ -280,24 +281,27 @@ pub fn real_user_send_message(chat_id: Uuid, content: &str, key: Option<&str>) -
         // change (the chat waits from now on, not from an old waiting_since it kept).
         let changes = chat.state != ChatState::WaitingAssignment;
         let events = changes && event_in_statement();
-        let message = returned(
-            exec(
-                client,
-                &REAL_USER_MESSAGE,
-                &[
-                    chat_id.into(),
-                    content.into(),
-                    key.into(),
-                    changes.then_some(chat.state.as_str()).into(),
-                    holder(&chat).into(),
-                    chat.place.since.into(),
-                    chat.place.team.into(),
-                    events.into(),
-                ],
-            )?,
-            "real_user_send_message",
-        )?;
+        let stored = exec(
+            client,
+            &REAL_USER_MESSAGE,
+            &[
+                chat_id.into(),
+                content.into(),
+                key.into(),
+                changes.then_some(chat.state.as_str()).into(),
+                holder(&chat).into(),
+                chat.place.since.into(),
+                chat.place.team.into(),
+                events.into(),
+            ],
+        )?
+        .first();
+        let (message, priority) = stored.get_two::<i64, i32>()?;
+        let message = message
+            .ok_or_else(|| ChatError::Internal("real_user_send_message stored no row".into()))?;
         if changes {
+            // It waits from now on, at the end of its priority's part of the queue.
+            heads::placed_now(chat.place.team, priority.unwrap_or(0));
             if events {
                 after_events(client)?;
             }
@@ -399,6 +403,23 @@ impl LockedOperator {
     }
 }
 
+/// The claim statement's last parameters: where the queues it reads begin
+/// (src/store/heads.rs), as [`LockedOperator::claim_statement`]'s statement takes them: the
+/// heads of every queue of this database for a member of a team, else the head of the queue
+/// without a team.
+fn head_args(in_team: bool) -> Vec<DatumWithOid<'static>> {
+    if in_team {
+        let (keys, priorities, sinces) = heads::heads_here();
+        vec![keys.into(), priorities.into(), sinces.into()]
+    } else {
+        let head = heads::head_of_no_team();
+        vec![
+            head.map(|h| h.priority).into(),
+            head.map(|h| h.since_param()).into(),
+        ]
+    }
+}
+
 /// Locks an operator (step 1); an unknown one is `P0002`.
 pub(super) fn lock_operator(
     client: &mut SpiClient<'_>,
@@ -439,6 +460,7 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
     connect_write(|client| {
         let operator = lock_operator(client, operator_id)?;
         let claim = operator.claim_statement();
+        let in_team = operator.in_team;
         let LockedOperator {
             is_active,
             max,
@@ -486,7 +508,10 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
                 Vec::<Uuid>::new().into(),
                 "assigned".into(),
                 events.into(),
-            ],
+            ]
+            .into_iter()
+            .chain(head_args(in_team))
+            .collect::<Vec<_>>(),
         )?;
         let claimed = claimed.first();
         let (open, chat) = claimed.get_two::<i64, Uuid>()?;
@@ -523,6 +548,10 @@ pub(super) fn release_locked(
         }
     }
     let count = released.len();
+    if count > 0 {
+        // Back in their queues at their old places, which may be before the heads.
+        heads::placed_anywhere();
+    }
     // Pushed in queue order (the oldest waiting first), as a claim would take them.
     let mut in_order: Vec<&(Uuid, Option<Uuid>, Place)> = released.iter().collect();
     in_order.sort_by(|a, b| {
@@ -840,6 +869,7 @@ fn pull_now(
         return Ok(0);
     };
     let claim = operator.claim_statement();
+    let in_team = operator.in_team;
     let LockedOperator {
         is_active,
         max,
@@ -868,7 +898,10 @@ fn pull_now(
                 except.to_vec().into(),
                 "auto_assigned".into(),
                 events.into(),
-            ],
+            ]
+            .into_iter()
+            .chain(head_args(in_team))
+            .collect::<Vec<_>>(),
         )?;
         let claimed = claimed.first();
         let (open, chat) = claimed.get_two::<i64, Uuid>()?;

@@ -8,12 +8,14 @@
 //! - [`teams`]: teams and memberships, presence, transfers, queue positions;
 //! - [`events`]: change events, the monitoring totals' fold, pruning, wake-ups;
 //! - [`monitoring`]: queue status and stuck chats;
+//! - [`heads`]: where each queue's waiting chats begin, in shared memory, for the claims;
 //! - [`background`]: what only the background worker runs;
 //! - [`spi`]: connections, kept plans, where the extension lives.
 
 mod background;
 mod chats;
 mod events;
+pub mod heads;
 mod monitoring;
 mod operators;
 pub mod queries;
@@ -21,7 +23,7 @@ mod spi;
 mod teams;
 
 pub use background::{
-    pin_worker_search_path, worker_assign_waiting, worker_mark_away, worker_release_idle,
+    pin_worker_search_path, worker_advance_heads, worker_assign_waiting, worker_mark_away, worker_release_idle,
 };
 pub use chats::{
     assign_chat, complete_chat, operator_send_message, real_user_send_message,

@@ -89,6 +89,7 @@ const UUID_ARRAY: Oid = pg_sys::UUIDARRAYOID;
 const TID: Oid = pg_sys::TIDOID;
 const TIMESTAMPTZ_ARRAY: Oid = pg_sys::TIMESTAMPTZARRAYOID;
 const TIMESTAMPTZ: Oid = pg_sys::TIMESTAMPTZOID;
+const INT4_ARRAY: Oid = pg_sys::INT4ARRAYOID;
 
 /// The key under which the queue index files chats without a team (sql/schema.sql): every
 /// queue, a team's or the one without a team, is `coalesce(team_id, <this>) = $k`.
@@ -239,7 +240,8 @@ pub static FIND_KEYED_MESSAGE: Statement = Statement {
 /// `$4` is the state the lock read when the chat changes state (NULL: it was waiting and
 /// stays so); only an `assigned` chat has an open assignment to release (a one-time filter:
 /// the others do not look for one). The change event (when `$8`; see [`INSERT_EVENTS`]) names
-/// the holder `$5`, since when the chat was in its state `$6` and its team `$7`.
+/// the holder `$5`, since when the chat was in its state `$6` and its team `$7`. Returns the
+/// message and the chat's priority (its place in the queue, for src/store/heads.rs).
 pub static REAL_USER_MESSAGE: Statement = Statement {
     sql: "WITH msg AS ( \
               INSERT INTO @extschema@.messages (chat_id, sender_type, content, idempotency_key) \
@@ -258,14 +260,14 @@ pub static REAL_USER_MESSAGE: Statement = Statement {
                   state_changed_at = CASE WHEN chat_state = 'waiting_assignment' \
                                           THEN state_changed_at ELSE now() END, \
                   last_message_at = now() \
-              WHERE id = $1 RETURNING id), \
+              WHERE id = $1 RETURNING id, priority), \
           event AS ( \
               INSERT INTO @extschema@.chat_events \
                   (chat_id, old_state, new_state, operator_id, team_id, reason, at, since, waiting_since) \
               SELECT chat.id, $4::@extschema@.chat_state, 'waiting_assignment', $5, $7, \
                      'real_user_message', now(), $6, now() \
               FROM chat WHERE $8 AND $4 IS NOT NULL) \
-          SELECT id FROM msg",
+          SELECT id, (SELECT priority FROM chat) FROM msg",
     args: &[UUID, TEXT, TEXT, TEXT, UUID, TIMESTAMPTZ, UUID, BOOL],
     read_only: false,
 };
@@ -331,6 +333,31 @@ pub static COMPLETE_CHAT: Statement = Statement {
 };
 
 // ---------------------------------------------------------------- assignment
+
+/// One range of a claim's queue (`$key`, an SQL expression): its first chat in queue order
+/// that meets `$range`, is not in `$except` and no one else holds, locked (a scalar
+/// subquery: its id, or NULL). A claim tries the ranges of the queue's head in turn and the
+/// whole queue last (src/store/heads.rs).
+macro_rules! claim_from {
+    ($key:expr, $except:literal, $range:literal) => {
+        concat!(
+            "(SELECT w.id FROM @extschema@.chats w \
+              WHERE coalesce(w.team_id, ",
+            no_team!(),
+            ") = ",
+            $key,
+            " \
+                AND w.chat_state = 'waiting_assignment' AND w.is_active \
+                AND NOT (w.id = ANY (",
+            $except,
+            ")) AND ",
+            $range,
+            " \
+              ORDER BY w.priority DESC, w.waiting_since, w.id \
+              LIMIT 1 FOR NO KEY UPDATE OF w SKIP LOCKED)"
+        )
+    };
+}
 
 /// What both claim statements do with the chat they chose (`next`: the first free chat
 /// someone else last held, `other`, else the best head, `head`): assign it, open its
@@ -402,22 +429,23 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
         "WITH open_count AS ( \
               SELECT count(*) AS n FROM @extschema@.chats \
               WHERE assigned_operator_id = $1), \
-          queues AS ( \
+          keys AS ( \
               SELECT ", no_team!(), " AS k WHERE (SELECT n FROM open_count) < $2 AND (NOT $5 OR $6) \
               UNION ALL \
               SELECT m.team_id FROM @extschema@.team_members m \
               WHERE m.operator_id = $1 AND (SELECT n FROM open_count) < $2 \
                 AND (NOT $5 OR EXISTS (SELECT 1 FROM @extschema@.teams t \
                                        WHERE t.id = m.team_id AND t.routing <> 'manual'))), \
+          queues AS ( \
+              SELECT keys.k, h.p AS hp, h.w AS hw FROM keys LEFT JOIN \
+                  unnest($10::uuid[], $11::int4[], $12::timestamptz[]) AS h(k, p, w) ON h.k = keys.k), \
           heads AS ( \
-              SELECT h.* FROM queues q CROSS JOIN LATERAL ( \
-                  SELECT c.id, c.priority, c.waiting_since, c.last_operator_id, c.state_changed_at, c.team_id \
-                  FROM @extschema@.chats c \
-                  WHERE coalesce(c.team_id, ", no_team!(), ") = q.k \
-                    AND c.chat_state = 'waiting_assignment' AND c.is_active \
-                    AND NOT (c.id = ANY ($7)) \
-                  ORDER BY c.priority DESC, c.waiting_since, c.id \
-                  LIMIT 1 FOR NO KEY UPDATE OF c SKIP LOCKED) AS h), \
+              SELECT c.id, c.priority, c.waiting_since, c.last_operator_id, c.state_changed_at, c.team_id \
+              FROM queues q CROSS JOIN LATERAL (SELECT coalesce( \
+                  ", claim_from!("q.k", "$7", "w.priority = q.hp AND w.waiting_since >= q.hw"), ", \
+                  ", claim_from!("q.k", "$7", "w.priority < q.hp"), ", \
+                  ", claim_from!("q.k", "$7", "true"), ") AS id) AS pick \
+              JOIN @extschema@.chats c ON c.id = pick.id), \
           head AS ( \
               SELECT * FROM heads ORDER BY priority DESC, waiting_since, id LIMIT 1), \
           others AS ( \
@@ -445,7 +473,7 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
               ORDER BY o.priority DESC, o.waiting_since, o.id LIMIT 1), ",
         claim_take!()
     ),
-    args: &[UUID, INT4, BOOL, TID, BOOL, BOOL, UUID_ARRAY, TEXT, BOOL],
+    args: &[UUID, INT4, BOOL, TID, BOOL, BOOL, UUID_ARRAY, TEXT, BOOL, UUID_ARRAY, INT4_ARRAY, TIMESTAMPTZ_ARRAY],
     read_only: false,
 };
 
@@ -463,16 +491,28 @@ pub static CLAIM_NEXT_CHAT_NO_TEAM: Statement = Statement {
           head AS ( \
               SELECT c.id, c.last_operator_id, c.state_changed_at, c.waiting_since, c.team_id \
               FROM @extschema@.chats c \
-              WHERE coalesce(c.team_id, ",
-        no_team!(),
-        ") = ",
-        no_team!(),
-        " \
-                AND c.chat_state = 'waiting_assignment' AND c.is_active \
-                AND NOT (c.id = ANY ($7)) \
-                AND (SELECT n FROM open_count) < $2 AND (NOT $5 OR $6) \
-              ORDER BY c.priority DESC, c.waiting_since, c.id \
-              LIMIT 1 FOR NO KEY UPDATE OF c SKIP LOCKED), \
+              WHERE c.id = coalesce( \
+                  ",
+        claim_from!(
+            no_team!(),
+            "$7",
+            "w.priority = $10 AND w.waiting_since >= $11 AND (SELECT n FROM open_count) < $2 AND (NOT $5 OR $6)"
+        ),
+        ", \
+                  ",
+        claim_from!(
+            no_team!(),
+            "$7",
+            "w.priority < $10 AND (SELECT n FROM open_count) < $2 AND (NOT $5 OR $6)"
+        ),
+        ", \
+                  ",
+        claim_from!(
+            no_team!(),
+            "$7",
+            "(SELECT n FROM open_count) < $2 AND (NOT $5 OR $6)"
+        ),
+        ")), \
           other AS ( \
               SELECT c.id, c.state_changed_at, c.waiting_since, c.team_id \
               FROM @extschema@.chats c \
@@ -506,8 +546,50 @@ pub static CLAIM_NEXT_CHAT_NO_TEAM: Statement = Statement {
               LIMIT 1 FOR NO KEY UPDATE OF c SKIP LOCKED), ",
         claim_take!()
     ),
-    args: &[UUID, INT4, BOOL, TID, BOOL, BOOL, UUID_ARRAY, TEXT, BOOL],
+    args: &[UUID, INT4, BOOL, TID, BOOL, BOOL, UUID_ARRAY, TEXT, BOOL, INT4, TIMESTAMPTZ],
     read_only: false,
+};
+
+/// The worker's read of a queue's head (src/store/heads.rs): the priority and
+/// `waiting_since` of queue `$1`'s first waiting chat at or after position (`$2`, `$3`): the
+/// rest of priority `$2` from `$3` on, then the lower priorities. No lock: a chat that a
+/// claim in progress holds is still waiting to this snapshot, and must stay behind the head.
+/// Not read-only, so that SPI takes a new snapshot for it (the protocol needs one taken
+/// after the head's new generation).
+pub static HEAD_FROM: Statement = Statement {
+    sql: concat!(
+        "SELECT p, w FROM ( \
+              (SELECT c.priority AS p, c.waiting_since AS w FROM @extschema@.chats c \
+               WHERE coalesce(c.team_id, ",
+        no_team!(),
+        ") = $1 \
+                 AND c.chat_state = 'waiting_assignment' AND c.is_active \
+                 AND c.priority = $2 AND c.waiting_since >= $3 \
+               ORDER BY c.priority DESC, c.waiting_since, c.id LIMIT 1) \
+              UNION ALL \
+              (SELECT c.priority, c.waiting_since FROM @extschema@.chats c \
+               WHERE coalesce(c.team_id, ",
+        no_team!(),
+        ") = $1 \
+                 AND c.chat_state = 'waiting_assignment' AND c.is_active \
+                 AND c.priority < $2 \
+               ORDER BY c.priority DESC, c.waiting_since, c.id LIMIT 1)) AS first \
+          LIMIT 1"
+    ),
+    args: &[UUID, INT4, TIMESTAMPTZ],
+    read_only: false,
+};
+
+/// The queues the worker keeps heads for: the one without a team and each team's (as many
+/// as there are slots).
+pub static QUEUE_KEYS: Statement = Statement {
+    sql: concat!(
+        "SELECT ",
+        no_team!(),
+        " UNION ALL (SELECT id FROM @extschema@.teams ORDER BY id LIMIT 255)"
+    ),
+    args: &[],
+    read_only: true,
 };
 
 /// Releases the assignments of chats already locked (step 2) that are still `assigned`:

@@ -204,6 +204,8 @@ pub fn transfer_chat(chat_id: Uuid, target: TransferTarget, reason: &str) -> Cha
             if moved.first().get_one::<Uuid>()?.is_none() {
                 return Err(ChatError::TeamNotFound(team_id));
             }
+            // In another queue, at its old place.
+            super::heads::placed_anywhere();
             let new = if chat.state == ChatState::Assigned {
                 ChatState::WaitingAssignment
             } else {
@@ -235,12 +237,17 @@ pub fn transfer_chat(chat_id: Uuid, target: TransferTarget, reason: &str) -> Cha
 pub fn set_chat_priority(chat_id: Uuid, priority: i32) -> ChatResult<bool> {
     connect_write(|client| {
         lock_chat(client, chat_id)?;
-        Ok(!exec(
+        let changed = !exec(
             client,
             &SET_CHAT_PRIORITY,
             &[chat_id.into(), priority.into()],
         )?
-        .is_empty())
+        .is_empty();
+        if changed {
+            // A waiting chat moves within its queue, maybe before its head.
+            super::heads::placed_anywhere();
+        }
+        Ok(changed)
     })
 }
 
