@@ -291,6 +291,8 @@ pub extern "C-unwind" fn chat_assign_idle_worker_main(_arg: pg_sys::Datum) {
             next_idle_pass = Instant::now();
         }
     }
+    // No worker keeps this database's heads any more: claims scan from their queues' starts.
+    store::heads::forget_database();
     log!("chat_assign: idle worker in database \"{database}\" stopped");
 }
 
@@ -316,7 +318,9 @@ fn tick_interval() -> Duration {
 fn advance_heads(database: &str) {
     if let Err(message) = run_pass(store::worker_advance_heads) {
         record(database, false, Some(&message));
-        warning!("chat_assign: moving the queue heads in database \"{database}\" failed: {message}");
+        warning!(
+            "chat_assign: moving the queue heads in database \"{database}\" failed: {message}"
+        );
     }
 }
 

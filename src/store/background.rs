@@ -64,6 +64,6 @@ pub fn worker_advance_heads() -> ChatResult<bool> {
         super::heads::forget_database();
         return Ok(false);
     }
-    Spi::connect_mut(|client| super::heads::advance(client))?;
+    Spi::connect_mut(super::heads::advance)?;
     Ok(true)
 }

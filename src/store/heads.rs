@@ -232,7 +232,10 @@ pub(super) fn placed_now(team: Option<Uuid>, priority: i32) {
 
 /// A chat of queue `team` waits at `position`.
 pub(super) fn placed_at(team: Option<Uuid>, position: Position) {
-    note(Placed::At(team.map_or(NO_TEAM, |t| *t.as_bytes()), position));
+    note(Placed::At(
+        team.map_or(NO_TEAM, |t| *t.as_bytes()),
+        position,
+    ));
 }
 
 /// Chats were put into queues at places this call did not read (a release keeps the
@@ -382,9 +385,7 @@ pub(super) fn advance(client: &mut SpiClient<'_>) -> ChatResult<()> {
         let first = if first.is_empty() {
             Position::END
         } else {
-            let (priority, since) = first
-                .first()
-                .get_two::<i32, TimestampWithTimeZone>()?;
+            let (priority, since) = first.first().get_two::<i32, TimestampWithTimeZone>()?;
             match (priority, since) {
                 (Some(priority), Some(since)) => Position {
                     priority,

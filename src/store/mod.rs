@@ -23,7 +23,8 @@ mod spi;
 mod teams;
 
 pub use background::{
-    pin_worker_search_path, worker_advance_heads, worker_assign_waiting, worker_mark_away, worker_release_idle,
+    pin_worker_search_path, worker_advance_heads, worker_assign_waiting, worker_mark_away,
+    worker_release_idle,
 };
 pub use chats::{
     assign_chat, complete_chat, operator_send_message, real_user_send_message,

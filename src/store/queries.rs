@@ -336,12 +336,14 @@ pub static COMPLETE_CHAT: Statement = Statement {
 
 /// One range of a claim's queue (`$key`, an SQL expression): its first chat in queue order
 /// that meets `$range`, is not in `$except` and no one else holds, locked (a scalar
-/// subquery: its id, or NULL). A claim tries the ranges of the queue's head in turn and the
-/// whole queue last (src/store/heads.rs).
+/// subquery: its row, or NULL). A claim tries the ranges of the queue's head in turn and
+/// the whole queue last (src/store/heads.rs). The row is the version the lock got (the
+/// newest, when a call changed it since the statement's snapshot), which is why the claim
+/// reads its columns from it rather than looking the id up again.
 macro_rules! claim_from {
     ($key:expr, $except:literal, $range:literal) => {
         concat!(
-            "(SELECT w.id FROM @extschema@.chats w \
+            "(SELECT w FROM @extschema@.chats w \
               WHERE coalesce(w.team_id, ",
             no_team!(),
             ") = ",
@@ -440,16 +442,17 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
               SELECT keys.k, h.p AS hp, h.w AS hw FROM keys LEFT JOIN \
                   unnest($10::uuid[], $11::int4[], $12::timestamptz[]) AS h(k, p, w) ON h.k = keys.k), \
           heads AS ( \
-              SELECT c.id, c.priority, c.waiting_since, c.last_operator_id, c.state_changed_at, c.team_id \
+              SELECT (pick.r).id, (pick.r).priority, (pick.r).waiting_since, \
+                     (pick.r).last_operator_id, (pick.r).state_changed_at, (pick.r).team_id \
               FROM queues q CROSS JOIN LATERAL (SELECT coalesce( \
                   ", claim_from!("q.k", "$7", "w.priority = q.hp AND w.waiting_since >= q.hw"), ", \
                   ", claim_from!("q.k", "$7", "w.priority < q.hp"), ", \
-                  ", claim_from!("q.k", "$7", "true"), ") AS id) AS pick \
-              JOIN @extschema@.chats c ON c.id = pick.id), \
+                  ", claim_from!("q.k", "$7", "true"), ") AS r OFFSET 0) AS pick \
+              WHERE (pick.r).id IS NOT NULL), \
           head AS ( \
               SELECT * FROM heads ORDER BY priority DESC, waiting_since, id LIMIT 1), \
           others AS ( \
-              SELECT q.k FROM queues q \
+              SELECT q.k, q.hp, q.hw FROM queues q \
               WHERE $3 AND (SELECT last_operator_id FROM head) = $1 AND ( \
                   coalesce((SELECT c.last_operator_id IS NULL OR c.last_operator_id <> $1 \
                             FROM @extschema@.chats c \
@@ -462,15 +465,14 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
                                  AND c.chat_state = 'waiting_assignment' AND c.is_active \
                                ORDER BY c.last_operator_id ASC NULLS LAST LIMIT 1), false))), \
           other AS ( \
-              SELECT o.* FROM others q CROSS JOIN LATERAL ( \
-                  SELECT c.id, c.priority, c.waiting_since, c.state_changed_at, c.team_id \
-                  FROM @extschema@.chats c \
-                  WHERE coalesce(c.team_id, ", no_team!(), ") = q.k \
-                    AND c.chat_state = 'waiting_assignment' AND c.is_active \
-                    AND c.last_operator_id IS DISTINCT FROM $1 \
-                  ORDER BY c.priority DESC, c.waiting_since, c.id \
-                  LIMIT 1 FOR NO KEY UPDATE OF c SKIP LOCKED) AS o \
-              ORDER BY o.priority DESC, o.waiting_since, o.id LIMIT 1), ",
+              SELECT (pick.r).id, (pick.r).priority, (pick.r).waiting_since, \
+                     (pick.r).state_changed_at, (pick.r).team_id \
+              FROM others q CROSS JOIN LATERAL (SELECT coalesce( \
+                  ", claim_from!("q.k", "'{}'::uuid[]", "w.last_operator_id IS DISTINCT FROM $1 AND w.priority = q.hp AND w.waiting_since >= q.hw"), ", \
+                  ", claim_from!("q.k", "'{}'::uuid[]", "w.last_operator_id IS DISTINCT FROM $1 AND w.priority < q.hp"), ", \
+                  ", claim_from!("q.k", "'{}'::uuid[]", "w.last_operator_id IS DISTINCT FROM $1"), ") AS r OFFSET 0) AS pick \
+              WHERE (pick.r).id IS NOT NULL \
+              ORDER BY (pick.r).priority DESC, (pick.r).waiting_since, (pick.r).id LIMIT 1), ",
         claim_take!()
     ),
     args: &[UUID, INT4, BOOL, TID, BOOL, BOOL, UUID_ARRAY, TEXT, BOOL, UUID_ARRAY, INT4_ARRAY, TIMESTAMPTZ_ARRAY],
@@ -489,9 +491,9 @@ pub static CLAIM_NEXT_CHAT_NO_TEAM: Statement = Statement {
               SELECT count(*) AS n FROM @extschema@.chats \
               WHERE assigned_operator_id = $1), \
           head AS ( \
-              SELECT c.id, c.last_operator_id, c.state_changed_at, c.waiting_since, c.team_id \
-              FROM @extschema@.chats c \
-              WHERE c.id = coalesce( \
+              SELECT (h.r).id, (h.r).last_operator_id, (h.r).state_changed_at, \
+                     (h.r).waiting_since, (h.r).team_id \
+              FROM (SELECT coalesce( \
                   ",
         claim_from!(
             no_team!(),
@@ -512,38 +514,53 @@ pub static CLAIM_NEXT_CHAT_NO_TEAM: Statement = Statement {
             "$7",
             "(SELECT n FROM open_count) < $2 AND (NOT $5 OR $6)"
         ),
-        ")), \
+        ") AS r OFFSET 0) AS h \
+              WHERE (h.r).id IS NOT NULL), \
           other AS ( \
-              SELECT c.id, c.state_changed_at, c.waiting_since, c.team_id \
-              FROM @extschema@.chats c \
-              WHERE $3 AND (SELECT last_operator_id FROM head) = $1 AND ( \
-                  coalesce((SELECT o.last_operator_id IS NULL OR o.last_operator_id <> $1 \
-                            FROM @extschema@.chats o \
-                            WHERE coalesce(o.team_id, ",
+              SELECT (o.r).id, (o.r).state_changed_at, (o.r).waiting_since, (o.r).team_id \
+              FROM (SELECT coalesce( \
+                  ",
+        claim_from!(
+            no_team!(),
+            "'{}'::uuid[]",
+            "w.last_operator_id IS DISTINCT FROM $1 AND w.priority = $10 AND w.waiting_since >= $11"
+        ),
+        ", \
+                  ",
+        claim_from!(
+            no_team!(),
+            "'{}'::uuid[]",
+            "w.last_operator_id IS DISTINCT FROM $1 AND w.priority < $10"
+        ),
+        ", \
+                  ",
+        claim_from!(
+            no_team!(),
+            "'{}'::uuid[]",
+            "w.last_operator_id IS DISTINCT FROM $1"
+        ),
+        ") AS r \
+                    WHERE $3 AND (SELECT last_operator_id FROM head) = $1 AND ( \
+                        coalesce((SELECT o.last_operator_id IS NULL OR o.last_operator_id <> $1 \
+                                  FROM @extschema@.chats o \
+                                  WHERE coalesce(o.team_id, ",
         no_team!(),
         ") = ",
         no_team!(),
         " \
-                              AND o.chat_state = 'waiting_assignment' AND o.is_active \
-                            ORDER BY o.last_operator_id DESC NULLS FIRST LIMIT 1), false) \
-                  OR coalesce((SELECT o.last_operator_id <> $1 \
-                               FROM @extschema@.chats o \
-                               WHERE coalesce(o.team_id, ",
+                                    AND o.chat_state = 'waiting_assignment' AND o.is_active \
+                                  ORDER BY o.last_operator_id DESC NULLS FIRST LIMIT 1), false) \
+                        OR coalesce((SELECT o.last_operator_id <> $1 \
+                                     FROM @extschema@.chats o \
+                                     WHERE coalesce(o.team_id, ",
         no_team!(),
         ") = ",
         no_team!(),
         " \
-                                 AND o.chat_state = 'waiting_assignment' AND o.is_active \
-                               ORDER BY o.last_operator_id ASC NULLS LAST LIMIT 1), false)) \
-                AND coalesce(c.team_id, ",
-        no_team!(),
-        ") = ",
-        no_team!(),
-        " \
-                AND c.chat_state = 'waiting_assignment' AND c.is_active \
-                AND c.last_operator_id IS DISTINCT FROM $1 \
-              ORDER BY c.priority DESC, c.waiting_since, c.id \
-              LIMIT 1 FOR NO KEY UPDATE OF c SKIP LOCKED), ",
+                                       AND o.chat_state = 'waiting_assignment' AND o.is_active \
+                                     ORDER BY o.last_operator_id ASC NULLS LAST LIMIT 1), false)) \
+                    OFFSET 0) AS o \
+              WHERE (o.r).id IS NOT NULL), ",
         claim_take!()
     ),
     args: &[UUID, INT4, BOOL, TID, BOOL, BOOL, UUID_ARRAY, TEXT, BOOL, INT4, TIMESTAMPTZ],

@@ -152,6 +152,15 @@ is($node->safe_psql('heads', qq{
 		ORDER BY a.id DESC OFFSET 1 LIMIT 1}),
 	't', "that chat is the early transaction's");
 
+# avoid_same_operator (on by default) with the head: an operator released from the chat at
+# the head gets the next one, searched from the head; another operator gets the released one.
+my $c206 = $node->safe_psql('heads', "SELECT assign_chat_to_operator('$op{heads}[0]')");
+is($chat_no{heads}{$c206}, 206, 'the first operator takes the head, chat 206');
+$node->safe_psql('heads', "SELECT release_and_reassign_chat('$c206')");
+is(next_claims($op{heads}[0], 1), '207',
+	'released from it, that operator is given the next chat, not its own again');
+is(next_claims($op{heads}[2], 1), '206', 'another operator then takes the released chat');
+
 # A chat put in the queue by the app's own SQL (no call to record it) waits at most until
 # the worker reads the queue from its start again, once a second.
 $node->safe_psql('heads', qq{
