@@ -191,6 +191,7 @@ build_start=$(ext_fingerprint)
 create_db() {
   local impl=$1 db=bench_$1
   psql_ -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+  psql_ -d "$db" -c "CREATE EXTENSION pg_prewarm"
   case $impl in
     a|a0) psql_ -d "$db" -c "CREATE EXTENSION chat_assign" ;;
     b) for f in "$BENCH"/plpgsql/[0-9]*.sql; do psql_ -d "$db" -f "$f"; done ;;
@@ -247,6 +248,12 @@ reset() {
                            WHERE chat_state <> 'waiting_assignment'" >/dev/null ;;
   esac
   psql_ -d "$db" -c "VACUUM ANALYZE"
+  # Every run starts with its database's tables and indexes in shared buffers, as far as
+  # they fit: the server restarts after each load (for the worker), and without this the
+  # implementation that runs first would read its pages from the OS cache.
+  psql_at -d "$db" -c "SELECT count(pg_prewarm(c.oid)) FROM pg_class c
+                       JOIN pg_namespace n ON n.oid = c.relnamespace
+                       WHERE c.relkind IN ('r', 'i') AND n.nspname = 'public'" >/dev/null
   # Every run starts just after a checkpoint, so each pays the full-page images of the
   # first change to every page it touches (with full_page_writes on), as after any checkpoint.
   psql_ -c "CHECKPOINT"

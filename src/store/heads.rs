@@ -26,7 +26,8 @@
 //!   progress is still waiting to that snapshot, so a claim that rolls back is never
 //!   passed), and publishes that or the lowest position placed since it noted the
 //!   generation, whichever is first. Once a second it reads from the queue's start instead,
-//!   for what no call noted (the app's own SQL on `chats`).
+//!   for what no call noted (the app's own SQL on `chats`); less often when that read is
+//!   long (see [`RESCAN_MICROS`]).
 //!
 //! What remains: a chat whose placement commits while the worker publishes can be passed by
 //! claims until its own callback lowers the head, a moment later; those claims ran while the
@@ -52,7 +53,12 @@ const SLOTS: usize = 256;
 const NO_TEAM: [u8; 16] = [0; 16];
 
 /// How often the worker reads each queue from its start (and looks for new teams), in µs.
+/// A read from the start walks every entry left dead since the oldest snapshot: when one
+/// takes longer than a hundredth of this, the next waits a hundred times as long as it took
+/// (under an hours-old snapshot the walk is millions of entries; the worker stays near 1%
+/// of a core, and an unrecorded placement waits longer).
 const RESCAN_MICROS: i64 = 1_000_000;
+const RESCAN_SPACING: i64 = 100;
 
 /// A place in a queue's order: higher priority first, then older `waiting_since`.
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
@@ -107,6 +113,8 @@ struct Slot {
     recorded: Position,
     generation: u64,
     rescanned_at: i64,
+    /// How long the last read from the queue's start took, µs.
+    rescan_micros: i64,
 }
 
 const FREE: Slot = Slot {
@@ -118,6 +126,7 @@ const FREE: Slot = Slot {
     recorded: Position::START,
     generation: 0,
     rescanned_at: 0,
+    rescan_micros: 0,
 };
 
 #[derive(Copy, Clone)]
@@ -208,6 +217,8 @@ enum Placed {
 thread_local! {
     static PENDING: RefCell<Vec<Placed>> = const { RefCell::new(Vec::new()) };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// When this worker last took in the database's queues.
+    static QUEUES_READ_AT: Cell<i64> = const { Cell::new(0) };
 }
 
 fn note(placed: Placed) {
@@ -297,8 +308,8 @@ pub fn forget_database() {
 }
 
 /// The worker's tick: moves each head of this database forward to the first waiting chat
-/// (see the module's comment). Once a second it also takes in new teams, drops the heads of
-/// teams that are gone and reads every queue from its start. Only in READ COMMITTED, where
+/// (see the module's comment). Once a second it also takes in new teams and drops the heads
+/// of teams that are gone, and reads each queue from its start (see [`RESCAN_MICROS`]). Only in READ COMMITTED, where
 /// each statement takes a new snapshot: the protocol needs the read to see every placement
 /// that committed before it.
 pub(super) fn advance(client: &mut SpiClient<'_>) -> ChatResult<()> {
@@ -309,14 +320,8 @@ pub(super) fn advance(client: &mut SpiClient<'_>) -> ChatResult<()> {
     let database = database();
     // SAFETY: the current time as PostgreSQL keeps it.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    let rescan = {
-        let heads = HEADS.share();
-        !heads
-            .slots
-            .iter()
-            .any(|s| s.used && s.database == database && now - s.rescanned_at < RESCAN_MICROS)
-    };
-    if rescan {
+    if now - QUEUES_READ_AT.get() >= RESCAN_MICROS {
+        QUEUES_READ_AT.set(now);
         let keys = exec(client, &QUEUE_KEYS, &[])?
             .map(|row| row.get::<Uuid>(1))
             .collect::<Result<Vec<_>, _>>()?;
@@ -362,7 +367,8 @@ pub(super) fn advance(client: &mut SpiClient<'_>) -> ChatResult<()> {
         let Some((generation, from)) = with_slot(database, &queue, |slot| {
             slot.generation += 1;
             slot.recorded = Position::END;
-            let from = if !slot.known || rescan {
+            let spacing = RESCAN_MICROS.max(RESCAN_SPACING * slot.rescan_micros);
+            let from = if !slot.known || now - slot.rescanned_at >= spacing {
                 slot.rescanned_at = now;
                 Position::START
             } else {
@@ -372,6 +378,9 @@ pub(super) fn advance(client: &mut SpiClient<'_>) -> ChatResult<()> {
         }) else {
             continue;
         };
+        let from_start = from == Position::START;
+        // SAFETY: the current time as PostgreSQL keeps it.
+        let started = unsafe { pg_sys::GetCurrentTimestamp() };
         // Read with a snapshot taken after the generation began.
         let first = exec(
             client,
@@ -394,7 +403,12 @@ pub(super) fn advance(client: &mut SpiClient<'_>) -> ChatResult<()> {
                 _ => return Err(ChatError::Internal("queue head without a place".into())),
             }
         };
+        // SAFETY: the current time as PostgreSQL keeps it.
+        let took = unsafe { pg_sys::GetCurrentTimestamp() } - started;
         with_slot(database, &queue, |slot| {
+            if from_start {
+                slot.rescan_micros = took;
+            }
             if slot.generation == generation {
                 slot.head = first.earliest(slot.recorded);
                 slot.known = true;
