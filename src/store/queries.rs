@@ -341,7 +341,7 @@ pub static COMPLETE_CHAT: Statement = Statement {
 /// newest, when a call changed it since the statement's snapshot), which is why the claim
 /// reads its columns from it rather than looking the id up again.
 macro_rules! claim_from {
-    ($key:expr, $except:literal, $range:literal) => {
+    ($key:expr, $except:literal, $range:expr) => {
         concat!(
             "(SELECT w FROM @extschema@.chats w \
               WHERE coalesce(w.team_id, ",
@@ -357,6 +357,29 @@ macro_rules! claim_from {
             " \
               ORDER BY w.priority DESC, w.waiting_since, w.id \
               LIMIT 1 FOR NO KEY UPDATE OF w SKIP LOCKED)"
+        )
+    };
+}
+
+/// The first free chat of a queue (`$key`) from its head (`$hp`, `$hw`: priority and
+/// `waiting_since`, NULL when the worker keeps none), as one row or NULL: the head's
+/// priority from its `waiting_since` on, else the lower priorities, else the whole queue
+/// (src/store/heads.rs), each through [`claim_from!`] with `$except` and the extra
+/// condition `$also` (SQL ending in `AND `, or empty).
+macro_rules! claim_first {
+    ($key:expr, $except:literal, $also:literal, $hp:literal, $hw:literal) => {
+        concat!(
+            "coalesce(",
+            claim_from!(
+                $key,
+                $except,
+                concat!($also, "w.priority = ", $hp, " AND w.waiting_since >= ", $hw)
+            ),
+            ", ",
+            claim_from!($key, $except, concat!($also, "w.priority < ", $hp)),
+            ", ",
+            claim_from!($key, $except, concat!($also, "true")),
+            ")"
         )
     };
 }
@@ -444,10 +467,8 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
           heads AS ( \
               SELECT (pick.r).id, (pick.r).priority, (pick.r).waiting_since, \
                      (pick.r).last_operator_id, (pick.r).state_changed_at, (pick.r).team_id \
-              FROM queues q CROSS JOIN LATERAL (SELECT coalesce( \
-                  ", claim_from!("q.k", "$7", "w.priority = q.hp AND w.waiting_since >= q.hw"), ", \
-                  ", claim_from!("q.k", "$7", "w.priority < q.hp"), ", \
-                  ", claim_from!("q.k", "$7", "true"), ") AS r OFFSET 0) AS pick \
+              FROM queues q CROSS JOIN LATERAL ( \
+                  SELECT ", claim_first!("q.k", "$7", "", "q.hp", "q.hw"), " AS r OFFSET 0) AS pick \
               WHERE (pick.r).id IS NOT NULL), \
           head AS ( \
               SELECT * FROM heads ORDER BY priority DESC, waiting_since, id LIMIT 1), \
@@ -467,10 +488,8 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
           other AS ( \
               SELECT (pick.r).id, (pick.r).priority, (pick.r).waiting_since, \
                      (pick.r).state_changed_at, (pick.r).team_id \
-              FROM others q CROSS JOIN LATERAL (SELECT coalesce( \
-                  ", claim_from!("q.k", "'{}'::uuid[]", "w.last_operator_id IS DISTINCT FROM $1 AND w.priority = q.hp AND w.waiting_since >= q.hw"), ", \
-                  ", claim_from!("q.k", "'{}'::uuid[]", "w.last_operator_id IS DISTINCT FROM $1 AND w.priority < q.hp"), ", \
-                  ", claim_from!("q.k", "'{}'::uuid[]", "w.last_operator_id IS DISTINCT FROM $1"), ") AS r OFFSET 0) AS pick \
+              FROM others q CROSS JOIN LATERAL ( \
+                  SELECT ", claim_first!("q.k", "'{}'::uuid[]", "w.last_operator_id IS DISTINCT FROM $1 AND ", "q.hp", "q.hw"), " AS r OFFSET 0) AS pick \
               WHERE (pick.r).id IS NOT NULL \
               ORDER BY (pick.r).priority DESC, (pick.r).waiting_since, (pick.r).id LIMIT 1), ",
         claim_take!()
@@ -493,53 +512,22 @@ pub static CLAIM_NEXT_CHAT_NO_TEAM: Statement = Statement {
           head AS ( \
               SELECT (h.r).id, (h.r).last_operator_id, (h.r).state_changed_at, \
                      (h.r).waiting_since, (h.r).team_id \
-              FROM (SELECT coalesce( \
-                  ",
-        claim_from!(
-            no_team!(),
-            "$7",
-            "w.priority = $10 AND w.waiting_since >= $11 AND (SELECT n FROM open_count) < $2 AND (NOT $5 OR $6)"
-        ),
-        ", \
-                  ",
-        claim_from!(
-            no_team!(),
-            "$7",
-            "w.priority < $10 AND (SELECT n FROM open_count) < $2 AND (NOT $5 OR $6)"
-        ),
-        ", \
-                  ",
-        claim_from!(
-            no_team!(),
-            "$7",
-            "(SELECT n FROM open_count) < $2 AND (NOT $5 OR $6)"
-        ),
-        ") AS r OFFSET 0) AS h \
+              FROM (SELECT ",
+        claim_first!(no_team!(), "$7", "", "$10", "$11"),
+        " AS r \
+                    WHERE (SELECT n FROM open_count) < $2 AND (NOT $5 OR $6) OFFSET 0) AS h \
               WHERE (h.r).id IS NOT NULL), \
           other AS ( \
               SELECT (o.r).id, (o.r).state_changed_at, (o.r).waiting_since, (o.r).team_id \
-              FROM (SELECT coalesce( \
-                  ",
-        claim_from!(
+              FROM (SELECT ",
+        claim_first!(
             no_team!(),
             "'{}'::uuid[]",
-            "w.last_operator_id IS DISTINCT FROM $1 AND w.priority = $10 AND w.waiting_since >= $11"
+            "w.last_operator_id IS DISTINCT FROM $1 AND ",
+            "$10",
+            "$11"
         ),
-        ", \
-                  ",
-        claim_from!(
-            no_team!(),
-            "'{}'::uuid[]",
-            "w.last_operator_id IS DISTINCT FROM $1 AND w.priority < $10"
-        ),
-        ", \
-                  ",
-        claim_from!(
-            no_team!(),
-            "'{}'::uuid[]",
-            "w.last_operator_id IS DISTINCT FROM $1"
-        ),
-        ") AS r \
+        " AS r \
                     WHERE $3 AND (SELECT last_operator_id FROM head) = $1 AND ( \
                         coalesce((SELECT o.last_operator_id IS NULL OR o.last_operator_id <> $1 \
                                   FROM @extschema@.chats o \
@@ -563,7 +551,19 @@ pub static CLAIM_NEXT_CHAT_NO_TEAM: Statement = Statement {
               WHERE (o.r).id IS NOT NULL), ",
         claim_take!()
     ),
-    args: &[UUID, INT4, BOOL, TID, BOOL, BOOL, UUID_ARRAY, TEXT, BOOL, INT4, TIMESTAMPTZ],
+    args: &[
+        UUID,
+        INT4,
+        BOOL,
+        TID,
+        BOOL,
+        BOOL,
+        UUID_ARRAY,
+        TEXT,
+        BOOL,
+        INT4,
+        TIMESTAMPTZ,
+    ],
     read_only: false,
 };
 
