@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The throughput benchmark. (a) chat_assign, (a0) chat_assign with change
 # events off, (b) the PL/pgSQL design apps ran before this extension (bench/plpgsql), (d) a plain PL/pgSQL peer of
-# the 0.2 contract (bench/peer) and (c) the floor (three single-row UPDATE commits per
-# cycle), side by side on the same data in one cluster: cycles/s, WAL bytes per cycle, assign
+# the 0.2 contract (bench/peer), (e) the write floor (the cycle's rows alone, written into
+# chat_assign's tables by three plain statements: bench/write_floor) and (c) the floor (three
+# single-row UPDATE commits per cycle), side by side on the same data in one cluster: cycles/s, WAL bytes per cycle, assign
 # latency; then, at the largest queue, the monitoring calls and two slow cases (an old
 # snapshot held open; the avoid-same-operator fallback). See bench/README.md.
 #
@@ -26,7 +27,7 @@
 #   BENCH_SNAPSHOT_SECONDS  slow case (i): how long a REPEATABLE READ transaction stays open
 #                    while 16 clients run the cycle, for (a) and (d) at the largest N
 #                    (default 60; 0 skips it)
-#   BENCH_IMPLS      implementations to run (default "a a0 b d c"; (a0) is skipped with a note
+#   BENCH_IMPLS      implementations to run (default "a a0 b d e c"; (a0) is skipped with a note
 #                    when the installed build has no chat_assign.events setting)
 #   BENCH_NOTIFY     chat_assign.notify for (a): on (the default, as installed) or off
 #   BENCH_KEEP_LOGS  1 = keep pgbench's per-transaction logs (hundreds of MB for a full run);
@@ -67,10 +68,10 @@ BENCH_BUILD=${BENCH_BUILD:-0}
 BENCH_KEEP_LOGS=${BENCH_KEEP_LOGS:-0}
 BENCH_DIR=${BENCH_DIR:-/tmp/chat_assign_bench}
 BENCH_PORT=${BENCH_PORT:-54360}
-IMPLS=${BENCH_IMPLS:-"a a0 b d c"}
+IMPLS=${BENCH_IMPLS:-"a a0 b d e c"}
 SNAPSHOT_CLIENTS=16
 has_impl() { [[ " $IMPLS " == *" $1 "* ]]; }
-uses_ext() { has_impl a || has_impl a0; }
+uses_ext() { has_impl a || has_impl a0 || has_impl e; }
 
 started=$(date +%s)
 log() { printf '== bench [%4ds] %s\n' "$(( $(date +%s) - started ))" "$*"; }
@@ -196,6 +197,7 @@ create_db() {
     a|a0) psql_ -d "$db" -c "CREATE EXTENSION chat_assign" ;;
     b) for f in "$BENCH"/plpgsql/[0-9]*.sql; do psql_ -d "$db" -f "$f"; done ;;
     d) for f in "$BENCH"/peer/[0-9]*.sql; do psql_ -d "$db" -f "$f"; done ;;
+    e) psql_ -d "$db" -c "CREATE EXTENSION chat_assign" -f "$BENCH/write_floor/schema.sql" ;;
     c) psql_ -d "$db" -f "$BENCH/floor/schema.sql" ;;
   esac
   if [ "$impl" = a0 ]; then
@@ -242,7 +244,7 @@ load() {
 reset() {
   local impl=$1 db=bench_$1
   case $impl in
-    a|a0|b|d) psql_at -d "$db" -c "SELECT count(real_user_send_message(id, 'bench: reset')) FROM chats
+    a|a0|b|d|e) psql_at -d "$db" -c "SELECT count(real_user_send_message(id, 'bench: reset')) FROM chats
                            WHERE chat_state IN ('assigned', 'waiting_real_user_reply')" >/dev/null ;;
     c) psql_at -d "$db" -c "UPDATE chats SET chat_state = 'waiting_assignment', assigned_operator_id = NULL
                            WHERE chat_state <> 'waiting_assignment'" >/dev/null ;;
