@@ -14,6 +14,7 @@
 #   STRESS_SEED         random seed                       (default: time based, printed)
 #   STRESS_DIR          cluster directory                 (default /tmp/ca_stress)
 #   STRESS_PORT         cluster port                      (default 54350)
+#   STRESS_WORKER       1 (default): preloaded, with the worker in the database; 0: no preload
 #   STRESS_DEADLOCK_TIMEOUT  the server's deadlock_timeout, which is also how long a lock
 #                       wait lasts before it is logged      (default 200ms; 20ms logs more)
 set -euo pipefail
@@ -25,6 +26,15 @@ STRESS_DIR=${STRESS_DIR:-/tmp/ca_stress}
 STRESS_PORT=${STRESS_PORT:-54350}
 STRESS_DEADLOCK_TIMEOUT=${STRESS_DEADLOCK_TIMEOUT:-200ms}
 DB=chat_assign_stress
+# STRESS_WORKER=1 (the default): chat_assign preloaded with its worker in the database, as
+# docs/operations.md deploys it, so that the claims start from the queue heads the worker
+# keeps (src/store/heads.rs) and try the head range alone first; 0: no preload (the claims
+# read each queue from its start, the path of a server without the worker).
+STRESS_WORKER=${STRESS_WORKER:-1}
+worker_conf=()
+if [ "$STRESS_WORKER" = 1 ]; then
+  worker_conf=("shared_preload_libraries = 'chat_assign'" "chat_assign.databases = '$DB'")
+fi
 BIN="$ROOT/tests/stress/target/stress/chat_assign_stress"
 
 echo "== stress: building tests/stress"
@@ -39,11 +49,21 @@ trap cleanup EXIT
 echo "== stress: starting PostgreSQL $PG_MAJOR in $STRESS_DIR on port $STRESS_PORT"
 # log_lock_waits: a wait longer than deadlock_timeout is logged with the statement inside the
 # call that waits (CONTEXT), so that a deadlock's log says which statements closed the cycle.
-cluster_start "$STRESS_DIR" "$STRESS_PORT" "deadlock_timeout = '$STRESS_DEADLOCK_TIMEOUT'" "log_lock_waits = on"
+cluster_start "$STRESS_DIR" "$STRESS_PORT" "deadlock_timeout = '$STRESS_DEADLOCK_TIMEOUT'" "log_lock_waits = on" \
+  "${worker_conf[@]}"
 
 psql_() { psql -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -U postgres "$@"; }
 psql_ -d postgres -c "CREATE DATABASE $DB"
 psql_ -d "$DB" -c "CREATE EXTENSION chat_assign"
+if [ "$STRESS_WORKER" = 1 ]; then
+  # The worker starts with the server, for the databases that exist then.
+  cluster_restart "$STRESS_DIR"
+  for _ in $(seq 50); do
+    [ "$(psql_ -d "$DB" -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'chat_assign%' AND datname = '$DB'")" != 0 ] && break
+    sleep 0.2
+  done
+  echo "== stress: the worker runs in $DB: $(psql_ -d "$DB" -At -c "SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type LIKE 'chat_assign%' AND datname = '$DB'")"
+fi
 
 echo "== stress: $STRESS_CONNECTIONS connections for $STRESS_SECONDS s"
 status=0

@@ -495,10 +495,8 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
         }
         // The claim announces what it takes (`assigned`).
         let events = event_in_statement();
-        let claimed = exec(
-            client,
-            claim,
-            &[
+        let args = || -> [DatumWithOid<'static>; 9] {
+            [
                 operator_id.into(),
                 max.into(),
                 avoid_same_operator.into(),
@@ -509,13 +507,31 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
                 "assigned".into(),
                 events.into(),
             ]
-            .into_iter()
-            .chain(head_args(in_team))
-            .collect::<Vec<_>>(),
-        )?;
-        let claimed = claimed.first();
-        let (open, chat) = claimed.get_two::<i64, Uuid>()?;
-        let open = open.unwrap_or(0);
+        };
+        // With a head known, its range first, in a statement a fraction of the full claim's
+        // size; the full claim when that takes nothing (see CLAIM_HEAD_NO_TEAM).
+        let head = if in_team {
+            None
+        } else {
+            heads::head_of_no_team()
+        };
+        let mut claimed = None;
+        if let Some(head) = head {
+            let fast = claim_with(
+                client,
+                &CLAIM_HEAD_NO_TEAM,
+                args()
+                    .into_iter()
+                    .chain([head.priority.into(), head.since_param().into()]),
+            )?;
+            if fast.1.is_some() || fast.0 >= i64::from(max) {
+                claimed = Some(fast);
+            }
+        }
+        let (open, chat) = match claimed {
+            Some(claimed) => claimed,
+            None => claim_with(client, claim, args().into_iter().chain(head_args(in_team)))?,
+        };
         if open >= i64::from(max) {
             return Err(ChatError::OperatorAtCapacity {
                 operator_id,
@@ -528,6 +544,18 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
         }
         Ok(chat)
     })
+}
+
+/// Runs a claim statement: the chats the operator held before it and the chat it took.
+fn claim_with<'a>(
+    client: &mut SpiClient<'_>,
+    stmt: &'static Statement,
+    args: impl Iterator<Item = DatumWithOid<'a>>,
+) -> ChatResult<(i64, Option<Uuid>)> {
+    let args: Vec<_> = args.collect();
+    let claimed = exec(client, stmt, &args)?;
+    let (open, chat) = claimed.first().get_two::<i64, Uuid>()?;
+    Ok((open.unwrap_or(0), chat))
 }
 
 /// Puts locked chats that are still assigned back in the queue and announces it; returns

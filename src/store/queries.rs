@@ -334,6 +334,69 @@ pub static COMPLETE_CHAT: Statement = Statement {
 
 // ---------------------------------------------------------------- assignment
 
+/// Whether some waiting chat of queue `$key` (an SQL expression) was last held by someone
+/// other than the caller `$1` (or by no one), in two index probes of
+/// `idx_chats_last_operator` (the ends of the queue's range of last operators; `$a` names
+/// the alias): when both ends are the caller's, every waiting chat of the queue is, and the
+/// avoid-same-operator search skips the queue instead of walking it to find nothing
+/// (written as ORDER BY ... LIMIT 1 so that the plan reads the index ends; as EXISTS it was
+/// planned as a scan of `chats`).
+macro_rules! someone_elses_waiting {
+    ($a:literal, $key:expr) => {
+        concat!(
+            "(",
+            last_operator_end!(
+                $a,
+                $key,
+                "IS NULL OR ",
+                $a,
+                ".last_operator_id <> $1",
+                "DESC NULLS FIRST"
+            ),
+            " OR ",
+            last_operator_end!($a, $key, "<> $1", "", "", "ASC NULLS LAST"),
+            ")"
+        )
+    };
+}
+
+/// One end of queue `$key`'s range of last operators in `idx_chats_last_operator`, tested
+/// with `last_operator_id $test...` (false when the queue is empty): see
+/// [`someone_elses_waiting!`].
+macro_rules! last_operator_end {
+    ($a:literal, $key:expr, $test:literal, $a2:literal, $test2:literal, $order:literal) => {
+        concat!(
+            "coalesce((SELECT ",
+            $a,
+            ".last_operator_id ",
+            $test,
+            $a2,
+            $test2,
+            " \
+                       FROM @extschema@.chats ",
+            $a,
+            " \
+                       WHERE coalesce(",
+            $a,
+            ".team_id, ",
+            no_team!(),
+            ") = ",
+            $key,
+            " \
+                         AND ",
+            $a,
+            ".chat_state = 'waiting_assignment' AND ",
+            $a,
+            ".is_active \
+                       ORDER BY ",
+            $a,
+            ".last_operator_id ",
+            $order,
+            " LIMIT 1), false)"
+        )
+    };
+}
+
 /// One range of a claim's queue (`$key`, an SQL expression): its first chat in queue order
 /// that meets `$range`, is not in `$except` and no one else holds, locked (a scalar
 /// subquery: its row, or NULL). A claim tries the ranges of the queue's head in turn and
@@ -474,17 +537,8 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
               SELECT * FROM heads ORDER BY priority DESC, waiting_since, id LIMIT 1), \
           others AS ( \
               SELECT q.k, q.hp, q.hw FROM queues q \
-              WHERE $3 AND (SELECT last_operator_id FROM head) = $1 AND ( \
-                  coalesce((SELECT c.last_operator_id IS NULL OR c.last_operator_id <> $1 \
-                            FROM @extschema@.chats c \
-                            WHERE coalesce(c.team_id, ", no_team!(), ") = q.k \
-                              AND c.chat_state = 'waiting_assignment' AND c.is_active \
-                            ORDER BY c.last_operator_id DESC NULLS FIRST LIMIT 1), false) \
-                  OR coalesce((SELECT c.last_operator_id <> $1 \
-                               FROM @extschema@.chats c \
-                               WHERE coalesce(c.team_id, ", no_team!(), ") = q.k \
-                                 AND c.chat_state = 'waiting_assignment' AND c.is_active \
-                               ORDER BY c.last_operator_id ASC NULLS LAST LIMIT 1), false))), \
+              WHERE $3 AND (SELECT last_operator_id FROM head) = $1 \
+                AND ", someone_elses_waiting!("c", "q.k"), "), \
           other AS ( \
               SELECT (pick.r).id, (pick.r).priority, (pick.r).waiting_since, \
                      (pick.r).state_changed_at, (pick.r).team_id \
@@ -498,6 +552,44 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
     read_only: false,
 };
 
+/// How both claims of an operator of no team begin: the chats the operator holds
+/// (`open_count`) and `head`, the chat `$pick` (an SQL expression: a locked `chats` row or
+/// NULL) when the operator has room and may take from the queue; the statement goes on
+/// with more conditions on `head` or its closing parenthesis.
+macro_rules! no_team_head {
+    ($pick:expr) => {
+        concat!(
+            "WITH open_count AS ( \
+                  SELECT count(*) AS n FROM @extschema@.chats \
+                  WHERE assigned_operator_id = $1), \
+              head AS ( \
+                  SELECT (h.r).id, (h.r).last_operator_id, (h.r).state_changed_at, \
+                         (h.r).waiting_since, (h.r).team_id \
+                  FROM (SELECT ",
+            $pick,
+            " AS r \
+                        WHERE (SELECT n FROM open_count) < $2 AND (NOT $5 OR $6) OFFSET 0) AS h \
+                  WHERE (h.r).id IS NOT NULL"
+        )
+    };
+}
+
+/// The parameters of both claims of an operator of no team: [`CLAIM_NEXT_CHAT`]'s first
+/// nine, then the head of the queue without a team (priority, `waiting_since`).
+const CLAIM_NO_TEAM_ARGS: &[Oid] = &[
+    UUID,
+    INT4,
+    BOOL,
+    TID,
+    BOOL,
+    BOOL,
+    UUID_ARRAY,
+    TEXT,
+    BOOL,
+    INT4,
+    TIMESTAMPTZ,
+];
+
 /// [`CLAIM_NEXT_CHAT`] for an operator who is a member of no team: the same parameters,
 /// result and choice, read from the one queue of chats without a team. A statement of its
 /// own so that its plan names neither `team_members` nor `teams`: a plan locks every table
@@ -506,17 +598,8 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
 /// partition locks; this claim and the rest of its call stay under sixteen.
 pub static CLAIM_NEXT_CHAT_NO_TEAM: Statement = Statement {
     sql: concat!(
-        "WITH open_count AS ( \
-              SELECT count(*) AS n FROM @extschema@.chats \
-              WHERE assigned_operator_id = $1), \
-          head AS ( \
-              SELECT (h.r).id, (h.r).last_operator_id, (h.r).state_changed_at, \
-                     (h.r).waiting_since, (h.r).team_id \
-              FROM (SELECT ",
-        claim_first!(no_team!(), "$7", "", "$10", "$11"),
-        " AS r \
-                    WHERE (SELECT n FROM open_count) < $2 AND (NOT $5 OR $6) OFFSET 0) AS h \
-              WHERE (h.r).id IS NOT NULL), \
+        no_team_head!(claim_first!(no_team!(), "$7", "", "$10", "$11")),
+        "), \
           other AS ( \
               SELECT (o.r).id, (o.r).state_changed_at, (o.r).waiting_since, (o.r).team_id \
               FROM (SELECT ",
@@ -528,42 +611,47 @@ pub static CLAIM_NEXT_CHAT_NO_TEAM: Statement = Statement {
             "$11"
         ),
         " AS r \
-                    WHERE $3 AND (SELECT last_operator_id FROM head) = $1 AND ( \
-                        coalesce((SELECT o.last_operator_id IS NULL OR o.last_operator_id <> $1 \
-                                  FROM @extschema@.chats o \
-                                  WHERE coalesce(o.team_id, ",
-        no_team!(),
-        ") = ",
-        no_team!(),
+                    WHERE $3 AND (SELECT last_operator_id FROM head) = $1 AND ",
+        someone_elses_waiting!("o", no_team!()),
         " \
-                                    AND o.chat_state = 'waiting_assignment' AND o.is_active \
-                                  ORDER BY o.last_operator_id DESC NULLS FIRST LIMIT 1), false) \
-                        OR coalesce((SELECT o.last_operator_id <> $1 \
-                                     FROM @extschema@.chats o \
-                                     WHERE coalesce(o.team_id, ",
-        no_team!(),
-        ") = ",
-        no_team!(),
-        " \
-                                       AND o.chat_state = 'waiting_assignment' AND o.is_active \
-                                     ORDER BY o.last_operator_id ASC NULLS LAST LIMIT 1), false)) \
                     OFFSET 0) AS o \
               WHERE (o.r).id IS NOT NULL), ",
         claim_take!()
     ),
-    args: &[
-        UUID,
-        INT4,
-        BOOL,
-        TID,
-        BOOL,
-        BOOL,
-        UUID_ARRAY,
-        TEXT,
-        BOOL,
-        INT4,
-        TIMESTAMPTZ,
-    ],
+    args: CLAIM_NO_TEAM_ARGS,
+    read_only: false,
+};
+
+/// [`CLAIM_NEXT_CHAT_NO_TEAM`]'s common case, tried first when the worker keeps the head
+/// of the queue without a team (`$10`, `$11`): the first free chat of the head's priority
+/// from its `waiting_since` on, taken unless avoid_same_operator (`$3`) is on, the caller
+/// was its last operator and some waiting chat is someone else's (the full claim's two
+/// probes: an operator alone on duty is not sent to the full claim each time). The same
+/// parameters, the same result row, the same choice when it takes a chat; when it takes
+/// none (nothing free in that range, or the caller's own chat at the head while another's
+/// waits: the other ranges and the search for someone else's chat decide) the caller runs
+/// [`CLAIM_NEXT_CHAT_NO_TEAM`], which finds the same chats first. Why a second statement:
+/// PostgreSQL sets up every part of a plan when the statement starts, used or not, and the
+/// full claim's six queue ranges (each a scan, a lock and a limit) and two probes made that
+/// set-up a quarter of an assignment's CPU; this one has one range and the probes.
+pub static CLAIM_HEAD_NO_TEAM: Statement = Statement {
+    sql: concat!(
+        no_team_head!(claim_from!(
+            no_team!(),
+            "$7",
+            "w.priority = $10 AND w.waiting_since >= $11"
+        )),
+        " \
+                AND (NOT $3 OR (h.r).last_operator_id IS DISTINCT FROM $1 \
+                     OR NOT ",
+        someone_elses_waiting!("o", no_team!()),
+        ")), \
+          other AS ( \
+              SELECT NULL::uuid AS id, NULL::timestamptz AS state_changed_at, \
+                     NULL::timestamptz AS waiting_since, NULL::uuid AS team_id WHERE false), ",
+        claim_take!()
+    ),
+    args: CLAIM_NO_TEAM_ARGS,
     read_only: false,
 };
 
