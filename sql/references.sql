@@ -235,3 +235,63 @@ CREATE TRIGGER team_members_count_insert AFTER INSERT ON team_members
 CREATE TRIGGER team_members_count_update AFTER UPDATE ON team_members
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION team_members_count();
+
+-- operators.held_chat_ids: every chat the operator holds, and perhaps some it no longer
+-- holds. A claim counts the operator's chats by looking these up by id instead of through
+-- idx_chats_assigned_operator, whose dead entries (one per assignment until vacuum removes
+-- them, and vacuum removes none while an old snapshot stays open) it would otherwise read
+-- every time (src/store/queries.rs, open_count!). Whatever gives an operator a chat adds
+-- the chat under the operator's lock: the functions in the same statement (a claim also
+-- drops the ids it found released), and any other write (an app's direct UPDATE, a bulk
+-- load, the import, a restore) through the triggers below. A release leaves the id: it
+-- would have to lock the operator while holding the chat, the opposite order of a claim.
+-- An app's direct write that gives a chat to an operator does take the operator's lock
+-- after the chat's, so it waits for a call that holds that operator (a claim never waits
+-- for a chat; a transfer of that very chat to that operator would, and PostgreSQL then
+-- aborts one of the two, 40P01). A restore that copies the operators and then the chats
+-- adds ids that are there already: the guard below skips them.
+CREATE FUNCTION chats_note_holders() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Appends only (the newest row version, after any wait for the operator's lock): what
+    -- this statement's snapshot says about the other ids must not drop one that a call
+    -- which held the lock has just given.
+    IF TG_OP = 'INSERT' THEN
+        UPDATE @extschema@.operators o
+           SET held_chat_ids = o.held_chat_ids OPERATOR(pg_catalog.||) g.ids
+        FROM (SELECT n.assigned_operator_id AS operator_id, pg_catalog.array_agg(n.id) AS ids
+              FROM new_rows n WHERE n.assigned_operator_id IS NOT NULL
+              GROUP BY n.assigned_operator_id) g
+        WHERE o.id OPERATOR(pg_catalog.=) g.operator_id
+          AND NOT (g.ids OPERATOR(pg_catalog.<@) o.held_chat_ids);
+    ELSE
+        UPDATE @extschema@.operators o
+           SET held_chat_ids = o.held_chat_ids OPERATOR(pg_catalog.||) g.ids
+        FROM (SELECT n.assigned_operator_id AS operator_id, pg_catalog.array_agg(n.id) AS ids
+              FROM new_rows n WHERE n.assigned_operator_id IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM old_rows r
+                                WHERE r.id OPERATOR(pg_catalog.=) n.id
+                                  AND r.assigned_operator_id OPERATOR(pg_catalog.=) n.assigned_operator_id)
+              GROUP BY n.assigned_operator_id) g
+        WHERE o.id OPERATOR(pg_catalog.=) g.operator_id
+          AND NOT (g.ids OPERATOR(pg_catalog.<@) o.held_chat_ids);
+    END IF;
+    RETURN NULL;
+END
+$$;
+-- The functions' own writes add their ids in the statement itself: with change events on
+-- (chat_assign.api_write set) the triggers do not run for them; with events off they run
+-- and find every id there already.
+CREATE TRIGGER chats_note_holders_insert AFTER INSERT ON chats
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT
+    WHEN (pg_catalog.current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION chats_note_holders();
+CREATE TRIGGER chats_note_holders_update AFTER UPDATE ON chats
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT
+    WHEN (pg_catalog.current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION chats_note_holders();

@@ -26,6 +26,10 @@ CREATE TABLE operators (
     -- trigger on team_members and remove_team_member, sql/references.sql): a claim reads it
     -- under the operator's lock and, for 0, runs a statement that names no team table.
     team_count           integer     NOT NULL DEFAULT 0,
+    -- Every chat the operator holds, and perhaps some it no longer does (a superset, kept
+    -- by whatever gives it a chat: sql/references.sql): a claim counts the operator's chats
+    -- by looking these up by id (src/store/queries.rs, open_count!).
+    held_chat_ids        uuid[]      NOT NULL DEFAULT '{}',
     CONSTRAINT operators_name_not_blank CHECK (btrim(name) <> ''),
     CONSTRAINT operators_capacity_positive CHECK (max_concurrent_chats >= 1),
     CONSTRAINT operators_status_valid CHECK (status IN ('online', 'away', 'offline'))
@@ -168,7 +172,9 @@ CREATE INDEX idx_chats_waiting_assignment
               priority DESC, waiting_since, id)
     INCLUDE (team_id)
     WHERE chat_state = 'waiting_assignment' AND is_active;
--- The chats an operator holds: capacity checks, deactivation, idle detection. Statements
+-- The chats an operator holds: deactivation, idle detection, the capacity checks of
+-- transfers and automatic assignment (a claim looks up the operator's held_chat_ids by id
+-- instead: an old snapshot keeps every dead entry here readable). Statements
 -- find assigned chats by `assigned_operator_id = x` or `IS NOT NULL` (the CHECK makes either
 -- mean "assigned"), never by `chat_state = 'assigned'`: that would let the planner read them
 -- through idx_chats_state_changed instead, which it does when ANALYZE saw few assigned chats,

@@ -1091,6 +1091,13 @@ $$;
                 text.contains("idx_chats_waiting_assignment"),
                 "plan: {text}"
             );
+            // The capacity check looks the operator's held_chat_ids up by id: through
+            // idx_chats_assigned_operator it would read every dead entry an old snapshot
+            // keeps (sql/references.sql).
+            assert!(
+                !text.contains("idx_chats_assigned_operator") && text.contains("chats_pkey"),
+                "the claim counts the operator's chats other than by id: {text}"
+            );
             if no_team {
                 assert!(
                     !text.contains(r#""Relation Name":"team_members""#)

@@ -65,6 +65,9 @@ FROM (VALUES
      WHERE c.chat_state = 'assigned' AND c.team_id IS NOT NULL
        AND NOT EXISTS (SELECT FROM team_members m
                         WHERE m.team_id = c.team_id AND m.operator_id = c.assigned_operator_id))),
+  ('operators: every chat an operator holds is in its held_chat_ids',
+   (SELECT count(*) FROM chats c JOIN operators o ON o.id = c.assigned_operator_id
+     WHERE NOT (c.id = ANY (o.held_chat_ids)))),
   ('teams: an operator with memberships has a team_count',
    (SELECT count(*) FROM operators o
      WHERE o.team_count = 0 AND EXISTS (SELECT FROM team_members m WHERE m.operator_id = o.id))),

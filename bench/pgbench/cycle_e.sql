@@ -1,13 +1,14 @@
 -- (e) the write floor: the rows one cycle of the contract writes, into chat_assign's own
 -- tables (bench/write_floor/schema.sql), each step ONE plain SQL statement sent by the
--- client, shaped like the functions' statements (src/store/queries.rs): the claim takes the
--- queue's first unlocked chat (SKIP LOCKED), assigns it, opens the assignment, sets the
--- operator's last_assigned_at and writes the event; the reply stores the message, releases
--- the assignment, frees the chat and writes the event; the user's reply stores the message,
--- puts the chat back in the queue and writes the event. Nothing else: no function call, no
--- lock or validation statement, no capacity check, no avoid-same-operator, no idempotency,
--- no queue heads, no event-id floor. What a cycle costs on this machine when nothing but its
--- rows is written: the ceiling of any implementation that writes them through these indexes.
+-- client, shaped like the functions' statements (src/store/queries.rs): the claim takes
+-- the queue's first unlocked chat (SKIP LOCKED), assigns it, opens the assignment, sets
+-- the operator's last_assigned_at and held_chat_ids and writes the event; the reply stores
+-- the message, releases the assignment, frees the chat and writes the event; the user's
+-- reply stores the message, puts the chat back in the queue and writes the event. Nothing
+-- else: no function call, no lock or validation statement, no capacity check, no
+-- avoid-same-operator, no idempotency, no queue heads, no event-id floor. What a cycle costs on
+-- this machine when nothing but its rows is written: the ceiling of any implementation
+-- that writes them through these indexes.
 --
 -- The steps and the per-client step variable are those of cycle_a.sql (see there).
 \set op :client_id + 1
@@ -27,7 +28,8 @@ assignment AS (
     INSERT INTO chat_assignments (chat_id, operator_id, assigned_at, last_activity_at)
     SELECT id, md5('op-' || :op::int)::uuid, now(), now() FROM chat),
 operator AS (
-    UPDATE operators SET last_assigned_at = now() WHERE id = md5('op-' || :op::int)::uuid AND EXISTS (SELECT 1 FROM chat)),
+    UPDATE operators SET last_assigned_at = now(), held_chat_ids = ARRAY(SELECT id FROM chat)
+    WHERE id = md5('op-' || :op::int)::uuid AND EXISTS (SELECT 1 FROM chat)),
 event AS (
     INSERT INTO chat_events (chat_id, old_state, new_state, operator_id, team_id, reason, at, since, waiting_since)
     SELECT pick.id, 'waiting_assignment', 'assigned', md5('op-' || :op::int)::uuid, pick.team_id, 'manual', now(),

@@ -524,11 +524,11 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
                     .into_iter()
                     .chain([head.priority.into(), head.since_param().into()]),
             )?;
-            if fast.1.is_some() || fast.0 >= i64::from(max) {
+            if fast.chat.is_some() || fast.open >= i64::from(max) {
                 claimed = Some(fast);
             }
         }
-        let (open, chat) = match claimed {
+        let Claimed { open, chat, .. } = match claimed {
             Some(claimed) => claimed,
             None => claim_with(client, claim, args().into_iter().chain(head_args(in_team)))?,
         };
@@ -546,16 +546,34 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
     })
 }
 
-/// Runs a claim statement: the chats the operator held before it and the chat it took.
+/// What a claim statement did: the chats the operator held before it, the chat it took, and
+/// where the operator's row is after it (moved when the claim took a chat).
+struct Claimed {
+    open: i64,
+    chat: Option<Uuid>,
+    row: Option<pg_sys::ItemPointerData>,
+}
+
+/// Runs a claim statement. No count means the statement did not find the operator's row at
+/// the `ctid` it was given (see `open_count!` in src/store/queries.rs): a caller's mistake,
+/// reported rather than taken for an operator who holds nothing.
 fn claim_with<'a>(
     client: &mut SpiClient<'_>,
     stmt: &'static Statement,
     args: impl Iterator<Item = DatumWithOid<'a>>,
-) -> ChatResult<(i64, Option<Uuid>)> {
+) -> ChatResult<Claimed> {
     let args: Vec<_> = args.collect();
     let claimed = exec(client, stmt, &args)?;
-    let (open, chat) = claimed.first().get_two::<i64, Uuid>()?;
-    Ok((open.unwrap_or(0), chat))
+    let claimed = claimed.first();
+    let (open, chat) = claimed.get_two::<i64, Uuid>()?;
+    let open = open.ok_or_else(|| {
+        ChatError::Internal("the claim did not find the operator's row at its ctid".into())
+    })?;
+    Ok(Claimed {
+        open,
+        chat,
+        row: claimed.get::<pg_sys::ItemPointerData>(3)?,
+    })
 }
 
 /// Puts locked chats that are still assigned back in the queue and announces it; returns
@@ -901,7 +919,7 @@ fn pull_now(
     let LockedOperator {
         is_active,
         max,
-        row,
+        mut row,
         status,
         ..
     } = operator;
@@ -913,10 +931,10 @@ fn pull_now(
     loop {
         // The claim announces what it takes (`auto_assigned`).
         let events = event_in_statement();
-        let claimed = exec(
+        let claimed = claim_with(
             client,
             claim,
-            &[
+            [
                 operator_id.into(),
                 max.into(),
                 avoid.into(),
@@ -928,19 +946,18 @@ fn pull_now(
                 events.into(),
             ]
             .into_iter()
-            .chain(head_args(in_team))
-            .collect::<Vec<_>>(),
+            .chain(head_args(in_team)),
         )?;
-        let claimed = claimed.first();
-        let (open, chat) = claimed.get_two::<i64, Uuid>()?;
-        if chat.is_none() {
+        let (Some(_), Some(moved)) = (claimed.chat, claimed.row) else {
             return Ok(given);
-        }
+        };
+        // The claim updated the operator's row: the next one finds it where it is now.
+        row = moved;
         if events {
             after_events(client)?;
         }
         given += 1;
-        if open.unwrap_or(0) + 1 >= i64::from(max) {
+        if claimed.open + 1 >= i64::from(max) {
             return Ok(given);
         }
     }

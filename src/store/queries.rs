@@ -50,6 +50,12 @@
 //! idle release locks chats and assignment rows with `SKIP LOCKED`, so a heartbeat in flight
 //! makes idle release pass the chat by rather than release it under the operator's feet.
 //!
+//! An app's own write to `chats` (not a call) that gives a chat to an operator adds the chat
+//! to the operator's `held_chat_ids` from a trigger (sql/references.sql), after the chat's
+//! lock: against the order above. It waits only while a call holds that operator, and a
+//! cycle closes only when that call then waits for a chat the write holds (a transfer of
+//! that chat to that operator, say); PostgreSQL aborts one of the two (`40P01`).
+//!
 //! The promise covers each call in its own transaction, which is how apps and RPC layers
 //! call them. A transaction that makes several calls holds the locks of the first while it
 //! makes the next, like any SQL: replying in chat A then assigning, while an admin
@@ -123,6 +129,21 @@ macro_rules! held_by {
         concat!(
             "(SELECT count(*) FROM @extschema@.chats held \
               WHERE held.assigned_operator_id = ",
+            $op,
+            ")"
+        )
+    };
+}
+
+/// What a statement that gives operator `$op` (an SQL expression; its row is the one being
+/// updated, locked since step 1) the chat `$1` writes as its `held_chat_ids`, before adding
+/// `$1`: the ids there that are still its chats, each looked up by id (see `open_count!`).
+macro_rules! still_held {
+    ($op:literal) => {
+        concat!(
+            "ARRAY(SELECT DISTINCT u.id FROM unnest(held_chat_ids) AS u(id) \
+                   WHERE u.id <> $1 \
+                     AND (SELECT h.assigned_operator_id FROM @extschema@.chats h WHERE h.id = u.id) = ",
             $op,
             ")"
         )
@@ -397,6 +418,33 @@ macro_rules! last_operator_end {
     };
 }
 
+/// How a claim begins: `held`, the chats the operator (`$1`, its locked row at `$4`) holds,
+/// and `open_count`, how many. Looked up by id from the operator's `held_chat_ids` (every
+/// chat it holds and perhaps some it no longer does: sql/references.sql), each through the
+/// primary key, rather than counted through `idx_chats_assigned_operator`: that index keeps
+/// an entry for every version of every chat the operator was ever given until vacuum can
+/// remove it, and while an old snapshot stays open (a long report, a REPEATABLE READ
+/// transaction) that is one more entry per assignment, every one of them read by every
+/// claim. A chat's own versions are few. Read after the operator's lock (step 1), which
+/// every assignment to it takes, so `held_chat_ids` misses no chat given to it; the claim
+/// writes back what is still held, plus the chat it takes (`claim_take!`). An id listed
+/// twice counts once (`DISTINCT` in the count: a `DISTINCT` of the rows would sort them in
+/// the claim's path). Should `$4` not be the operator's row (a caller that passed the
+/// `ctid` of a version its own earlier update replaced), `open_count` has no row: the claim
+/// takes nothing and returns no count, which the caller reports as an error, instead of
+/// counting an empty list.
+macro_rules! open_count {
+    () => {
+        "held AS ( \
+              SELECT u.id FROM @extschema@.operators o CROSS JOIN unnest(o.held_chat_ids) AS u(id) \
+              WHERE o.ctid = $4 AND o.id = $1 \
+                AND (SELECT h.assigned_operator_id FROM @extschema@.chats h WHERE h.id = u.id) = $1), \
+          open_count AS ( \
+              SELECT count(DISTINCT id) AS n FROM held \
+              HAVING EXISTS (SELECT 1 FROM @extschema@.operators o WHERE o.ctid = $4 AND o.id = $1))"
+    };
+}
+
 /// One range of a claim's queue (`$key`, an SQL expression): its first chat in queue order
 /// that meets `$range`, is not in `$except` and no one else holds, locked (a scalar
 /// subquery: its row, or NULL). A claim tries the ranges of the queue's head in turn and
@@ -449,9 +497,11 @@ macro_rules! claim_first {
 
 /// What both claim statements do with the chat they chose (`next`: the first free chat
 /// someone else last held, `other`, else the best head, `head`): assign it, open its
-/// assignment (which starts the heartbeat), stamp the operator, and write the change
+/// assignment (which starts the heartbeat), stamp the operator (`last_assigned_at`, and
+/// `held_chat_ids`: the chats of `held` and this one), and write the change
 /// event when `$9` (reason `$8`; see [`INSERT_EVENTS`]). Returns the chats the operator
-/// held before and the chat it got.
+/// held before, the chat it got and where the operator's row is now (its update moved it:
+/// a later claim in the same transaction must pass this `ctid`).
 macro_rules! claim_take {
     () => {
         "next AS ( \
@@ -469,15 +519,17 @@ macro_rules! claim_take {
               INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at, last_activity_at) \
               SELECT id, $1, now(), now() FROM chat RETURNING id), \
           operator AS ( \
-              UPDATE @extschema@.operators SET last_assigned_at = now() \
-              WHERE ctid = $4 AND id = $1 AND EXISTS (SELECT 1 FROM chat) RETURNING id), \
+              UPDATE @extschema@.operators \
+                 SET last_assigned_at = now(), \
+                     held_chat_ids = ARRAY(SELECT DISTINCT id FROM held) || (SELECT id FROM chat) \
+              WHERE ctid = $4 AND id = $1 AND EXISTS (SELECT 1 FROM chat) RETURNING ctid), \
           event AS ( \
               INSERT INTO @extschema@.chat_events \
                   (chat_id, old_state, new_state, operator_id, team_id, reason, at, since, waiting_since) \
               SELECT next.id, 'waiting_assignment', 'assigned', $1, next.team_id, $8, now(), \
                      next.state_changed_at, next.waiting_since \
               FROM chat JOIN next ON next.id = chat.id WHERE $9) \
-          SELECT (SELECT n FROM open_count), (SELECT id FROM chat)"
+          SELECT (SELECT n FROM open_count), (SELECT id FROM chat), (SELECT ctid FROM operator)"
     };
 }
 
@@ -488,8 +540,8 @@ macro_rules! claim_take {
 /// whole small `operators` table for `id = $1`), `$5` only from queues whose chats are
 /// pushed (an automatic assignment: teams whose routing is not `manual`, and the queue
 /// without a team when `$6`, `chat_assign.default_routing` is not `manual`). Returns one row: the chats
-/// the operator held before this call and the chat it got (NULL when at capacity or when
-/// nothing is free).
+/// the operator held before this call, the chat it got (NULL when at capacity or when
+/// nothing is free) and the operator row's new `ctid` (NULL when it took nothing).
 ///
 /// The operator may take from the queue of chats without a team and from the queue of each
 /// of its teams (`queues`; read in this statement, after the operator's lock, which every
@@ -514,9 +566,7 @@ macro_rules! claim_take {
 /// columns): one statement less per call (see `store::event_in_statement`).
 pub static CLAIM_NEXT_CHAT: Statement = Statement {
     sql: concat!(
-        "WITH open_count AS ( \
-              SELECT count(*) AS n FROM @extschema@.chats \
-              WHERE assigned_operator_id = $1), \
+        "WITH ", open_count!(), ", \
           keys AS ( \
               SELECT ", no_team!(), " AS k WHERE (SELECT n FROM open_count) < $2 AND (NOT $5 OR $6) \
               UNION ALL \
@@ -559,9 +609,9 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
 macro_rules! no_team_head {
     ($pick:expr) => {
         concat!(
-            "WITH open_count AS ( \
-                  SELECT count(*) AS n FROM @extschema@.chats \
-                  WHERE assigned_operator_id = $1), \
+            "WITH ",
+            open_count!(),
+            ", \
               head AS ( \
                   SELECT (h.r).id, (h.r).last_operator_id, (h.r).state_changed_at, \
                          (h.r).waiting_since, (h.r).team_id \
@@ -989,7 +1039,8 @@ pub static OPERATOR_ROOM: Statement = Statement {
 /// which becomes its last operator; `waiting_since` keeps its place should it be released.
 /// The transfer is recorded: from `$4` (the holder, or last operator) and the chat's team.
 pub static TRANSFER_TO_OPERATOR: Statement = Statement {
-    sql: "WITH released AS ( \
+    sql: concat!(
+        "WITH released AS ( \
               UPDATE @extschema@.chat_assignments SET released_at = greatest(now(), assigned_at), release_reason = $3 \
               WHERE id = (SELECT max(id) FROM @extschema@.chat_assignments WHERE chat_id = $1) AND released_at IS NULL \
               RETURNING id), \
@@ -1003,12 +1054,15 @@ pub static TRANSFER_TO_OPERATOR: Statement = Statement {
               INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at, last_activity_at) \
               SELECT id, $2, now(), now() FROM chat RETURNING id), \
           operator AS ( \
-              UPDATE @extschema@.operators SET last_assigned_at = now() WHERE id = $2 RETURNING id), \
+              UPDATE @extschema@.operators SET last_assigned_at = now(), \
+                                 held_chat_ids = ", still_held!("$2"), " || $1 \
+              WHERE id = $2 RETURNING id), \
           history AS ( \
               INSERT INTO @extschema@.chat_transfers (chat_id, from_operator_id, from_team_id, \
                                                       to_operator_id, to_team_id, reason) \
               SELECT id, $4, team_id, $2, team_id, $3 FROM chat RETURNING id) \
-          SELECT id FROM chat",
+          SELECT id FROM chat"
+    ),
     args: &[UUID, UUID, TEXT, UUID],
     read_only: false,
 };
@@ -1204,7 +1258,8 @@ pub static OPERATOR_FIT: Statement = Statement {
 /// assignment row (with its heartbeat), the operator's `last_assigned_at`. Returns since
 /// when the chat waited and its place (for its event).
 pub static ASSIGN_WAITING_CHAT: Statement = Statement {
-    sql: "WITH old AS ( \
+    sql: concat!(
+        "WITH old AS ( \
               SELECT state_changed_at, waiting_since FROM @extschema@.chats \
               WHERE id = $1 AND chat_state = 'waiting_assignment' AND is_active), \
           chat AS ( \
@@ -1216,9 +1271,11 @@ pub static ASSIGN_WAITING_CHAT: Statement = Statement {
               INSERT INTO @extschema@.chat_assignments (chat_id, operator_id, assigned_at, last_activity_at) \
               SELECT id, $2, now(), now() FROM chat RETURNING id), \
           operator AS ( \
-              UPDATE @extschema@.operators SET last_assigned_at = now() \
+              UPDATE @extschema@.operators SET last_assigned_at = now(), \
+                                 held_chat_ids = ", still_held!("$2"), " || $1 \
               WHERE id = $2 AND EXISTS (SELECT 1 FROM chat) RETURNING id) \
-          SELECT (SELECT id FROM chat), (SELECT state_changed_at FROM old), (SELECT waiting_since FROM old)",
+          SELECT (SELECT id FROM chat), (SELECT state_changed_at FROM old), (SELECT waiting_since FROM old)"
+    ),
     args: &[UUID, UUID],
     read_only: false,
 };
