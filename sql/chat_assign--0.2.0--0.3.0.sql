@@ -763,18 +763,18 @@ BEGIN
     RETURN NULL;
 END
 $$;
--- The functions' own writes add their ids in the statement itself: with change events on
--- (chat_assign.api_write set) the triggers do not run for them; with events off they run
--- and find every id there already.
+-- The functions list their chats in the statement that gives them: the triggers do not
+-- run for their writes (chat_assign.api_call is on for the length of every call, with
+-- change events on or off).
 CREATE TRIGGER chats_note_holders_insert AFTER INSERT ON chats
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT
-    WHEN (pg_catalog.current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on')
+    WHEN (pg_catalog.current_setting('chat_assign.api_call', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION chats_note_holders();
 CREATE TRIGGER chats_note_holders_update AFTER UPDATE ON chats
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT
-    WHEN (pg_catalog.current_setting('chat_assign.api_write', true) IS DISTINCT FROM 'on')
+    WHEN (pg_catalog.current_setting('chat_assign.api_call', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION chats_note_holders();
 
 -- Transfers, the full history: who had the chat (operator and team) and who has it after.

@@ -59,6 +59,11 @@ pub static EVENTS: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// writes, which its events count (sql/state_totals.sql). Internal: no SET can change it.
 pub static API_WRITE: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// On for the length of every call, change events or not: the triggers that list a chat
+/// given by a direct write in its operator's `held_chat_ids` skip the calls' writes, which
+/// list their chats in the statement (sql/references.sql). Internal like `API_WRITE`.
+pub static API_CALL: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 /// Milliseconds between two wake-up `NOTIFY chat_assign` of the worker (0: none).
 pub static NOTIFY_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(100);
 
@@ -148,6 +153,14 @@ pub fn register() {
         c"Set by chat_assign while one of its calls writes change events (read-only).",
         c"The monitoring totals triggers skip the writes of such a call: its events count them.",
         &API_WRITE,
+        GucContext::Internal,
+        GucFlags::NO_SHOW_ALL | GucFlags::DISALLOW_IN_FILE,
+    );
+    GucRegistry::define_bool_guc(
+        c"chat_assign.api_call",
+        c"Set by chat_assign for the length of each of its calls (read-only).",
+        c"The triggers that keep operators.held_chat_ids for direct writes skip the calls' writes: the calls keep it themselves.",
+        &API_CALL,
         GucContext::Internal,
         GucFlags::NO_SHOW_ALL | GucFlags::DISALLOW_IN_FILE,
     );
@@ -270,6 +283,16 @@ fn set_saved(name: &CStr, value: &CStr, context: pg_sys::GucContext::Type) {
 pub fn mark_api_write() {
     set_saved(
         c"chat_assign.api_write",
+        c"on",
+        pg_sys::GucContext::PGC_INTERNAL,
+    );
+}
+
+/// Sets `chat_assign.api_call` for the rest of the current function call, as
+/// [`mark_api_write`].
+pub fn mark_api_call() {
+    set_saved(
+        c"chat_assign.api_call",
         c"on",
         pg_sys::GucContext::PGC_INTERNAL,
     );

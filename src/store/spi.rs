@@ -94,6 +94,7 @@ pub(super) fn connect<R>(
                 "extension chat_assign is not installed in this database".into(),
             ));
         }
+        crate::guc::mark_api_call();
         if crate::guc::EVENTS.get() {
             crate::guc::mark_api_write();
         }
