@@ -1083,6 +1083,8 @@ $$;
                     vec![since].into(),
                 ]);
             }
+            // The operator's held_chat_ids, as its lock returns them.
+            args.push(vec![Uuid::from_bytes([1; 16])].into());
             let plan =
                 Spi::explain_with_args(&crate::store::resolved_sql(statement).unwrap(), &args)
                     .unwrap();
@@ -1210,6 +1212,11 @@ $$;
         let claim = |avoid: bool| -> (Option<i64>, Option<Uuid>) {
             let row: pgrx::pg_sys::ItemPointerData =
                 one("SELECT ctid FROM operators WHERE id = $1", &[op.into()]).unwrap();
+            let held: Vec<Uuid> = one(
+                "SELECT held_chat_ids FROM operators WHERE id = $1",
+                &[op.into()],
+            )
+            .unwrap();
             let sql = crate::store::resolved_sql(&CLAIM_HEAD_NO_TEAM).unwrap();
             let args: Vec<DatumWithOid> = vec![
                 op.into(),
@@ -1223,6 +1230,7 @@ $$;
                 true.into(),
                 Some(0i32).into(),
                 Some(since).into(),
+                held.into(),
             ];
             Spi::connect_mut(|client| {
                 let result = client.update(&sql, None, &args)?.first();

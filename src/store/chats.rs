@@ -389,6 +389,8 @@ pub(super) struct LockedOperator {
     pub(super) status: String,
     /// A member of some team: claims read the team queues too.
     pub(super) in_team: bool,
+    /// `held_chat_ids`: the chats it may hold, which a claim looks up (`open_count!`).
+    pub(super) held: Vec<Uuid>,
 }
 
 impl LockedOperator {
@@ -450,6 +452,7 @@ fn lock_operator_with(
             .ok_or_else(|| ChatError::Internal("operator row without ctid".into()))?,
         status: op.get::<String>(4)?.unwrap_or_default(),
         in_team: op.get::<bool>(5)? != Some(false),
+        held: op.get::<Vec<Uuid>>(6)?.unwrap_or_default(),
     }))
 }
 
@@ -466,6 +469,7 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
             max,
             mut row,
             status,
+            held,
             ..
         } = operator;
         if !is_active {
@@ -520,9 +524,11 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
             let fast = claim_with(
                 client,
                 &CLAIM_HEAD_NO_TEAM,
-                args()
-                    .into_iter()
-                    .chain([head.priority.into(), head.since_param().into()]),
+                args().into_iter().chain([
+                    head.priority.into(),
+                    head.since_param().into(),
+                    held.clone().into(),
+                ]),
             )?;
             if fast.chat.is_some() || fast.open >= i64::from(max) {
                 claimed = Some(fast);
@@ -530,7 +536,14 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
         }
         let Claimed { open, chat, .. } = match claimed {
             Some(claimed) => claimed,
-            None => claim_with(client, claim, args().into_iter().chain(head_args(in_team)))?,
+            None => claim_with(
+                client,
+                claim,
+                args()
+                    .into_iter()
+                    .chain(head_args(in_team))
+                    .chain([held.into()]),
+            )?,
         };
         if open >= i64::from(max) {
             return Err(ChatError::OperatorAtCapacity {
@@ -547,16 +560,17 @@ pub fn assign_chat(operator_id: Uuid, avoid_same_operator: bool) -> ChatResult<O
 }
 
 /// What a claim statement did: the chats the operator held before it, the chat it took, and
-/// where the operator's row is after it (moved when the claim took a chat).
+/// where the operator's row is after it and its new `held_chat_ids` (when it took a chat).
 struct Claimed {
     open: i64,
     chat: Option<Uuid>,
     row: Option<pg_sys::ItemPointerData>,
+    held: Vec<Uuid>,
 }
 
-/// Runs a claim statement. No count means the statement did not find the operator's row at
-/// the `ctid` it was given (see `open_count!` in src/store/queries.rs): a caller's mistake,
-/// reported rather than taken for an operator who holds nothing.
+/// Runs a claim statement. A chat taken without the update of the operator's row (the
+/// `ctid` passed was not the row's: a version this transaction's own update replaced) would
+/// leave the chat out of the operator's `held_chat_ids`: an error, which undoes the claim.
 fn claim_with<'a>(
     client: &mut SpiClient<'_>,
     stmt: &'static Statement,
@@ -566,13 +580,17 @@ fn claim_with<'a>(
     let claimed = exec(client, stmt, &args)?;
     let claimed = claimed.first();
     let (open, chat) = claimed.get_two::<i64, Uuid>()?;
-    let open = open.ok_or_else(|| {
-        ChatError::Internal("the claim did not find the operator's row at its ctid".into())
-    })?;
+    let row = claimed.get::<pg_sys::ItemPointerData>(3)?;
+    if chat.is_some() && row.is_none() {
+        return Err(ChatError::Internal(
+            "the claim did not find the operator's row at its ctid".into(),
+        ));
+    }
     Ok(Claimed {
-        open,
+        open: open.unwrap_or(0),
         chat,
-        row: claimed.get::<pg_sys::ItemPointerData>(3)?,
+        row,
+        held: claimed.get::<Vec<Uuid>>(4)?.unwrap_or_default(),
     })
 }
 
@@ -921,6 +939,7 @@ fn pull_now(
         max,
         mut row,
         status,
+        mut held,
         ..
     } = operator;
     if !is_active || status != "online" {
@@ -946,13 +965,16 @@ fn pull_now(
                 events.into(),
             ]
             .into_iter()
-            .chain(head_args(in_team)),
+            .chain(head_args(in_team))
+            .chain([held.clone().into()]),
         )?;
         let (Some(_), Some(moved)) = (claimed.chat, claimed.row) else {
             return Ok(given);
         };
-        // The claim updated the operator's row: the next one finds it where it is now.
+        // The claim updated the operator's row: the next one finds it where it is now, with
+        // the list it wrote.
         row = moved;
+        held = claimed.held;
         if events {
             after_events(client)?;
         }

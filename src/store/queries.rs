@@ -157,12 +157,14 @@ macro_rules! still_held {
 /// the same operator cannot both pass the capacity check, and no chat is given to an
 /// operator who is going offline or leaving its team. Returns the row's `ctid` too, for the
 /// claim's update of it, its presence, and whether it is a member of any team (which claim
-/// statement to run: [`CLAIM_NEXT_CHAT_NO_TEAM`] for none). `team_count` is 0 only for an
+/// statement to run: [`CLAIM_NEXT_CHAT_NO_TEAM`] for none), and the chats it may hold
+/// (`held_chat_ids`: what the claim counts). `team_count` is 0 only for an
 /// operator of no team: a membership's insert raises it in the same transaction (a trigger
 /// that updates this row, so the locked row's count is current) and only leaving a team
 /// through the API lowers it (sql/references.sql says why the other ways leave it high).
 pub static LOCK_OPERATOR: Statement = Statement {
-    sql: "SELECT is_active, max_concurrent_chats, ctid, status, team_count > 0 \
+    sql: "SELECT is_active, max_concurrent_chats, ctid, status, team_count > 0, \
+                 held_chat_ids \
           FROM @extschema@.operators WHERE id = $1 FOR NO KEY UPDATE",
     args: &[UUID],
     read_only: false,
@@ -418,30 +420,29 @@ macro_rules! last_operator_end {
     };
 }
 
-/// How a claim begins: `held`, the chats the operator (`$1`, its locked row at `$4`) holds,
-/// and `open_count`, how many. Looked up by id from the operator's `held_chat_ids` (every
-/// chat it holds and perhaps some it no longer does: sql/references.sql), each through the
-/// primary key, rather than counted through `idx_chats_assigned_operator`: that index keeps
-/// an entry for every version of every chat the operator was ever given until vacuum can
-/// remove it, and while an old snapshot stays open (a long report, a REPEATABLE READ
-/// transaction) that is one more entry per assignment, every one of them read by every
-/// claim. A chat's own versions are few. Read after the operator's lock (step 1), which
-/// every assignment to it takes, so `held_chat_ids` misses no chat given to it; the claim
-/// writes back what is still held, plus the chat it takes (`claim_take!`). An id listed
-/// twice counts once (`DISTINCT` in the count: a `DISTINCT` of the rows would sort them in
-/// the claim's path). Should `$4` not be the operator's row (a caller that passed the
-/// `ctid` of a version its own earlier update replaced), `open_count` has no row: the claim
-/// takes nothing and returns no count, which the caller reports as an error, instead of
-/// counting an empty list.
+/// How a claim begins: `held`, the chats the operator (`$1`) holds, and `open_count`, how
+/// many. Looked up by id from the operator's `held_chat_ids` (every chat it holds and
+/// perhaps some it no longer does: sql/references.sql), which the lock of step 1 returned
+/// and the caller passes as `$list`, each through the primary key, rather than counted
+/// through `idx_chats_assigned_operator`: that index keeps an entry for every version of
+/// every chat the operator was ever given until vacuum can remove it, and while an old
+/// snapshot stays open (a long report, a REPEATABLE READ transaction) that is one more
+/// entry per assignment, every one of them read by every claim. A chat's own versions are
+/// few. The list is the locked row's (a lock that waited returns the newest version), and
+/// every assignment to the operator takes that lock, so it misses no chat given to it; the
+/// claim writes back what is still held, plus the chat it takes, and returns the new list
+/// (`claim_take!`). An id listed twice counts once (`DISTINCT` in the count: a `DISTINCT`
+/// of the rows would sort them in the claim's path).
 macro_rules! open_count {
-    () => {
-        "held AS ( \
-              SELECT u.id FROM @extschema@.operators o CROSS JOIN unnest(o.held_chat_ids) AS u(id) \
-              WHERE o.ctid = $4 AND o.id = $1 \
-                AND (SELECT h.assigned_operator_id FROM @extschema@.chats h WHERE h.id = u.id) = $1), \
-          open_count AS ( \
-              SELECT count(DISTINCT id) AS n FROM held \
-              HAVING EXISTS (SELECT 1 FROM @extschema@.operators o WHERE o.ctid = $4 AND o.id = $1))"
+    ($list:literal) => {
+        concat!(
+            "held AS ( \
+                  SELECT u.id FROM unnest(",
+            $list,
+            "::uuid[]) AS u(id) \
+                  WHERE (SELECT h.assigned_operator_id FROM @extschema@.chats h WHERE h.id = u.id) = $1), \
+              open_count AS (SELECT count(DISTINCT id) AS n FROM held)"
+        )
     };
 }
 
@@ -500,8 +501,10 @@ macro_rules! claim_first {
 /// assignment (which starts the heartbeat), stamp the operator (`last_assigned_at`, and
 /// `held_chat_ids`: the chats of `held` and this one), and write the change
 /// event when `$9` (reason `$8`; see [`INSERT_EVENTS`]). Returns the chats the operator
-/// held before, the chat it got and where the operator's row is now (its update moved it:
-/// a later claim in the same transaction must pass this `ctid`).
+/// held before, the chat it got, and where the operator's row is now and its new list (its
+/// update moved it: a later claim in the same transaction must pass these). A chat taken
+/// without that update (`$4` not the row's `ctid`) is an error of the caller's
+/// (`store::chats::claim_with`).
 macro_rules! claim_take {
     () => {
         "next AS ( \
@@ -522,14 +525,16 @@ macro_rules! claim_take {
               UPDATE @extschema@.operators \
                  SET last_assigned_at = now(), \
                      held_chat_ids = ARRAY(SELECT DISTINCT id FROM held) || (SELECT id FROM chat) \
-              WHERE ctid = $4 AND id = $1 AND EXISTS (SELECT 1 FROM chat) RETURNING ctid), \
+              WHERE ctid = $4 AND id = $1 AND EXISTS (SELECT 1 FROM chat) \
+              RETURNING ctid, held_chat_ids), \
           event AS ( \
               INSERT INTO @extschema@.chat_events \
                   (chat_id, old_state, new_state, operator_id, team_id, reason, at, since, waiting_since) \
               SELECT next.id, 'waiting_assignment', 'assigned', $1, next.team_id, $8, now(), \
                      next.state_changed_at, next.waiting_since \
               FROM chat JOIN next ON next.id = chat.id WHERE $9) \
-          SELECT (SELECT n FROM open_count), (SELECT id FROM chat), (SELECT ctid FROM operator)"
+          SELECT (SELECT n FROM open_count), (SELECT id FROM chat), (SELECT ctid FROM operator), \
+                 (SELECT held_chat_ids FROM operator)"
     };
 }
 
@@ -541,7 +546,8 @@ macro_rules! claim_take {
 /// pushed (an automatic assignment: teams whose routing is not `manual`, and the queue
 /// without a team when `$6`, `chat_assign.default_routing` is not `manual`). Returns one row: the chats
 /// the operator held before this call, the chat it got (NULL when at capacity or when
-/// nothing is free) and the operator row's new `ctid` (NULL when it took nothing).
+/// nothing is free), and the operator row's new `ctid` and `held_chat_ids` (NULL when it
+/// took nothing). `$13`: the operator's `held_chat_ids` as its lock returned them.
 ///
 /// The operator may take from the queue of chats without a team and from the queue of each
 /// of its teams (`queues`; read in this statement, after the operator's lock, which every
@@ -566,7 +572,7 @@ macro_rules! claim_take {
 /// columns): one statement less per call (see `store::event_in_statement`).
 pub static CLAIM_NEXT_CHAT: Statement = Statement {
     sql: concat!(
-        "WITH ", open_count!(), ", \
+        "WITH ", open_count!("$13"), ", \
           keys AS ( \
               SELECT ", no_team!(), " AS k WHERE (SELECT n FROM open_count) < $2 AND (NOT $5 OR $6) \
               UNION ALL \
@@ -598,7 +604,21 @@ pub static CLAIM_NEXT_CHAT: Statement = Statement {
               ORDER BY (pick.r).priority DESC, (pick.r).waiting_since, (pick.r).id LIMIT 1), ",
         claim_take!()
     ),
-    args: &[UUID, INT4, BOOL, TID, BOOL, BOOL, UUID_ARRAY, TEXT, BOOL, UUID_ARRAY, INT4_ARRAY, TIMESTAMPTZ_ARRAY],
+    args: &[
+        UUID,
+        INT4,
+        BOOL,
+        TID,
+        BOOL,
+        BOOL,
+        UUID_ARRAY,
+        TEXT,
+        BOOL,
+        UUID_ARRAY,
+        INT4_ARRAY,
+        TIMESTAMPTZ_ARRAY,
+        UUID_ARRAY,
+    ],
     read_only: false,
 };
 
@@ -610,7 +630,7 @@ macro_rules! no_team_head {
     ($pick:expr) => {
         concat!(
             "WITH ",
-            open_count!(),
+            open_count!("$12"),
             ", \
               head AS ( \
                   SELECT (h.r).id, (h.r).last_operator_id, (h.r).state_changed_at, \
@@ -625,7 +645,8 @@ macro_rules! no_team_head {
 }
 
 /// The parameters of both claims of an operator of no team: [`CLAIM_NEXT_CHAT`]'s first
-/// nine, then the head of the queue without a team (priority, `waiting_since`).
+/// nine, then the head of the queue without a team (priority, `waiting_since`) and the
+/// operator's `held_chat_ids`.
 const CLAIM_NO_TEAM_ARGS: &[Oid] = &[
     UUID,
     INT4,
@@ -638,6 +659,7 @@ const CLAIM_NO_TEAM_ARGS: &[Oid] = &[
     BOOL,
     INT4,
     TIMESTAMPTZ,
+    UUID_ARRAY,
 ];
 
 /// [`CLAIM_NEXT_CHAT`] for an operator who is a member of no team: the same parameters,
@@ -1205,7 +1227,8 @@ pub static IN_PUSH_TEAM: Statement = Statement {
 /// operator's row when no one else holds it, with what [`LOCK_OPERATOR`] returns. A row this
 /// transaction already holds is returned too.
 pub static LOCK_OPERATOR_IF_FREE: Statement = Statement {
-    sql: "SELECT is_active, max_concurrent_chats, ctid, status, team_count > 0 \
+    sql: "SELECT is_active, max_concurrent_chats, ctid, status, team_count > 0, \
+                 held_chat_ids \
           FROM @extschema@.operators WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED",
     args: &[UUID],
     read_only: false,
