@@ -53,22 +53,36 @@ cluster_start "$STRESS_DIR" "$STRESS_PORT" "deadlock_timeout = '$STRESS_DEADLOCK
   "${worker_conf[@]}"
 
 psql_() { psql -X -q -v ON_ERROR_STOP=1 -h "$PGHOST" -p "$PGPORT" -U postgres "$@"; }
+worker_runs() {
+  [ "$(psql_ -d "$DB" -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'chat_assign%' AND datname = '$DB'")" != 0 ]
+}
 psql_ -d postgres -c "CREATE DATABASE $DB"
 psql_ -d "$DB" -c "CREATE EXTENSION chat_assign"
 if [ "$STRESS_WORKER" = 1 ]; then
   # The worker starts with the server, for the databases that exist then.
   cluster_restart "$STRESS_DIR"
   for _ in $(seq 50); do
-    [ "$(psql_ -d "$DB" -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'chat_assign%' AND datname = '$DB'")" != 0 ] && break
+    worker_runs && break
     sleep 0.2
   done
-  echo "== stress: the worker runs in $DB: $(psql_ -d "$DB" -At -c "SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type LIKE 'chat_assign%' AND datname = '$DB'")"
+  # A run meant to cover the worker's path (the claims from its queue heads) that ran
+  # without it would pass for the wrong reason: fail instead.
+  if ! worker_runs; then
+    echo "== stress: FAILED: the worker does not run in $DB (STRESS_WORKER=1)" >&2
+    tail -n 20 "$STRESS_DIR/server.log" >&2
+    exit 1
+  fi
+  echo "== stress: the worker runs in $DB"
 fi
 
 echo "== stress: $STRESS_CONNECTIONS connections for $STRESS_SECONDS s"
 status=0
 "$BIN" --dsn "host=$PGHOST port=$PGPORT user=postgres dbname=$DB" \
   --connections "$STRESS_CONNECTIONS" --seconds "$STRESS_SECONDS" || status=$?
+if [ "$STRESS_WORKER" = 1 ] && ! worker_runs; then
+  echo "== stress: the worker no longer runs in $DB after the run" >&2
+  status=1
+fi
 
 # For the record: how often a SKIP LOCKED statement waited all the same (PostgreSQL locking
 # the newer version of a row whose update committed just then; see spi::in_subtransaction),
